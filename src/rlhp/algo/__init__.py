@@ -1,0 +1,32 @@
+"""Algorithms on the shared loop, by `algo.name`; each module reads top to bottom on its own."""
+
+import importlib
+
+import gymnasium as gym
+import torch
+from omegaconf import DictConfig
+
+from rlhp.errors import ConfigError
+
+# name -> (module, class, action spaces it can act in)
+ALGOS = {"ppo": ("rlhp.algo.ppo", "PPO", (gym.spaces.Discrete, gym.spaces.Box))}
+
+
+def check(name: str, action_space: gym.Space | None = None) -> None:
+    """Raise ConfigError if the algorithm is unknown or cannot act in `action_space`."""
+    if name not in ALGOS:
+        raise ConfigError(f"unknown algo {name!r}; known: {', '.join(sorted(ALGOS))}")
+    spaces = ALGOS[name][2]
+    if action_space is not None and not isinstance(action_space, spaces):
+        kinds = " or ".join(s.__name__ for s in spaces)
+        raise ConfigError(
+            f"algo {name} needs {kinds} actions, but the env's action space is {action_space}"
+        )
+
+
+def make(cfg: DictConfig, env, device: torch.device):
+    """The agent for `cfg.algo` acting in `env` (a rlhp.env.VecEnv)."""
+    check(cfg.algo.name, env.action_space)
+    module, cls, _ = ALGOS[cfg.algo.name]
+    agent_cls = getattr(importlib.import_module(module), cls)
+    return agent_cls(cfg.algo, env, cfg.env.net, cfg.env.max_frame, device)

@@ -1,0 +1,59 @@
+"""Logging for one session: TensorBoard scalars (global_step = frame) and the run's metrics.csv."""
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+from torch.utils.tensorboard import SummaryWriter
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write text to path via a temporary file, fsync and rename: readers see old or new."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Logger:
+    """Writes each log row to TensorBoard and keeps metrics.csv current for all sessions.
+
+    A resumed session passes `purge_step`: TensorBoard drops events the killed run wrote after
+    its last checkpoint, so steps stay strictly increasing.
+    """
+
+    def __init__(self, run_dir: Path, session: int, purge_step: int | None = None):
+        self.run_dir, self.session = run_dir, session
+        self.writer = SummaryWriter(run_dir / "tb" / f"session{session}", purge_step=purge_step)
+
+    def log(self, history: list[dict]) -> None:
+        row = history[-1]
+        for key, value in row.items():
+            if key not in ("frame", "session") and not math.isnan(value):
+                self.writer.add_scalar(key, value, row["frame"])
+        self.writer.flush()
+        self._write_csv(history)
+
+    def _write_csv(self, history: list[dict]) -> None:
+        path = self.run_dir / "metrics.csv"
+        rows = pd.DataFrame(history).assign(session=self.session)
+        if path.exists():
+            old = pd.read_csv(path)
+            rows = pd.concat([old[old.session != self.session], rows], ignore_index=True)
+        cols = ["session", "frame"] + [c for c in rows.columns if c not in ("session", "frame")]
+        write_atomic(path, rows[cols].sort_values(["session", "frame"]).to_csv(index=False))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def log_hparams(run_dir: Path, hparams: dict, metrics: dict[str, float]) -> None:
+    """The run's hyperparameters and final metrics for TensorBoard's HParams dashboard."""
+    hparams = {
+        k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()
+    }
+    with SummaryWriter(run_dir / "tb") as writer:
+        writer.add_hparams(hparams, metrics, run_name="hparams")

@@ -1,0 +1,162 @@
+"""The shared train loop: one session of one algorithm in one vector env.
+
+It counts frames (env steps summed over the vector envs), tracks episode returns and
+`total_reward_ma` (the mean return of the last 100 episodes), and at every log point writes
+metrics, asks the reporter whether to go on (ASHA plugs in there) and checkpoints the whole
+training state. A session whose run directory holds a checkpoint resumes from it.
+"""
+
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from rlhp import algo as algos
+from rlhp.env import VecEnv
+from rlhp.log import Logger
+
+Reporter = Callable[[int, float], bool]  # (frame, total_reward_ma) -> continue?
+
+
+class Preempted(Exception):
+    """Raised after a checkpoint when the job was asked to stop (SLURM preemption, time limit)."""
+
+
+class Session:
+    """Trains `cfg.algo` on `cfg.env` for `cfg.env.max_frame` frames with seed `seed`."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, session: int, device: torch.device):
+        self.cfg, self.run_dir, self.session = cfg, run_dir, session
+        self.seed = cfg.seed + session
+        self.ckpt_path = run_dir / "checkpoints" / f"session{session}.pt"
+        self.stop_requested = False  # set from a signal handler: checkpoint and raise Preempted
+        random.seed(self.seed)
+        np.random.seed(self.seed)
+        torch.manual_seed(self.seed)
+        self.env = VecEnv(cfg, cfg.algo.gamma)
+        self.agent = algos.make(cfg, self.env, device)
+        self.frame, self.wall = 0, 0.0
+        self.history: list[dict] = []
+        self.recent = deque(maxlen=100)  # returns of the last 100 episodes
+        self.stopped_at: int | None = None
+
+    @property
+    def total_reward_ma(self) -> float:
+        return float(np.mean(self.recent)) if self.recent else float("nan")
+
+    def run(self, reporter: Reporter | None = None) -> dict:
+        """Train to max_frame (or until the reporter says stop); returns the session summary."""
+        resumed = self.ckpt_path.exists()
+        if resumed:
+            self._load()
+            if self.stopped_at is not None:
+                self.env.close()
+                return self.summary()
+        logger = Logger(self.run_dir, self.session, purge_step=self.frame + 1 if resumed else None)
+        cfg, num_envs = self.cfg, self.env.num_envs
+        obs = self.env.reset(seed=self.seed + self.frame)
+        next_log = (self.frame // cfg.log_frequency + 1) * cfg.log_frequency
+        start, last_time, last_frame = (
+            time.perf_counter() - self.wall,
+            time.perf_counter(),
+            self.frame,
+        )
+        episodes: list[float] = []
+        losses: dict[str, float] = {}
+        try:
+            while self.frame < cfg.env.max_frame or not self.agent.at_boundary:
+                action = self.agent.act(obs)
+                obs, reward, terminated, truncated, final_obs = self.env.step(action)
+                self.frame += num_envs
+                self.agent.observe(obs, reward, terminated, truncated, final_obs)
+                losses = self.agent.update(self.frame) or losses
+                for ret, _ in self.env.pop_episodes():
+                    self.recent.append(ret)
+                    episodes.append(ret)
+                if not self.agent.at_boundary:
+                    continue
+                if self.frame >= next_log or self.frame >= cfg.env.max_frame:
+                    now = time.perf_counter()
+                    self.wall = now - start
+                    self.history.append(
+                        {
+                            "frame": self.frame,
+                            "total_reward_ma": self.total_reward_ma,
+                            "episode_return": float(np.mean(episodes)) if episodes else np.nan,
+                            "fps": (self.frame - last_frame) / (now - last_time),
+                            "wall_s": self.wall,
+                            **losses,
+                        }
+                    )
+                    logger.log(self.history)
+                    episodes, last_time, last_frame = [], now, self.frame
+                    next_log = (self.frame // cfg.log_frequency + 1) * cfg.log_frequency
+                    if reporter is not None and not reporter(self.frame, self.total_reward_ma):
+                        self.stopped_at = self.frame
+                    self._save()
+                    if self.stopped_at is not None:
+                        break
+                if self.stop_requested:
+                    self.wall = time.perf_counter() - start
+                    self._save()
+                    raise Preempted(f"session {self.session} checkpointed at frame {self.frame}")
+        finally:
+            logger.close()
+            self.env.close()
+        torch.save(self.agent.state_dict(), self.run_dir / f"model_session{self.session}.pt")
+        return self.summary()
+
+    def summary(self) -> dict:
+        ma = np.array([row["total_reward_ma"] for row in self.history], dtype=float)
+        finite = ma[np.isfinite(ma)]
+        return {
+            "final": float(ma[-1]) if len(ma) else float("nan"),
+            "auc": float(finite.mean()) if len(finite) else float("nan"),
+            "max": float(finite.max()) if len(finite) else float("nan"),
+            "frame": self.frame,
+            "wall_s": self.wall,
+            "stopped_at": self.stopped_at,
+        }
+
+    def _save(self) -> None:
+        state = {
+            "frame": self.frame,
+            "wall": self.wall,
+            "history": self.history,
+            "recent": list(self.recent),
+            "stopped_at": self.stopped_at,
+            "agent": self.agent.state_dict(),
+            "env": self.env.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.ckpt_path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.ckpt_path)
+
+    def _load(self) -> None:
+        state = torch.load(self.ckpt_path, weights_only=False)
+        self.frame, self.wall, self.history = state["frame"], state["wall"], state["history"]
+        self.recent.extend(state["recent"])
+        self.stopped_at = state["stopped_at"]
+        self.agent.load_state_dict(state["agent"])
+        self.env.load_state_dict(state["env"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])

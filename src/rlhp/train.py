@@ -1,0 +1,141 @@
+"""Entry point: `python -m rlhp.train` trains one configuration; with `-m` it runs a search.
+
+The Hydra task function returns the objective (a float), so any Hydra sweeper can optimise it;
+the run directory also gets `result.yaml` with the per-session figures the rlhp sweeper records.
+"""
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from rlhp.errors import ConfigError
+from rlhp.log import log_hparams, write_atomic
+from rlhp.loop import Reporter, Session
+
+log = logging.getLogger("rlhp")
+
+# conf/ sits beside the package in a wheel and at the repository root in a source checkout.
+_HERE = Path(__file__).resolve().parent
+CONF_DIR = str(_HERE / "conf" if (_HERE / "conf").is_dir() else _HERE.parents[1] / "conf")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError (one line) for a configuration that cannot run."""
+    import gymnasium as gym
+
+    from rlhp import algo
+    from rlhp.env import check_env_id
+
+    if missing := sorted(OmegaConf.missing_keys(cfg)):
+        raise ConfigError(f"missing config value(s): {', '.join(missing)}")
+    if cfg.env.max_frame <= 0:
+        raise ConfigError(f"env.max_frame must be positive, got {cfg.env.max_frame}")
+    if cfg.log_frequency <= 0 or cfg.max_session <= 0 or cfg.env.num_envs <= 0:
+        raise ConfigError("log_frequency, max_session and env.num_envs must be positive")
+    if cfg.objective not in ("final", "auc"):
+        raise ConfigError(f"objective must be final or auc, got {cfg.objective!r}")
+    algo.check(cfg.algo.name)
+    check_env_id(cfg.env.id)
+    env = gym.make(cfg.env.id)
+    algo.check(cfg.algo.name, env.action_space)
+    env.close()
+
+
+def device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def reporter(cfg: DictConfig) -> Reporter | None:
+    """The ASHA coordinator's report for this trial, when a search scheduler is configured."""
+    scheduler = cfg.get("meta", {}).get("search_scheduler")
+    hydra_cfg = HydraConfig.get()
+    if not scheduler or hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    from rlhp.asha import Coordinator
+
+    coordinator = Coordinator(
+        Path(hydra_cfg.sweep.dir) / "asha",
+        grace_period=scheduler.grace_period,
+        reduction_factor=scheduler.reduction_factor,
+        max_t=scheduler.get("max_t") or cfg.env.max_frame,
+        mode=scheduler.get("mode", "max"),
+        brackets=scheduler.get("brackets", 1),
+    )
+    trial = hydra_cfg.job.num
+    return lambda frame, value: coordinator.report(trial, frame, value)
+
+
+def train(cfg: DictConfig) -> float:
+    """Run max_session sessions (seeds seed, seed+1, ...); return the mean objective."""
+    validate(cfg)
+    torch.set_num_threads(cfg.torch_threads)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    log.info("rlhp: outputs in %s (tensorboard --logdir %s)", run_dir, run_dir / "tb")
+    dev = device(cfg.device)
+    summaries = []
+    for s in range(cfg.max_session):
+        session = Session(cfg, run_dir, s, dev)
+        handler = lambda *_: setattr(session, "stop_requested", True)  # noqa: E731
+        for sig in (signal.SIGTERM, signal.SIGUSR2):
+            signal.signal(sig, handler)
+        # ASHA decides on the first session; later seeds only run for trials it lets through
+        summary = session.run(reporter(cfg) if s == 0 else None)
+        summaries.append(summary)
+        log.info("session %d: %s", s, summary)
+        if summary["stopped_at"] is not None:
+            break
+    scores = np.array([x[cfg.objective] for x in summaries])
+    result = {
+        "objective": float(scores.mean()),
+        "std": float(scores.std()),
+        "state": "stopped" if summaries[0]["stopped_at"] is not None else "complete",
+        "stopped_at": summaries[0]["stopped_at"],
+        "frame": int(sum(x["frame"] for x in summaries)),
+        "final": float(np.mean([x["final"] for x in summaries])),
+        "max": float(np.max([x["max"] for x in summaries])),
+        "wall_s": float(sum(x["wall_s"] for x in summaries)),
+        "sessions": summaries,
+    }
+    write_atomic(run_dir / "result.yaml", OmegaConf.to_yaml(OmegaConf.create(result)))
+    hparams = {
+        "env": cfg.env.name,
+        "seed": cfg.seed,
+        **{f"algo.{k}": v for k, v in OmegaConf.to_container(cfg.algo).items()},
+    }
+    metrics = {"objective": result["objective"], "final_total_reward_ma": result["final"]}
+    log_hparams(run_dir, hparams, {f"hparams/{k}": v for k, v in metrics.items()})
+    log.info(
+        "rlhp: objective %s = %.4f (std %.4f) in %s",
+        cfg.objective,
+        *scores.mean(keepdims=True),
+        scores.std(),
+        run_dir,
+    )
+    return result["objective"]
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    try:
+        return train(cfg)
+    except ConfigError as e:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"rlhp: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    main()
