@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from rlhp.config import check
 from rlhp.errors import ConfigError
 from rlhp.log import log_hparams, write_atomic
 from rlhp.loop import Reporter, Session
@@ -26,28 +27,6 @@ log = logging.getLogger("rlhp")
 # conf/ sits beside the package in a wheel and at the repository root in a source checkout.
 _HERE = Path(__file__).resolve().parent
 CONF_DIR = str(_HERE / "conf" if (_HERE / "conf").is_dir() else _HERE.parents[1] / "conf")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError (one line) for a configuration that cannot run."""
-    import gymnasium as gym
-
-    from rlhp import algo
-    from rlhp.env import check_env_id
-
-    if missing := sorted(OmegaConf.missing_keys(cfg)):
-        raise ConfigError(f"missing config value(s): {', '.join(missing)}")
-    if cfg.env.max_frame <= 0:
-        raise ConfigError(f"env.max_frame must be positive, got {cfg.env.max_frame}")
-    if cfg.log_frequency <= 0 or cfg.max_session <= 0 or cfg.env.num_envs <= 0:
-        raise ConfigError("log_frequency, max_session and env.num_envs must be positive")
-    if cfg.objective not in ("final", "auc"):
-        raise ConfigError(f"objective must be final or auc, got {cfg.objective!r}")
-    algo.check(cfg.algo.name)
-    check_env_id(cfg.env.id)
-    env = gym.make(cfg.env.id)
-    algo.check(cfg.algo.name, env.action_space)
-    env.close()
 
 
 def device(name: str) -> torch.device:
@@ -78,7 +57,7 @@ def reporter(cfg: DictConfig) -> Reporter | None:
 
 def train(cfg: DictConfig) -> float:
     """Run max_session sessions (seeds seed, seed+1, ...); return the mean objective."""
-    validate(cfg)
+    check(cfg)
     torch.set_num_threads(cfg.torch_threads)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     log.info("rlhp: outputs in %s (tensorboard --logdir %s)", run_dir, run_dir / "tb")

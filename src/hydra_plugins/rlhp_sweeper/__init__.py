@@ -1,0 +1,1 @@
+"""Hydra sweeper plugin `hydra/sweeper=rlhp`; the implementation lives in rlhp.sweep."""

@@ -1,0 +1,42 @@
+"""Structured config of the rlhp sweeper (`hydra.sweeper.*`), registered as hydra/sweeper=rlhp.
+
+Samplers come from the Hydra Optuna sweeper's `hydra/sweeper/sampler` group:
+tpe, random, grid, gp, cmaes, qmc, nsgaii.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ValidateConf:
+    top_k: int = 0  # re-run the best top_k configurations at the end of the search (0: off)
+    sessions: int = 4  # fresh seeds per re-run configuration
+
+
+@dataclass
+class RlhpSweeperConf:
+    _target_: str = "hydra_plugins.rlhp_sweeper.rlhp_sweeper.RlhpSweeper"
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
+    sampler: Any = MISSING
+    direction: str = "maximize"  # of the objective (total_reward_ma)
+    storage: str | None = None  # Optuna storage URL; default: JournalStorage file in the sweep dir
+    study_name: str = "rlhp"
+    n_trials: int = 20  # launched trials in the whole study, resumes included
+    max_concurrent: int | None = None  # trial slots; default: CPU cores locally, n_trials else
+    budget_hours: float | None = None  # no new trial starts after this much sweep time
+    max_failure_rate: float = 0.5  # stop the search when more trials than this fail
+    params: dict[str, str] = field(default_factory=dict)  # search space, Optuna sweeper grammar
+    constraints: list[str] = field(default_factory=list)  # a config matching any is rejected
+    prior: bool = True  # the composed config's current values run as the first trial
+    priors: dict[str, Any] = field(default_factory=dict)  # per-dimension prior values
+    dry_run: bool = False  # print the sampled configurations after constraints, train nothing
+    validate: ValidateConf = field(default_factory=ValidateConf)
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="rlhp", node=RlhpSweeperConf, provider="rlhp"
+)

@@ -1,0 +1,27 @@
+"""Checks of a composed configuration, shared by the train entry point and the sweeper."""
+
+from omegaconf import DictConfig, OmegaConf
+
+from rlhp.errors import ConfigError
+
+
+def check(cfg: DictConfig) -> None:
+    """Raise ConfigError (one line) for a configuration that cannot run."""
+    import gymnasium as gym
+
+    from rlhp import algo
+    from rlhp.env import check_env_id
+
+    if missing := sorted(OmegaConf.missing_keys(cfg)):
+        raise ConfigError(f"missing config value(s): {', '.join(missing)}")
+    if cfg.env.max_frame <= 0:
+        raise ConfigError(f"env.max_frame must be positive, got {cfg.env.max_frame}")
+    if cfg.log_frequency <= 0 or cfg.max_session <= 0 or cfg.env.num_envs <= 0:
+        raise ConfigError("log_frequency, max_session and env.num_envs must be positive")
+    if cfg.objective not in ("final", "auc"):
+        raise ConfigError(f"objective must be final or auc, got {cfg.objective!r}")
+    algo.check(cfg.algo.name)
+    check_env_id(cfg.env.id)
+    env = gym.make(cfg.env.id)
+    algo.check(cfg.algo.name, env.action_space)
+    env.close()

@@ -1,0 +1,1 @@
+"""The rlhp sweeper implementation (loaded lazily by hydra_plugins.rlhp_sweeper)."""

@@ -1,0 +1,142 @@
+"""The search space, written in the Hydra Optuna sweeper's grammar.
+
+`interval(a, b)` uniform, `tag(log, interval(a, b))` log-uniform, `int(interval(a, b))` randint,
+`range(a, b[, step])` ordered discrete values, `choice(...)` categorical (lists too). Parsing is
+the Optuna sweeper's own, so a search written for it reads the same here.
+"""
+
+import ast
+from collections.abc import Mapping
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from rlhp.errors import ConfigError
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "while evaluating" in ln or "mismatched input" in ln]
+    return (useful or lines or [type(e).__name__])[-1]
+
+
+def parse(params: Mapping[str, str], arguments: list[str]) -> tuple[dict, list[str]]:
+    """(distributions by dotted name, fixed overrides passed to every trial).
+
+    `params` (the preset's space) come first; command-line `arguments` add dimensions, replace
+    them, or fix a searched parameter to one value.
+    """
+    space: dict[str, BaseDistribution] = {}
+    fixed: dict[str, str] = {}
+    parser = OverridesParser.create()
+    for line in [f"{k}={v}" for k, v in params.items()] + list(arguments):
+        try:
+            override = parser.parse_override(line)
+            value = create_optuna_distribution_from_override(override)
+        except Exception as e:
+            raise ConfigError(f"bad search dimension {line!r}: {_first_line(e)}") from None
+        if override.is_delete():
+            fixed[line] = ""
+            continue
+        key = override.get_key_element()
+        if isinstance(value, BaseDistribution):
+            space[key] = value
+            fixed.pop(key, None)
+        else:
+            fixed[key] = value
+            space.pop(key, None)
+    return space, [k if v == "" else f"{k}={v}" for k, v in fixed.items()]
+
+
+def decode(value: Any) -> Any:
+    """A sampled value as the trial sees it: categorical choices come encoded as strings."""
+    if not isinstance(value, str):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def check_paths(space: Mapping[str, BaseDistribution], config: DictConfig) -> None:
+    """ConfigError for a searched path the composed config does not have (a wasted dimension)."""
+    groups = set(config.hydra.runtime.choices)
+    for name in space:
+        if name.startswith("+") or name in groups:
+            continue
+        if OmegaConf.select(config, name, default=KeyError) is KeyError:
+            raise ConfigError(f"searched parameter {name!r} does not exist in the composed config")
+
+
+def leaves(config: DictConfig, prefix: str = "") -> dict[str, Any]:
+    """Every leaf value of the config (without hydra's node) by dotted name."""
+    out = {}
+    for key, value in config.items():
+        if key == "hydra" and not prefix:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, DictConfig):
+            out.update(leaves(value, f"{name}."))
+        else:
+            out[name] = OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+    return out
+
+
+def prior(
+    space: Mapping[str, BaseDistribution], config: DictConfig, priors: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The prior trial's values: `priors` or the config's current value, where the space holds it."""
+    groups = config.hydra.runtime.choices
+    out = {}
+    for name, dist in space.items():
+        if name in priors:
+            value = priors[name]
+        elif name in groups:
+            value = groups[name]
+        else:
+            value = OmegaConf.select(config, name.lstrip("+"), default=None)
+            value = OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+        if (encoded := _encode(dist, value)) is not None:
+            out[name] = encoded
+    return out
+
+
+def _encode(dist: BaseDistribution, value: Any) -> Any:
+    """`value` in the distribution's own representation, or None if the space does not hold it."""
+    if value is None:
+        return None
+    if isinstance(dist, CategoricalDistribution):
+        return next((c for c in dist.choices if decode(c) == value), None)
+    if isinstance(dist, IntDistribution | FloatDistribution) and isinstance(value, int | float):
+        if not dist.low <= value <= dist.high:
+            return None
+        if dist.step is not None and abs((value - dist.low) / dist.step % 1) > 1e-9:
+            return None
+        return int(value) if isinstance(dist, IntDistribution) else float(value)
+    return None
+
+
+def grid(space: Mapping[str, BaseDistribution]) -> dict[str, list]:
+    """The grid sampler's search space; ConfigError for a continuous dimension."""
+    out = {}
+    for name, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            out[name] = list(dist.choices)
+        elif isinstance(dist, IntDistribution):
+            out[name] = list(range(dist.low, dist.high + 1, dist.step))
+        elif dist.step is not None:
+            n = round((dist.high - dist.low) / dist.step)
+            out[name] = [dist.low + i * dist.step for i in range(n + 1)]
+        else:
+            raise ConfigError(f"grid search needs discrete dimensions; {name!r} is continuous")
+    return out

@@ -1,0 +1,76 @@
+"""The sweep's `state.yaml` and the live progress line, computed from the study."""
+
+import sys
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+
+from rlhp.log import write_atomic
+
+
+def status(trial: FrozenTrial) -> str:
+    """complete / stopped / failed / rejected / running / waiting."""
+    if "rejected" in trial.user_attrs:
+        return "rejected"
+    return {
+        TrialState.COMPLETE: "complete",
+        TrialState.PRUNED: "stopped",
+        TrialState.FAIL: "failed",
+        TrialState.RUNNING: "running",
+        TrialState.WAITING: "waiting",
+    }[trial.state]
+
+
+def summary(study: optuna.Study, n_trials: int, elapsed: float, slots: int) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    counts = {s: 0 for s in ("complete", "stopped", "failed", "rejected", "running")}
+    for t in trials:
+        if (s := status(t)) in counts:
+            counts[s] += 1
+    done = counts["complete"] + counts["stopped"] + counts["failed"]
+    durations = [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in trials
+        if t.datetime_complete and t.datetime_start and status(t) != "rejected"
+    ]
+    remaining = max(n_trials - done, 0)
+    eta = sum(durations) / len(durations) * remaining / slots if durations else None
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = None
+    if complete:
+        b = study.best_trial
+        best = {"trial": b.number, "value": b.value, "params": b.params}
+    return {
+        "n_trials": n_trials,
+        **counts,
+        "running_trials": [t.number for t in trials if t.state == TrialState.RUNNING],
+        "best": best,
+        "elapsed_s": round(elapsed, 1),
+        "eta_s": None if eta is None else round(eta, 1),
+    }
+
+
+def write(sweep_dir: Path, state: dict) -> None:
+    write_atomic(sweep_dir / "state.yaml", OmegaConf.to_yaml(OmegaConf.create(state)))
+
+
+def progress(state: dict) -> None:
+    """One line, redrawn in place on a terminal, appended otherwise."""
+    best = state["best"]
+    eta = state["eta_s"]
+    line = (
+        f"rlhp: {state['complete']} complete, {state['stopped']} stopped, "
+        f"{state['failed']} failed, {state['rejected']} rejected, {state['running']} running"
+        f" of {state['n_trials']} | best {best['value']:.4g} (trial {best['trial']})"
+        if best
+        else f"rlhp: {state['complete']} complete, {state['stopped']} stopped, "
+        f"{state['failed']} failed, {state['rejected']} rejected, {state['running']} running"
+        f" of {state['n_trials']}"
+    )
+    line += f" | {state['elapsed_s']:.0f}s" + (f", eta {eta:.0f}s" if eta is not None else "")
+    if sys.stderr.isatty():
+        print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,265 @@
+"""The rlhp sweeper: Optuna samples, constraints filter, trial slots refill as soon as one frees.
+
+Each trial is launched alone through the configured Hydra launcher (submitit_local by default:
+one process per trial; submitit_slurm on a cluster) from a pool of `max_concurrent` threads,
+so there is no batch barrier. The study lives in an Optuna JournalStorage file in the sweep
+dir; re-running the same command resumes it: finished trials are kept and trials that were
+running are launched again under the same number, so they resume from their checkpoints.
+"""
+
+import logging
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import optuna
+from filelock import FileLock, Timeout
+from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.trial import Trial, TrialState
+
+from rlhp.config import check
+from rlhp.errors import ConfigError
+from rlhp.sweep import _constraint, _space, _state
+
+log = logging.getLogger("rlhp.sweep")
+MAX_REJECTIONS = 1000  # consecutive rejected samples before the constraints are called hopeless
+
+
+class SweeperImpl:
+    def __init__(self, sampler: Any, **cfg: Any) -> None:
+        self.sampler_cfg = sampler
+        self.cfg = OmegaConf.create(cfg)
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+
+    def sweep(self, arguments: list[str]) -> None:
+        try:
+            self._sweep(arguments)
+        except ConfigError as e:
+            print(f"rlhp: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    # -- set-up: everything that can be wrong is found here, before anything is launched
+
+    def _prepare(self, arguments: list[str]) -> None:
+        self.space, self.fixed = _space.parse(self.cfg.params, arguments)
+        if not self.space:
+            raise ConfigError("nothing to search: hydra.sweeper.params is empty")
+        _space.check_paths(self.space, self.config)
+        self.constraints = list(self.cfg.constraints)
+        known = set(self.space) | set(_space.leaves(self.config))
+        _constraint.check(self.constraints, known)
+        self.prior = _space.prior(self.space, self.config, self.cfg.priors)
+        check(self._trial_config({**self._any_params(), **self.prior}))
+        self.sampler = instantiate(
+            self.sampler_cfg,
+            _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*"),
+        )
+        self.is_grid = getattr(self.sampler, "func", None) is optuna.samplers.GridSampler
+        if self.is_grid:
+            self.sampler = self.sampler(_space.grid(self.space))
+        self.n_trials = self.cfg.n_trials
+        if self.n_trials <= 0:
+            raise ConfigError(f"hydra.sweeper.n_trials must be positive, got {self.n_trials}")
+        local = type(self.launcher).__name__ in ("LocalLauncher", "BasicLauncher")
+        self.slots = self.cfg.max_concurrent or (os.cpu_count() if local else self.n_trials)
+        if type(self.launcher).__name__ == "BasicLauncher" and self.slots > 1:
+            log.warning("the basic launcher runs trials in this process: one slot only")
+            self.slots = 1
+
+    def _any_params(self) -> dict[str, Any]:
+        """One valid value per dimension (the low end), to compose a config to check."""
+        out = {}
+        for name, dist in self.space.items():
+            out[name] = dist.choices[0] if hasattr(dist, "choices") else dist.low
+        return out
+
+    def _overrides(self, params: dict[str, Any]) -> list[str]:
+        return self.fixed + [f"{k}={v}" for k, v in params.items()]
+
+    def _trial_config(self, params: dict[str, Any]) -> DictConfig:
+        cfg = self.hydra_context.config_loader.load_sweep_config(
+            self.config, self._overrides(params)
+        )
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    def _values(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Values constraints are evaluated on: config leaves overridden by the sampled params."""
+        return {**self.leaves, **{k: _space.decode(v) for k, v in params.items()}}
+
+    # -- the search
+
+    def _sweep(self, arguments: list[str]) -> None:
+        self._prepare(arguments)
+        self.leaves = _space.leaves(self.config)
+        if self.cfg.dry_run:
+            return self._dry_run()
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.sweep_dir / ".controller.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise ConfigError(f"another rlhp sweep is running in {self.sweep_dir}") from None
+        with lock:
+            study = self._study()
+            self._run(study)
+            self._finish(study)
+
+    def _study(self) -> optuna.Study:
+        storage = self.cfg.storage
+        if storage is None or storage.endswith(".journal"):
+            path = storage or str(self.sweep_dir / "study.journal")
+            backend = optuna.storages.journal.JournalFileBackend(path)
+            storage = optuna.storages.JournalStorage(backend)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            study_name=self.cfg.study_name,
+            storage=storage,
+            sampler=self.sampler,
+            direction=self.cfg.direction,
+            load_if_exists=True,
+        )
+        if self.cfg.prior and self.prior and not study.get_trials(deepcopy=False):
+            study.enqueue_trial(self.prior, user_attrs={"prior": True})
+        return study
+
+    def _run(self, study: optuna.Study) -> None:
+        trials = study.get_trials(deepcopy=False)
+        resumed = [Trial(study, t._trial_id) for t in trials if t.state == TrialState.RUNNING]
+        launched = sum(1 for t in trials if _state.status(t) not in ("rejected", "waiting"))
+        self.elapsed0 = float(study.user_attrs.get("elapsed_s", 0.0))
+        self.start = time.time()
+        if launched:
+            log.info("resuming: %d trials launched before, %d to run again", launched, len(resumed))
+        failed = sum(1 for t in trials if _state.status(t) == "failed")
+        exhausted = False
+        running: dict[Future, Trial] = {}
+        with ThreadPoolExecutor(self.slots) as pool:
+            for trial in resumed:
+                running[pool.submit(self._launch, trial)] = trial
+            while True:
+                while (
+                    not exhausted
+                    and len(running) < self.slots
+                    and launched < self.n_trials
+                    and failed <= self.cfg.max_failure_rate * self.n_trials
+                    and not self._over_budget()
+                ):
+                    trial = self._ask(study)
+                    if trial is None:
+                        exhausted = True
+                        break
+                    launched += 1
+                    running[pool.submit(self._launch, trial)] = trial
+                self._report(study)
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    failed += not self._tell(study, running.pop(future), future)
+                study.set_user_attr("elapsed_s", self._elapsed())
+        if failed > self.cfg.max_failure_rate * self.n_trials:
+            raise ConfigError(
+                f"{failed} trials failed, more than max_failure_rate="
+                f"{self.cfg.max_failure_rate} of n_trials={self.n_trials}; see state.yaml"
+            )
+
+    def _elapsed(self) -> float:
+        return self.elapsed0 + time.time() - self.start
+
+    def _over_budget(self) -> bool:
+        hours = self.cfg.budget_hours
+        return hours is not None and self._elapsed() > hours * 3600
+
+    def _ask(self, study: optuna.Study) -> Trial | None:
+        """The next trial that breaks no constraint; None when a grid is exhausted."""
+        for _ in range(MAX_REJECTIONS):
+            if self.is_grid and self.sampler.is_exhausted(study):
+                return None
+            trial = study.ask(self.space)
+            if (expr := _constraint.violated(self.constraints, self._values(trial.params))) is None:
+                return trial
+            trial.set_user_attr("rejected", expr)
+            study.tell(trial, state=TrialState.FAIL)
+            log.info("rejected trial %d %s: matches %r", trial.number, trial.params, expr)
+        raise ConfigError(f"the constraints rejected {MAX_REJECTIONS} samples in a row")
+
+    def _launch(self, trial: Trial):
+        overrides = self._overrides(trial.params)
+        return self.launcher.launch([overrides], initial_job_idx=trial.number)[0]
+
+    def _tell(self, study: optuna.Study, trial: Trial, future: Future) -> bool:
+        """Record a finished trial; False when it failed."""
+        try:
+            ret = future.result()
+            value = float(ret.return_value)  # raises the trial's own exception
+            run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
+            result = OmegaConf.load(run_dir / "result.yaml")
+        except Exception as e:
+            error = "".join(traceback.format_exception_only(e)).strip()
+            trial.set_user_attr("error", error[-2000:])
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: %s", trial.number, error.splitlines()[-1][:300])
+            return False
+        for key in ("std", "frame", "final", "max", "wall_s"):
+            trial.set_user_attr(key, result[key])
+        trial.set_user_attr("sessions", len(result.sessions))
+        if value != value:  # NaN: no episode finished
+            trial.set_user_attr("error", "objective is NaN (no episode finished?)")
+            study.tell(trial, state=TrialState.FAIL)
+            return False
+        if result.state == "stopped":
+            trial.set_user_attr("stopped_at", result.stopped_at)
+            trial.report(value, step=result.stopped_at)
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, value)
+        return True
+
+    def _report(self, study: optuna.Study) -> None:
+        state = _state.summary(study, self.n_trials, self._elapsed(), self.slots)
+        _state.write(self.sweep_dir, state)
+        _state.progress(state)
+
+    def _finish(self, study: optuna.Study) -> None:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+        if not complete:
+            log.warning("no trial completed")
+            return
+        best = study.best_trial
+        results = {"name": "rlhp", "best_trial": best.number, "best_value": best.value}
+        results["best_params"] = best.params
+        OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
+        log.info("best trial %d: %.4f with %s", best.number, best.value, best.params)
+
+    def _dry_run(self) -> None:
+        """Print the first n_trials sampled configurations after constraints; train nothing."""
+        study = optuna.create_study(sampler=self.sampler, direction=self.cfg.direction)
+        if self.cfg.prior and self.prior:
+            study.enqueue_trial(self.prior)
+        for i in range(self.n_trials):
+            trial = self._ask(study)
+            if trial is None:
+                break
+            print(f"trial {i}: " + " ".join(self._overrides(trial.params)[len(self.fixed) :]))
+            study.tell(trial, state=TrialState.FAIL)
+        rejected = sum(1 for t in study.trials if "rejected" in t.user_attrs)
+        print(f"rlhp: dry run, {rejected} sampled configurations rejected by constraints")
