@@ -8,11 +8,13 @@ import logging
 import os
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 
 import hydra
 import numpy as np
 import torch
+from filelock import FileLock
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -55,6 +57,10 @@ def reporter(cfg: DictConfig) -> Reporter | None:
     return lambda frame, value: coordinator.report(trial, frame, value)
 
 
+def _request_stop(session: Session, *_) -> None:
+    session.stop_requested = True
+
+
 def train(cfg: DictConfig) -> float:
     """Run max_session sessions (seeds seed, seed+1, ...); return the mean objective."""
     check(cfg)
@@ -63,17 +69,18 @@ def train(cfg: DictConfig) -> float:
     log.info("rlhp: outputs in %s (tensorboard --logdir %s)", run_dir, run_dir / "tb")
     dev = device(cfg.device)
     summaries = []
-    for s in range(cfg.max_session):
-        session = Session(cfg, run_dir, s, dev)
-        handler = lambda *_: setattr(session, "stop_requested", True)  # noqa: E731
-        for sig in (signal.SIGTERM, signal.SIGUSR2):
-            signal.signal(sig, handler)
-        # ASHA decides on the first session; later seeds only run for trials it lets through
-        summary = session.run(reporter(cfg) if s == 0 else None)
-        summaries.append(summary)
-        log.info("session %d: %s", s, summary)
-        if summary["stopped_at"] is not None:
-            break
+    # a trial run again (resumed sweep, requeued job) waits for a stale copy of itself to end
+    with FileLock(run_dir / ".lock"):
+        for s in range(cfg.max_session):
+            session = Session(cfg, run_dir, s, dev)
+            for sig in (signal.SIGTERM, signal.SIGUSR2):
+                signal.signal(sig, partial(_request_stop, session))
+            # ASHA decides on the first session; later seeds only run for trials it lets through
+            summary = session.run(reporter(cfg) if s == 0 else None)
+            summaries.append(summary)
+            log.info("session %d: %s", s, summary)
+            if summary["stopped_at"] is not None:
+                break
     scores = np.array([x[cfg.objective] for x in summaries])
     result = {
         "objective": float(scores.mean()),

@@ -95,7 +95,7 @@ def leaves(config: DictConfig, prefix: str = "") -> dict[str, Any]:
 def prior(
     space: Mapping[str, BaseDistribution], config: DictConfig, priors: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The prior trial's values: `priors` or the config's current value, where the space holds it."""
+    """The prior trial: `priors` or the config's current values, where the space holds them."""
     groups = config.hydra.runtime.choices
     out = {}
     for name, dist in space.items():
