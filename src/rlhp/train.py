@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-from functools import partial
 from pathlib import Path
 
 import hydra
@@ -22,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlhp.config import check
 from rlhp.errors import ConfigError
 from rlhp.log import log_hparams, write_atomic
-from rlhp.loop import Reporter, Session
+from rlhp.loop import Preempted, Reporter, Session
 
 log = logging.getLogger("rlhp")
 
@@ -57,8 +56,30 @@ def reporter(cfg: DictConfig) -> Reporter | None:
     return lambda frame, value: coordinator.report(trial, frame, value)
 
 
-def _request_stop(session: Session, *_) -> None:
-    session.stop_requested = True
+class StopOnSignal:
+    """SIGTERM / SIGUSR2 (SLURM preemption, time limit) make the running session checkpoint at
+    its next boundary and raise Preempted; the handler that was there before (submitit's, which
+    requeues the job) then runs, so the trial resumes from that checkpoint."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+    def __init__(self):
+        self.previous = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+        self.session: Session | None = None
+        self.received: int | None = None
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame) -> None:
+        self.received = signum
+        if self.session is not None:
+            self.session.stop_requested = True
+
+    def hand_over(self) -> None:
+        """After the checkpoint: let the previous handler (e.g. submitit's requeue) act."""
+        handler = self.previous[self.received]
+        if callable(handler):
+            handler(self.received, None)
 
 
 def train(cfg: DictConfig) -> float:
@@ -71,12 +92,16 @@ def train(cfg: DictConfig) -> float:
     summaries = []
     # a trial run again (resumed sweep, requeued job) waits for a stale copy of itself to end
     with FileLock(run_dir / ".lock"):
+        stop = StopOnSignal()
         for s in range(cfg.max_session):
-            session = Session(cfg, run_dir, s, dev)
-            for sig in (signal.SIGTERM, signal.SIGUSR2):
-                signal.signal(sig, partial(_request_stop, session))
+            stop.session = session = Session(cfg, run_dir, s, dev)
+            session.stop_requested = stop.received is not None
             # ASHA decides on the first session; later seeds only run for trials it lets through
-            summary = session.run(reporter(cfg) if s == 0 else None)
+            try:
+                summary = session.run(reporter(cfg) if s == 0 else None)
+            except Preempted:
+                stop.hand_over()
+                raise
             summaries.append(summary)
             log.info("session %d: %s", s, summary)
             if summary["stopped_at"] is not None:
@@ -115,9 +140,12 @@ def train(cfg: DictConfig) -> float:
 def main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
-    except ConfigError as e:
+    except (ConfigError, Preempted) as e:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
+        if isinstance(e, Preempted):
+            print(f"rlhp: stopped: {e}; the same command resumes", file=sys.stderr)
+            sys.exit(1)
         print(f"rlhp: error: {e}", file=sys.stderr)
         sys.exit(2)
 
