@@ -33,6 +33,7 @@ class RlhpSweeperConf:
     constraints: list[str] = field(default_factory=list)  # a config matching any is rejected
     prior: bool = True  # the composed config's current values run as the first trial
     priors: dict[str, Any] = field(default_factory=dict)  # per-dimension prior values
+    requeue: bool = False  # a trial whose job was cancelled or killed runs again (else FAILED)
     dry_run: bool = False  # print the sampled configurations after constraints, train nothing
     validate: ValidateConf = field(default_factory=ValidateConf)
 

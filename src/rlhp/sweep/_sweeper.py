@@ -7,7 +7,9 @@ dir; re-running the same command resumes it: finished trials are kept and trials
 running are launched again under the same number, so they resume from their checkpoints.
 """
 
+import itertools
 import logging
+import math
 import os
 import sys
 import time
@@ -75,11 +77,28 @@ class SweeperImpl:
         self.n_trials = self.cfg.n_trials
         if self.n_trials <= 0:
             raise ConfigError(f"hydra.sweeper.n_trials must be positive, got {self.n_trials}")
-        local = type(self.launcher).__name__ in ("LocalLauncher", "BasicLauncher")
+        kind = type(self.launcher).__name__
+        local = kind in ("LocalLauncher", "BasicLauncher")
         self.slots = self.cfg.max_concurrent or (os.cpu_count() if local else self.n_trials)
-        if type(self.launcher).__name__ == "BasicLauncher" and self.slots > 1:
+        if kind == "BasicLauncher" and self.slots > 1:
             log.warning("the basic launcher runs trials in this process: one slot only")
             self.slots = 1
+        self.packer = None
+        if kind == "SlurmLauncher":
+            self._slurm()
+
+    def _slurm(self) -> None:
+        """Map meta.search_resources.gpu to whole GPUs per trial, or to shared host jobs."""
+        from rlhp.sweep import _slurm
+
+        _slurm.check(self.launcher.params.get("partition"))
+        gpu = OmegaConf.select(self.config, "meta.search_resources.gpu", default=0) or 0
+        if gpu >= 1:
+            self.launcher.params["gpus_per_node"] = math.ceil(gpu)
+        elif gpu > 0:
+            per_gpu = round(1 / gpu)
+            self.packer = _slurm.Packer(self.launcher, self.sweep_dir, per_gpu, self.cfg.requeue)
+            log.info("%d trials share each GPU (meta.search_resources.gpu=%s)", per_gpu, gpu)
 
     def _any_params(self) -> dict[str, Any]:
         """One valid value per dimension (the low end), to compose a config to check."""
@@ -174,6 +193,8 @@ class SweeperImpl:
                 for future in done:
                     failed += not self._tell(study, running.pop(future), future)
                 study.set_user_attr("elapsed_s", self._elapsed())
+        if self.packer is not None:
+            self.packer.close()
         if failed > self.cfg.max_failure_rate * self.n_trials:
             raise ConfigError(
                 f"{failed} trials failed, more than max_failure_rate="
@@ -202,7 +223,17 @@ class SweeperImpl:
 
     def _launch(self, trial: Trial):
         overrides = self._overrides(trial.params)
-        return self.launcher.launch([overrides], initial_job_idx=trial.number)[0]
+        if self.packer is not None:
+            return self.packer.run(trial.number, overrides)
+        for attempt in itertools.count(1):
+            try:
+                return self.launcher.launch([overrides], initial_job_idx=trial.number)[0]
+            except (
+                Exception
+            ) as e:  # the job ended without a result: cancelled, killed, node failure
+                if not self.cfg.requeue or attempt > self.launcher.params.get("max_num_timeout", 3):
+                    raise
+                log.warning("trial %d's job ended (%s): queued again", trial.number, e)
 
     def _tell(self, study: optuna.Study, trial: Trial, future: Future) -> bool:
         """Record a finished trial; False when it failed."""

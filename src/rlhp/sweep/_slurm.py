@@ -1,0 +1,285 @@
+"""SLURM: a reachability check, and several trials sharing one GPU.
+
+Host jobs each hold one GPU and run `per_gpu` trials at once.
+
+SLURM allocates whole GPUs on most clusters, so `meta.search_resources.gpu: 0.125` cannot be a
+job's request. Instead the sweeper submits *host* jobs (one GPU, per_gpu times the CPUs and
+memory of a trial) through submitit. A host claims queued trials from the sweep dir by an atomic
+rename, runs each in its own process exactly as the submitit launcher would run it (same Hydra
+job, same trial directory, same ASHA reports), and writes the JobReturn back. A slot thread in
+the sweeper waits for its trial's result, so slots stay asynchronous: the moment one trial ends,
+its host claims the next.
+
+Preemption: a host that receives SIGUSR2 or SIGTERM passes it to its trials, which checkpoint;
+their claims go back to the queue and the sweeper starts a new host to resume them. A trial
+preempted more than `max_num_timeout` times fails. A host that dies without a word (scancel,
+node failure) leaves claims with no result: they fail, or are queued again with `requeue`.
+
+Queue layout under <sweep>/.queue: pending/<n>.pkl, claimed/<host>/<n>.pkl, done/<n>.pkl.
+"""
+
+import logging
+import math
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from rlhp.errors import ConfigError
+
+log = logging.getLogger("rlhp.sweep")
+PREEMPTED = 3  # exit code of a trial process that checkpointed on a signal
+
+
+def _dump(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        cloudpickle.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> Any:
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+class Queue:
+    """Trial specs moved between pending/, claimed/<host>/ and done/ by atomic renames."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        for sub in ("pending", "claimed", "done"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+
+    def put(self, number: int, spec: dict) -> None:
+        (self.root / "closed").unlink(missing_ok=True)
+        (self.root / "done" / f"{number}.pkl").unlink(missing_ok=True)
+        _dump(spec, self.root / "pending" / f"{number}.pkl")
+
+    def claim(self, host: str) -> tuple[int, dict] | None:
+        mine = self.root / "claimed" / host
+        mine.mkdir(exist_ok=True)
+        for path in sorted((self.root / "pending").glob("*.pkl"), key=lambda p: int(p.stem)):
+            try:
+                os.rename(path, mine / path.name)
+            except FileNotFoundError:  # another host was faster
+                continue
+            return int(path.stem), _load(mine / path.name)
+        return None
+
+    def release(self, host: str, number: int, spec: dict) -> None:
+        """Put a claimed trial back in the queue (its host was preempted)."""
+        _dump(spec, self.root / "pending" / f"{number}.pkl")
+        (self.root / "claimed" / host / f"{number}.pkl").unlink(missing_ok=True)
+
+    def finish(self, host: str, number: int, result: Any) -> None:
+        _dump(result, self.root / "done" / f"{number}.pkl")
+        (self.root / "claimed" / host / f"{number}.pkl").unlink(missing_ok=True)
+
+    def result(self, number: int) -> tuple[bool, Any]:
+        path = self.root / "done" / f"{number}.pkl"
+        return (True, _load(path)) if path.exists() else (False, None)
+
+    def claims(self, host: str) -> list[int]:
+        return [int(p.stem) for p in (self.root / "claimed" / host).glob("*.pkl")]
+
+    def closed(self) -> bool:
+        return (self.root / "closed").exists()
+
+    def pending(self) -> int:
+        return sum(1 for _ in (self.root / "pending").glob("*.pkl"))
+
+
+def _run_trial(payload: Path) -> None:
+    """One trial in its own process: the submitit launcher's own job body; result to the queue."""
+    from rlhp.loop import Preempted
+
+    launcher, spec = _load(payload)  # cloudpickled: the task function may live in __main__
+    queue, host, number = Queue(Path(spec["queue"])), spec["host"], spec["number"]
+    ret = launcher(spec["overrides"], "hydra.sweep.dir", number, f"{host}_{number}", spec["state"])
+    if isinstance(getattr(ret, "_return_value", None), Preempted):
+        os._exit(PREEMPTED)
+    queue.finish(host, number, ret)
+
+
+def _start(launcher, spec: dict, cpus: int) -> subprocess.Popen:
+    """A trial process; inside a SLURM job, a job step of its own, so sacct lists each trial."""
+    payload = Path(spec["queue"]) / "claimed" / spec["host"] / f"{spec['number']}.payload"
+    _dump((launcher, spec), payload)
+    cmd = [sys.executable, "-m", "rlhp.sweep._slurm", str(payload)]
+    if "SLURM_JOB_ID" in os.environ:
+        step = ["srun", "--overlap", "--ntasks=1", "--nodes=1", f"--cpus-per-task={cpus}"]
+        cmd = [*step, f"--job-name=rlhp_trial{spec['number']}", *cmd]
+    return subprocess.Popen(cmd)
+
+
+def serve(launcher, queue_root: str, host: str, per_gpu: int, cpus: int, idle_s: float) -> str:
+    """A host job: run up to per_gpu queued trials at once until the queue is closed or idle."""
+    queue = Queue(Path(queue_root))
+    running: dict[int, tuple[subprocess.Popen, dict]] = {}
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+        for proc, _ in running.values():
+            proc.send_signal(signum)
+
+    for sig in (signal.SIGUSR2, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    for number in queue.claims(host):  # a requeued host first gives back what it held
+        queue.release(host, number, _load(queue.root / "claimed" / host / f"{number}.pkl"))
+    idle_since = time.time()
+    while True:
+        while not stop.is_set() and len(running) < per_gpu and (got := queue.claim(host)):
+            number, spec = got
+            spec.update(host=host, number=number, queue=queue_root)
+            running[number] = (_start(launcher, spec, cpus), spec)
+        for number, (proc, spec) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[number]
+            if proc.returncode == PREEMPTED:
+                spec["preemptions"] = spec.get("preemptions", 0) + 1
+                if spec["preemptions"] > spec["max_num_timeout"]:
+                    queue.finish(host, number, RuntimeError("preempted too many times"))
+                else:
+                    queue.release(host, number, spec)
+            elif not queue.result(number)[0]:
+                queue.finish(host, number, RuntimeError(f"trial process exit {proc.returncode}"))
+        if running:
+            idle_since = time.time()
+        elif stop.is_set() or queue.closed() or time.time() - idle_since > idle_s:
+            return "preempted" if stop.is_set() else "idle"
+        time.sleep(0.2)
+
+
+class Packer:
+    """Runs trials on host jobs of `per_gpu` trials each (see the module docstring)."""
+
+    def __init__(self, launcher, sweep_dir: Path, per_gpu: int, requeue: bool, idle_s: float = 20):
+        import submitit
+
+        self.launcher, self.per_gpu, self.requeue, self.idle_s = launcher, per_gpu, requeue, idle_s
+        self.queue = Queue(sweep_dir / ".queue")
+        params = dict(launcher.params)
+        init = {"folder": str(sweep_dir / ".submitit" / "%j")}
+        for key in ("max_num_timeout", "python"):
+            if key in params:
+                init[f"slurm_{key}"] = params[key]
+        self.max_num_timeout = params.get("max_num_timeout", 3)
+        skip = {"submitit_folder", "max_num_timeout", "python", "_target_"}
+        params = {k: v for k, v in params.items() if k not in skip}
+        params["gpus_per_node"] = 1
+        params["cpus_per_task"] = (params.get("cpus_per_task") or 1) * per_gpu
+        if params.get("mem_gb"):
+            params["mem_gb"] = params["mem_gb"] * per_gpu
+        params["name"] = "rlhp_host"
+        self.cpus = params["cpus_per_task"] // per_gpu
+        self.executor = submitit.AutoExecutor(cluster="slurm", **init)
+        self.executor.update_parameters(**_submitit_names(params))
+        self.hosts: dict[str, Any] = {}  # host name -> submitit job
+        self.outstanding: set[int] = set()
+        self.lock = threading.Lock()
+
+    def run(self, number: int, overrides: list[str]):
+        """Queue the trial, make sure a host will take it, wait for its JobReturn."""
+        from hydra.core.singleton import Singleton
+
+        spec = {
+            "overrides": list(overrides),
+            "state": Singleton.get_state(),
+            "max_num_timeout": self.max_num_timeout,
+        }
+        self.queue.put(number, spec)
+        with self.lock:
+            self.outstanding.add(number)
+        try:
+            while True:
+                done, result = self.queue.result(number)
+                if done:
+                    if isinstance(result, Exception):
+                        raise result
+                    return result
+                self._tend(number, spec)
+                time.sleep(1.0)
+        finally:
+            with self.lock:
+                self.outstanding.discard(number)
+
+    def _tend(self, number: int, spec: dict) -> None:
+        """Start hosts for outstanding trials; handle trials whose host died without a result."""
+        with self.lock:
+            for name, job in list(self.hosts.items()):
+                if not job.done():
+                    continue
+                del self.hosts[name]
+                for lost in self.queue.claims(name):
+                    state = job.state
+                    if self.requeue:
+                        log.warning("host %s ended (%s): trial %d queued again", name, state, lost)
+                        self.queue.release(
+                            name,
+                            lost,
+                            spec
+                            if lost == number
+                            else _load(self.queue.root / "claimed" / name / f"{lost}.pkl"),
+                        )
+                    else:
+                        error = RuntimeError(f"host job {job.job_id} ended ({state}) mid-trial")
+                        self.queue.finish(name, lost, error)
+            needed = math.ceil(len(self.outstanding) / self.per_gpu)
+            while len(self.hosts) < needed and self.queue.pending():
+                name = f"h{len(os.listdir(self.queue.root / 'claimed'))}_{int(time.time())}"
+                (self.queue.root / "claimed" / name).mkdir()
+                self.hosts[name] = self.executor.submit(
+                    serve,
+                    self.launcher,
+                    str(self.queue.root),
+                    name,
+                    self.per_gpu,
+                    self.cpus,
+                    self.idle_s,
+                )
+                log.info("host job %s started as %s", self.hosts[name].job_id, name)
+
+    def close(self) -> None:
+        """The search is over: idle hosts end now instead of after idle_s."""
+        (self.queue.root / "closed").touch()
+
+
+def _submitit_names(params: dict) -> dict:
+    """Hydra submitit launcher keys -> submitit AutoExecutor keys."""
+    shared = {"timeout_min", "name", "nodes", "mem_gb", "cpus_per_task", "gpus_per_node"}
+    shared |= {"tasks_per_node", "stderr_to_stdout"}
+    return {k if k in shared else f"slurm_{k}": v for k, v in params.items() if v is not None}
+
+
+def check(partition: str | None) -> None:
+    """ConfigError, before anything is submitted, if SLURM or the partition cannot be reached."""
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30
+        )
+    except FileNotFoundError:
+        raise ConfigError("SLURM is not available here: no `sinfo` on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError("SLURM did not answer `sinfo` within 30 s") from None
+    if out.returncode != 0:
+        lines = out.stderr.strip().splitlines() or ["no message"]
+        raise ConfigError(f"SLURM is not reachable: {lines[-1]}")
+    partitions = {p.rstrip("*") for p in out.stdout.split()}
+    if partition and partition not in partitions:
+        raise ConfigError(f"unknown SLURM partition {partition!r}; known: {sorted(partitions)}")
+
+
+if __name__ == "__main__":
+    _run_trial(Path(sys.argv[1]))
