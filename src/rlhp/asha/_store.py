@@ -1,0 +1,54 @@
+"""Append-only JSON-lines files that tolerate torn lines.
+
+Callers serialize access with a file lock; under it, a line without its newline was torn by a
+writer that died, so it is skipped (with a warning) instead of being waited for.
+"""
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+class JsonLines:
+    """An append-only file of JSON objects, one a line, read incrementally."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+
+    def read_new(self) -> list[dict[str, Any]]:
+        """Objects appended since the last call; torn or malformed lines are skipped."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        out = []
+        for line in data.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict):
+                out.append(obj)
+            else:
+                warnings.warn(f"{self.path}: skipping torn line {line[:80]!r}", stacklevel=2)
+        return out
+
+    def append(self, obj: dict[str, Any]) -> None:
+        """Append ``obj`` as a whole line in one write, ending a torn last line first; fsync."""
+        data = json.dumps(obj).encode() + b"\n"
+        with self.path.open("ab+") as f:
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    data = b"\n" + data
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
