@@ -7,6 +7,7 @@ the run directory also gets `result.yaml` with the per-session figures the rlhp 
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -117,6 +118,12 @@ def train(cfg: DictConfig) -> float:
         "max": float(np.max([x["max"] for x in summaries])),
         "wall_s": float(sum(x["wall_s"] for x in summaries)),
         "sessions": summaries,
+        "where": {  # which machine and GPU ran it
+            "host": socket.gethostname(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "slurm_step_id": os.environ.get("SLURM_STEP_ID"),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        },
     }
     write_atomic(run_dir / "result.yaml", OmegaConf.to_yaml(OmegaConf.create(result)))
     hparams = {

@@ -10,10 +10,11 @@ job, same trial directory, same ASHA reports), and writes the JobReturn back. A 
 the sweeper waits for its trial's result, so slots stay asynchronous: the moment one trial ends,
 its host claims the next.
 
-Preemption: a host that receives SIGUSR2 or SIGTERM passes it to its trials, which checkpoint;
-their claims go back to the queue and the sweeper starts a new host to resume them. A trial
-preempted more than `max_num_timeout` times fails. A host that dies without a word (scancel,
-node failure) leaves claims with no result: they fail, or are queued again with `requeue`.
+Preemption: a host that receives SIGUSR2 (preemption, time limit) passes it to its trials,
+which checkpoint; their claims go back to the queue and the sweeper starts a new host to resume
+them. A trial preempted more than `max_num_timeout` times fails. SIGTERM (scancel) fails the
+host's trials after their checkpoint, and so does a host that dies without a word (node
+failure); with `hydra.sweeper.requeue=true` they are queued again instead.
 
 Queue layout under <sweep>/.queue: pending/<n>.pkl, claimed/<host>/<n>.pkl, done/<n>.pkl.
 """
@@ -127,9 +128,11 @@ def serve(launcher, queue_root: str, host: str, per_gpu: int, cpus: int, idle_s:
     queue = Queue(Path(queue_root))
     running: dict[int, tuple[subprocess.Popen, dict]] = {}
     stop = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum, _frame):
         stop.set()
+        received.append(signum)
         for proc, _ in running.values():
             proc.send_signal(signum)
 
@@ -149,7 +152,9 @@ def serve(launcher, queue_root: str, host: str, per_gpu: int, cpus: int, idle_s:
             del running[number]
             if proc.returncode == PREEMPTED:
                 spec["preemptions"] = spec.get("preemptions", 0) + 1
-                if spec["preemptions"] > spec["max_num_timeout"]:
+                if signal.SIGTERM in received and not spec["requeue"]:  # scancel
+                    queue.finish(host, number, RuntimeError("job cancelled (SIGTERM)"))
+                elif spec["preemptions"] > spec["max_num_timeout"]:
                     queue.finish(host, number, RuntimeError("preempted too many times"))
                 else:
                     queue.release(host, number, spec)
@@ -198,6 +203,7 @@ class Packer:
             "overrides": list(overrides),
             "state": Singleton.get_state(),
             "max_num_timeout": self.max_num_timeout,
+            "requeue": self.requeue,
         }
         self.queue.put(number, spec)
         with self.lock:
