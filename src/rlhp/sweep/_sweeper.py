@@ -34,6 +34,16 @@ log = logging.getLogger("rlhp.sweep")
 MAX_REJECTIONS = 1000  # consecutive rejected samples before the constraints are called hopeless
 
 
+def _tell(study: optuna.Study, trial: Trial, *args: Any, **kwargs: Any) -> None:
+    """study.tell, where GridSampler's study.stop() after its last point (meant for optimize(),
+    a RuntimeError here) is no error: the trial's state is stored before it raises."""
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as e:
+        if "Study.stop" not in str(e):
+            raise
+
+
 class SweeperImpl:
     def __init__(self, sampler: Any, **cfg: Any) -> None:
         self.sampler_cfg = sampler
@@ -73,7 +83,8 @@ class SweeperImpl:
         )
         self.is_grid = getattr(self.sampler, "func", None) is optuna.samplers.GridSampler
         if self.is_grid:
-            self.sampler = self.sampler(_space.grid(self.space))
+            self.grid = _space.grid(self.space)
+            self.sampler = self.sampler(self.grid)
         self.n_trials = self.cfg.n_trials
         if self.n_trials <= 0:
             raise ConfigError(f"hydra.sweeper.n_trials must be positive, got {self.n_trials}")
@@ -154,7 +165,9 @@ class SweeperImpl:
             direction=self.cfg.direction,
             load_if_exists=True,
         )
-        if self.cfg.prior and self.prior and not study.get_trials(deepcopy=False):
+        # a grid runs every point anyway; an enqueued prior would get no grid point of its own
+        prior = self.cfg.prior and self.prior and not self.is_grid
+        if prior and not study.get_trials(deepcopy=False):
             study.enqueue_trial(self.prior, user_attrs={"prior": True})
         return study
 
@@ -211,15 +224,20 @@ class SweeperImpl:
     def _ask(self, study: optuna.Study) -> Trial | None:
         """The next trial that breaks no constraint; None when a grid is exhausted."""
         for _ in range(MAX_REJECTIONS):
-            if self.is_grid and self.sampler.is_exhausted(study):
+            if self.is_grid and self._grid_exhausted(study):
                 return None
             trial = study.ask(self.space)
             if (expr := _constraint.violated(self.constraints, self._values(trial.params))) is None:
                 return trial
             trial.set_user_attr("rejected", expr)
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, state=TrialState.FAIL)
             log.info("rejected trial %d %s: matches %r", trial.number, trial.params, expr)
         raise ConfigError(f"the constraints rejected {MAX_REJECTIONS} samples in a row")
+
+    def _grid_exhausted(self, study: optuna.Study) -> bool:
+        """Every grid point ran or is running (GridSampler.is_exhausted hands out running ones)."""
+        taken = {t.system_attrs.get("grid_id") for t in study.get_trials(deepcopy=False)}
+        return taken >= set(range(math.prod(len(v) for v in self.grid.values())))
 
     def _launch(self, trial: Trial):
         overrides = self._overrides(trial.params)
@@ -245,7 +263,7 @@ class SweeperImpl:
         except Exception as e:
             error = "".join(traceback.format_exception_only(e)).strip()
             trial.set_user_attr("error", error[-2000:])
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, state=TrialState.FAIL)
             log.warning("trial %d failed: %s", trial.number, error.splitlines()[-1][:300])
             return False
         for key in ("std", "frame", "final", "max", "wall_s"):
@@ -253,14 +271,14 @@ class SweeperImpl:
         trial.set_user_attr("sessions", len(result.sessions))
         if value != value:  # NaN: no episode finished
             trial.set_user_attr("error", "objective is NaN (no episode finished?)")
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, state=TrialState.FAIL)
             return False
         if result.state == "stopped":
             trial.set_user_attr("stopped_at", result.stopped_at)
             trial.report(value, step=result.stopped_at)
-            study.tell(trial, state=TrialState.PRUNED)
+            _tell(study, trial, state=TrialState.PRUNED)
         else:
-            study.tell(trial, value)
+            _tell(study, trial, value)
         return True
 
     def _report(self, study: optuna.Study) -> None:
@@ -284,13 +302,13 @@ class SweeperImpl:
     def _dry_run(self) -> None:
         """Print the first n_trials sampled configurations after constraints; train nothing."""
         study = optuna.create_study(sampler=self.sampler, direction=self.cfg.direction)
-        if self.cfg.prior and self.prior:
+        if self.cfg.prior and self.prior and not self.is_grid:
             study.enqueue_trial(self.prior)
         for i in range(self.n_trials):
             trial = self._ask(study)
             if trial is None:
                 break
             print(f"trial {i}: " + " ".join(self._overrides(trial.params)[len(self.fixed) :]))
-            study.tell(trial, state=TrialState.FAIL)
+            _tell(study, trial, state=TrialState.FAIL)
         rejected = sum(1 for t in study.trials if "rejected" in t.user_attrs)
         print(f"rlhp: dry run, {rejected} sampled configurations rejected by constraints")
