@@ -20,6 +20,18 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError("log_frequency, max_session and env.num_envs must be positive")
     if cfg.objective not in ("final", "auc"):
         raise ConfigError(f"objective must be final or auc, got {cfg.objective!r}")
+    if scheduler := OmegaConf.select(cfg, "meta.search_scheduler"):
+        grace, rf = scheduler.get("grace_period"), scheduler.get("reduction_factor")
+        max_t = scheduler.get("max_t") or cfg.env.max_frame
+        if not isinstance(grace, int) or grace < 1 or not isinstance(rf, int) or rf < 2:
+            raise ConfigError(
+                "meta.search_scheduler needs grace_period >= 1 and an integer reduction_factor >= 2"
+            )
+        if max_t <= grace:
+            raise ConfigError(
+                f"meta.search_scheduler.grace_period ({grace}) must be below "
+                f"max_t ({max_t}, default env.max_frame)"
+            )
     algo.check(cfg.algo.name)
     check_env_id(cfg.env.id)
     env = gym.make(cfg.env.id)
