@@ -58,18 +58,13 @@ def write(sweep_dir: Path, state: dict) -> None:
 
 def progress(state: dict) -> None:
     """One line, redrawn in place on a terminal, appended otherwise."""
-    best = state["best"]
-    eta = state["eta_s"]
-    line = (
-        f"rlhp: {state['complete']} complete, {state['stopped']} stopped, "
-        f"{state['failed']} failed, {state['rejected']} rejected, {state['running']} running"
-        f" of {state['n_trials']} | best {best['value']:.4g} (trial {best['trial']})"
-        if best
-        else f"rlhp: {state['complete']} complete, {state['stopped']} stopped, "
-        f"{state['failed']} failed, {state['rejected']} rejected, {state['running']} running"
-        f" of {state['n_trials']}"
-    )
-    line += f" | {state['elapsed_s']:.0f}s" + (f", eta {eta:.0f}s" if eta is not None else "")
+    counts = ", ".join(f"{state[k]} {k}" for k in ("complete", "stopped", "failed", "rejected"))
+    line = f"rlhp: {counts}, {state['running']} running of {state['n_trials']}"
+    if best := state["best"]:
+        line += f" | best {best['value']:.4g} (trial {best['trial']})"
+    line += f" | {state['elapsed_s']:.0f}s"
+    if state["eta_s"] is not None:
+        line += f", eta {state['eta_s']:.0f}s"
     if sys.stderr.isatty():
         print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
     else:
