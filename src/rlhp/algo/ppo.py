@@ -38,8 +38,8 @@ class ActorCritic(nn.Module):
     def dist(self, obs: torch.Tensor) -> torch.distributions.Distribution:
         logits = self.actor(self.actor_body(obs))
         if self.discrete:
-            return Categorical(logits=logits)
-        return Normal(logits, self.log_std.exp())
+            return Categorical(logits=logits, validate_args=False)
+        return Normal(logits, self.log_std.exp(), validate_args=False)
 
     def log_prob(self, dist: torch.distributions.Distribution, action: torch.Tensor):
         logp = dist.log_prob(action)
