@@ -1,0 +1,52 @@
+"""Shared fixtures: run the real `python -m rlhp.train` CLI in a subprocess."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for a CLI subprocess: Hydra's short error output, one torch thread."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+@pytest.fixture
+def rlhp_cli(tmp_path: Path):
+    """run(*overrides, run_dir=None, timeout=120) -> CompletedProcess of `python -m rlhp.train`.
+
+    The command runs with cwd=tmp_path (nothing lands in the repository) and, unless run_dir is
+    None, with `hydra.run.dir=<run_dir>`.
+    """
+
+    def run(*overrides: str, run_dir: Path | None = None, timeout: float = 120):
+        cmd = [sys.executable, "-m", "rlhp.train", *overrides]
+        if run_dir is not None:
+            cmd.append(f"hydra.run.dir={run_dir}")
+        return subprocess.run(
+            cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=timeout
+        )
+
+    return run
+
+
+@pytest.fixture
+def rlhp_cli_background(tmp_path: Path):
+    """start(*overrides, run_dir) -> Popen of `python -m rlhp.train`; killed at teardown."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*overrides: str, run_dir: Path) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "rlhp.train", *overrides, f"hydra.run.dir={run_dir}"]
+        out = subprocess.DEVNULL
+        procs.append(subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=out, stderr=out))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
