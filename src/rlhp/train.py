@@ -147,14 +147,14 @@ def train(cfg: DictConfig) -> float:
 def main(cfg: DictConfig) -> float:
     try:
         return train(cfg)
-    except (ConfigError, Preempted) as e:
+    except (ConfigError, Preempted, FloatingPointError) as e:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
+            raise  # the sweeper records the trial as failed with this error
         if isinstance(e, Preempted):
             print(f"rlhp: stopped: {e}; the same command resumes", file=sys.stderr)
             sys.exit(1)
         print(f"rlhp: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(2 if isinstance(e, ConfigError) else 1)
 
 
 if __name__ == "__main__":
