@@ -61,6 +61,7 @@ class Session:
         logger = Logger(self.run_dir, self.session, purge_step=self.frame + 1 if resumed else None)
         cfg, num_envs = self.cfg, self.env.num_envs
         obs = self.env.reset(seed=self.seed + self.frame)
+        max_frame = cfg.env.max_frame  # read once: each DictConfig lookup costs ~10 µs
         next_log = (self.frame // cfg.log_frequency + 1) * cfg.log_frequency
         start, last_time, last_frame = (
             time.perf_counter() - self.wall,
@@ -70,7 +71,7 @@ class Session:
         episodes: list[float] = []
         losses: dict[str, float] = {}
         try:
-            while self.frame < cfg.env.max_frame or not self.agent.at_boundary:
+            while self.frame < max_frame or not self.agent.at_boundary:
                 action = self.agent.act(obs)
                 obs, reward, terminated, truncated, final_obs = self.env.step(action)
                 self.frame += num_envs
@@ -81,7 +82,7 @@ class Session:
                     episodes.append(ret)
                 if not self.agent.at_boundary:
                     continue
-                if self.frame >= next_log or self.frame >= cfg.env.max_frame:
+                if self.frame >= next_log or self.frame >= max_frame:
                     now = time.perf_counter()
                     self.wall = now - start
                     self.history.append(
