@@ -1,0 +1,198 @@
+"""rlhp.validate: the top configurations of a real search re-run with fresh seeds."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+
+from rlhp.analyze import experiment_df, load
+from rlhp.validate import _seed, run_overrides, validate
+
+TOP_K, SESSIONS = 2, 2
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory) -> Path:
+    """A real 3-trial search."""
+    root = tmp_path_factory.mktemp("validate")
+    sweep = root / "sweep"
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlhp.train",
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.max_concurrent=2",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.sampler.seed=1",
+        "env.max_frame=1024",
+        "log_frequency=256",
+        "algo.gamma=interval(0.9, 0.999)",
+        "algo.training_epoch=int(interval(2, 6))",
+    ]
+    proc = subprocess.run(cmd, cwd=root, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep
+
+
+@pytest.fixture(scope="session")
+def validated(sweep) -> tuple[Path, pd.DataFrame, str]:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        df = validate(sweep, top_k=TOP_K, sessions=SESSIONS, slots=2)
+    return sweep, df, out.getvalue()
+
+
+def search_seeds(sweep: Path) -> set[int]:
+    seeds = set()
+    for cfg in sweep.glob("[0-9]*/.hydra/config.yaml"):
+        c = yaml.safe_load(cfg.read_text())
+        seeds.update(range(c["seed"], c["seed"] + c["max_session"]))
+    return seeds
+
+
+def test_the_top_k_are_re_run_with_fresh_seeds_and_no_early_stopping(validated):
+    sweep, df, _ = validated
+    table = experiment_df(load(sweep))
+    top = list(table.loc[table["state"] == "complete", "trial"][:TOP_K])
+    assert sorted(df["trial"]) == sorted(top)
+    used = search_seeds(sweep)
+    runs = {}
+    for number in top:
+        run = sweep / "validation" / f"trial{number}"
+        cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        result = yaml.safe_load((run / "result.yaml").read_text())
+        seeds = set(range(cfg["seed"], cfg["seed"] + cfg["max_session"]))
+        assert not seeds & used, "validation reused a search seed"
+        assert all(not seeds & other for other in runs.values())
+        runs[number] = seeds
+        assert cfg["max_session"] == SESSIONS and cfg["meta"]["search_scheduler"] is None
+        assert len(result["sessions"]) == SESSIONS and result["state"] == "complete"
+        # the same configuration as the search's trial
+        trial_cfg = yaml.safe_load((sweep / str(number) / ".hydra" / "config.yaml").read_text())
+        assert cfg["algo"] == trial_cfg["algo"] and cfg["env"] == trial_cfg["env"]
+        row = df.set_index("trial").loc[number]
+        assert row["validated_mean"] == pytest.approx(result["objective"])
+        assert row["validated_std"] == pytest.approx(result["std"])
+        assert row["search_score"] == pytest.approx(
+            table.set_index("trial").loc[number, "objective"]
+        )
+        assert row["seeds"] == f"{min(seeds)}-{max(seeds)}"
+
+
+def test_validation_csv_ranks_by_validated_score(validated):
+    sweep, df, out = validated
+    csv = pd.read_csv(sweep / "validation.csv")
+    assert list(csv["trial"]) == list(df["trial"])
+    assert csv["validated_mean"].is_monotonic_decreasing
+    assert list(csv["rank"]) == list(range(1, TOP_K + 1))
+    assert sorted(csv["search_rank"]) == list(range(1, TOP_K + 1))
+    bias = csv["search_score"] - csv["validated_mean"]
+    assert csv["bias"].to_numpy() == pytest.approx(bias.to_numpy())
+    # the final best is the validated one, and it says so
+    best = int(csv.loc[0, "trial"])
+    text = (sweep / "best_validated.yaml").read_text()
+    assert f"after validation: trial {best}" in text
+    cfg = yaml.safe_load(text)
+    assert (
+        cfg["algo"]
+        == yaml.safe_load((sweep / str(best) / ".hydra" / "config.yaml").read_text())["algo"]
+    )
+    top = csv.loc[csv["search_rank"] == 1].iloc[0]
+    assert f"selection bias of the search's best (trial {int(top['trial'])}): " in out
+    assert f"{top['bias']:+.4g}" in out
+    assert f"mean selection bias over the top {TOP_K}: {bias.mean():+.4g}" in out
+    # experiment_df.csv shows the validated scores beside the search's
+    table = pd.read_csv(sweep / "experiment_df.csv").set_index("trial")
+    assert table.loc[best, "validated_mean"] == pytest.approx(csv.loc[0, "validated_mean"])
+
+
+def test_running_it_again_resumes(validated):
+    sweep, df, _ = validated
+    before = {p: p.stat().st_mtime_ns for p in sweep.glob("validation/*/result.yaml")}
+    assert len(before) == TOP_K
+    # one more configuration: only that one runs
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlhp.validate", str(sweep), f"top_k={TOP_K + 1}", "sessions=2"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"1 to run ({TOP_K} done before)" in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert len(list(sweep.glob("validation/*/result.yaml"))) == TOP_K + 1
+    assert len(pd.read_csv(sweep / "validation.csv")) == TOP_K + 1
+
+
+def test_nothing_to_validate(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlhp.validate", str(tmp_path), "top_k=2"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "holds no study" in proc.stderr
+
+
+def test_run_overrides_replace_seed_sessions_and_scheduler(tmp_path):
+    trial = tmp_path / "7" / ".hydra"
+    trial.mkdir(parents=True)
+    overrides = [
+        "+search=ppo_cartpole",
+        "seed=3",
+        "max_session=1",
+        "meta.search_scheduler={grace_period: 1000, reduction_factor: 3}",
+        "algo.lr=0.001",
+        "algo.hid_layers=[64,64]",
+    ]
+    (trial / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    hydra = {
+        "runtime": {
+            "config_sources": [
+                {"path": "/work/main/conf", "schema": "file", "provider": "main"},
+                {"path": "/my/conf", "schema": "file", "provider": "command-line"},
+            ]
+        },
+        "job": {"config_name": "config"},
+    }
+    from omegaconf import OmegaConf
+
+    sweep = SimpleNamespace(
+        dir=tmp_path,
+        hydra=OmegaConf.create(hydra),
+        trials=[SimpleNamespace(number=7)],
+        trial_dir=lambda n: tmp_path / str(n),
+    )
+    got = run_overrides(sweep, 7, seed=10_004, sessions=4)
+    assert got == [
+        "--config-dir",
+        "/my/conf",
+        "+search=ppo_cartpole",
+        "algo.lr=0.001",
+        "algo.hid_layers=[64,64]",
+        "seed=10004",
+        "max_session=4",
+        "meta.search_scheduler=null",
+        f"hydra.run.dir={tmp_path}/validation/trial7",
+    ]
+    # the search used seeds 10000..10003: validation starts above them
+    assert _seed(sweep, 7, 4, {10_000, 10_001, 10_002, 10_003}) == 10_004 + 7 * 4
+    assert _seed(sweep, 7, 4, {0}) == 10_000 + 7 * 4
