@@ -50,6 +50,17 @@ class Logger:
         self.writer.close()
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"algo": {"lr": 1e-3}} -> {"algo.lr": 1e-3}; lists and None stay values."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def log_hparams(run_dir: Path, hparams: dict, metrics: dict[str, float]) -> None:
     """The run's hyperparameters and final metrics for TensorBoard's HParams dashboard."""
     hparams = {

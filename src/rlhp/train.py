@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlhp.config import check
 from rlhp.errors import ConfigError
-from rlhp.log import log_hparams, write_atomic
+from rlhp.log import flatten, log_hparams, write_atomic
 from rlhp.loop import Preempted, Reporter, Session
 
 log = logging.getLogger("rlhp")
@@ -126,11 +126,7 @@ def train(cfg: DictConfig) -> float:
         },
     }
     write_atomic(run_dir / "result.yaml", OmegaConf.to_yaml(OmegaConf.create(result)))
-    hparams = {
-        "env": cfg.env.name,
-        "seed": cfg.seed,
-        **{f"algo.{k}": v for k, v in OmegaConf.to_container(cfg.algo).items()},
-    }
+    hparams = {"env": cfg.env.name, **flatten(OmegaConf.to_container(cfg, resolve=True))}
     metrics = {"objective": result["objective"], "final_total_reward_ma": result["final"]}
     log_hparams(run_dir, hparams, {f"hparams/{k}": v for k, v in metrics.items()})
     log.info(

@@ -287,17 +287,26 @@ class SweeperImpl:
         _state.progress(state)
 
     def _finish(self, study: optuna.Study) -> None:
+        """optimization_results.yaml, the analysis (CSV, graphs, importance, best.yaml) and,
+        when asked, the validation stage."""
+        from rlhp.analyze import analyze
+
         if sys.stderr.isatty():
             print(file=sys.stderr)
         complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-        if not complete:
+        if complete:
+            best = study.best_trial
+            results = {"name": "rlhp", "best_trial": best.number, "best_value": best.value}
+            results["best_params"] = best.params
+            OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
+            log.info("best trial %d: %.4f with %s", best.number, best.value, best.params)
+        else:
             log.warning("no trial completed")
-            return
-        best = study.best_trial
-        results = {"name": "rlhp", "best_trial": best.number, "best_value": best.value}
-        results["best_params"] = best.params
-        OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
-        log.info("best trial %d: %.4f with %s", best.number, best.value, best.params)
+        analyze(self.sweep_dir)
+        if complete and (top_k := self.cfg.validate.top_k) > 0:
+            from rlhp.validate import validate
+
+            validate(self.sweep_dir, top_k, self.cfg.validate.sessions, self.slots)
 
     def _dry_run(self) -> None:
         """Print the first n_trials sampled configurations after constraints; train nothing."""
