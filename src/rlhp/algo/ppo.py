@@ -38,7 +38,17 @@ class ActorCritic(nn.Module):
         return self.critic(self.critic_body(obs)).squeeze(-1)
 
     def dist(self, obs: torch.Tensor) -> torch.distributions.Distribution:
-        logits = self.actor(self.actor_body(obs))
+        return self._dist(self.actor(self.actor_body(obs)))
+
+    def dist_value(
+        self, obs: torch.Tensor
+    ) -> tuple[torch.distributions.Distribution, torch.Tensor]:
+        """`dist(obs)` and `value(obs)`, running a shared body once instead of twice."""
+        feat = self.actor_body(obs)
+        critic_feat = feat if self.critic_body is self.actor_body else self.critic_body(obs)
+        return self._dist(self.actor(feat)), self.critic(critic_feat).squeeze(-1)
+
+    def _dist(self, logits: torch.Tensor) -> torch.distributions.Distribution:
         if self.discrete:
             return Categorical(logits=logits, validate_args=False)
         return Normal(logits, self.log_std.exp(), validate_args=False)
@@ -128,12 +138,12 @@ class PPO:
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = self._tensor(obs)
-        dist = self.model.dist(obs)
+        dist, value = self.model.dist_value(obs)
         action = dist.sample()
         self.obs[self.step] = obs
         self.actions[self.step] = action
         self.logps[self.step] = self.model.log_prob(dist, action)
-        self.values[self.step] = self.model.value(obs)
+        self.values[self.step] = value
         return action.cpu().numpy()
 
     @torch.inference_mode()
@@ -172,7 +182,7 @@ class PPO:
         stats = []
         for _ in range(cfg.training_epoch):
             for idx in torch.randperm(batch, device=self.device).split(cfg.minibatch_size):
-                dist = self.model.dist(obs[idx])
+                dist, value = self.model.dist_value(obs[idx])
                 logp = self.model.log_prob(dist, actions[idx])
                 adv = advantages[idx]
                 if cfg.normalize_advantage and len(idx) > 1:
@@ -181,7 +191,7 @@ class PPO:
                     logp,
                     logps[idx],
                     adv,
-                    self.model.value(obs[idx]),
+                    value,
                     values[idx],
                     returns[idx],
                     clip_eps,
