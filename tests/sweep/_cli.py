@@ -1,0 +1,105 @@
+"""Run the real `python -m rlhp.train -m` sweep CLI in subprocesses and read back what it left."""
+
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+
+TINY = ["env.max_frame=1000", "log_frequency=500"]  # a trial: a few seconds of CartPole
+
+
+def cli_env() -> dict[str, str]:
+    """Hydra's short error output, one torch/BLAS thread per process."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def sweep_cmd(sweep_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "rlhp.train", "-m", f"hydra.sweep.dir={sweep_dir}", *overrides]
+
+
+def run_sweep(sweep_dir: Path, *overrides: str, timeout: float = 480):
+    """CompletedProcess of one sweep; it runs in sweep_dir's parent, so nothing lands elsewhere."""
+    sweep_dir.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        sweep_cmd(sweep_dir, *overrides),
+        cwd=sweep_dir.parent,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_sweep(sweep_dir: Path, *overrides: str, log: Path) -> subprocess.Popen:
+    """A sweep in its own process group (its trials too), so that the group can be killed."""
+    sweep_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            sweep_cmd(sweep_dir, *overrides),
+            cwd=sweep_dir.parent,
+            env=cli_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+class Background:
+    """Independent sweeps run a few at a time while the tests that read them wait their turn."""
+
+    def __init__(self, workers: int, keys: set[str]):
+        self.pool = ThreadPoolExecutor(workers)
+        self.keys = keys  # the sweeps wanted; start() ignores the others
+        self.jobs: dict[str, Future] = {}
+
+    def start(self, key: str, sweep_dir: Path, *overrides: str) -> None:
+        if key in self.keys:
+            self.jobs[key] = self.pool.submit(run_sweep, sweep_dir, *overrides)
+
+    def result(self, key: str) -> subprocess.CompletedProcess:
+        return self.jobs[key].result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def load_study(sweep_dir: Path) -> optuna.Study:
+    """The study from the sweep's real JournalStorage file."""
+    backend = optuna.storages.journal.JournalFileBackend(str(sweep_dir / "study.journal"))
+    return optuna.load_study(study_name="rlhp", storage=optuna.storages.JournalStorage(backend))
+
+
+def trial_dirs(sweep_dir: Path) -> list[int]:
+    """The trial directories (named by trial number) the sweep created, sorted."""
+    if not sweep_dir.exists():
+        return []
+    return sorted(int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def state(sweep_dir: Path):
+    return OmegaConf.load(sweep_dir / "state.yaml")
+
+
+def trial_config(sweep_dir: Path, number: int):
+    """The configuration the trial process really ran with."""
+    return OmegaConf.load(sweep_dir / str(number) / ".hydra" / "config.yaml")
+
+
+def output(proc: subprocess.CompletedProcess) -> str:
+    out, err = proc.stdout[-3000:], proc.stderr[-3000:]
+    return f"exit {proc.returncode}\n--- stdout\n{out}\n--- stderr\n{err}"
