@@ -212,11 +212,12 @@ def test_dry_run_prints_configurations_and_launches_nothing(background):
         assert _constraint.violated(DRY_CONSTRAINTS, values) is None, config
     # the prior first: the composed config's values where the space holds them
     prior = {k: parse_value(v) for k, v in configs[0].items()}
-    for name in ["gamma", "lam", "lr", "time_horizon", "minibatch_size", "training_epoch"]:
-        expected = TUNED[name] if name in TUNED else ALGO[name]
-        assert prior[f"algo.{name}"] == expected, name
-    assert prior["algo.clip_eps"] == ALGO.clip_eps
-    assert prior["algo.hid_layers"] == list(ALGO.hid_layers)
+    composed = OmegaConf.merge(ALGO, TUNED)
+    assert (composed.gamma, composed.lr) == (TUNED.gamma, TUNED.lr) != (ALGO.gamma, ALGO.lr)
+    for name in ["gamma", "lam", "lr", "clip_eps", "time_horizon", "minibatch_size"]:
+        assert prior[f"algo.{name}"] == composed[name], name
+    assert prior["algo.training_epoch"] == composed.training_epoch
+    assert prior["algo.hid_layers"] == list(composed.hid_layers)
     assert len({tuple(sorted(c.items())) for c in configs}) == len(configs)  # all different
     assert re.search(r"^rlhp: dry run, \d+ sampled configurations rejected", proc.stdout, re.M)
     assert not sweep_dir.exists() or trial_dirs(sweep_dir) == []
