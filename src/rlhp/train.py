@@ -153,6 +153,21 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2 if isinstance(e, ConfigError) else 1)
 
 
+def check_overrides(args: list[str]) -> None:
+    """One error line (not Hydra's five) for a command-line override that does not parse."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    overrides = [a for a in args if not a.startswith("-") and "=" in a]
+    try:
+        OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        lines = [ln for ln in lines if not ln.startswith(("See ", "Error when parsing index"))]
+        print(f"rlhp: error: {': '.join(lines[:2])}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    check_overrides(sys.argv[1:])
     main()
