@@ -9,7 +9,13 @@ from omegaconf import DictConfig
 from rlhp.errors import ConfigError
 
 # name -> (module, class, action spaces it can act in)
-ALGOS = {"ppo": ("rlhp.algo.ppo", "PPO", (gym.spaces.Discrete, gym.spaces.Box))}
+ALGOS = {
+    "ppo": ("rlhp.algo.ppo", "PPO", (gym.spaces.Discrete, gym.spaces.Box)),
+    "a2c": ("rlhp.algo.a2c", "A2C", (gym.spaces.Discrete, gym.spaces.Box)),
+    "reinforce": ("rlhp.algo.reinforce", "REINFORCE", (gym.spaces.Discrete, gym.spaces.Box)),
+    "dqn": ("rlhp.algo.dqn", "DQN", (gym.spaces.Discrete,)),
+    "sac": ("rlhp.algo.sac", "SAC", (gym.spaces.Box,)),
+}
 
 
 def check(name: str, action_space: gym.Space | None = None) -> None:
