@@ -173,7 +173,7 @@ def test_off_policy_run_resumes_with_its_replay_memory(rlhp_cli, tmp_path):
 
 
 def compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF)):
         return compose_config("config", overrides=list(overrides))
 
 
