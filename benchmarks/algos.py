@@ -315,10 +315,10 @@ def main() -> int:
                 )
     if notes:
         print("\n" + "\n".join(sorted(notes)))
-    print(
-        "\nTargets: dqn_cartpole ma100 >= 475, sac_pendulum recent (last 10 episodes) >= -200;"
-        f" {'all met' if ok else 'NOT all met'} by rlhp."
-    )
+    targets = [f"{c} {CASES[c][4][0]} >= {CASES[c][4][1]:g}" for c in args.cases if CASES[c][4]]
+    if targets:
+        verdict = "all met" if ok else "NOT all met"
+        print(f"\nTargets: {', '.join(targets)}; {verdict} by rlhp.")
     return 0 if ok else 1
 
 
