@@ -110,7 +110,8 @@ class Session:
         finally:
             logger.close()
             self.env.close()
-        torch.save(self.agent.state_dict(), self.run_dir / f"model_session{self.session}.pt")
+        model = {k: v for k, v in self.agent.state_dict().items() if k != "memory"}  # no replay
+        torch.save(model, self.run_dir / f"model_session{self.session}.pt")
         return self.summary()
 
     def summary(self) -> dict:
