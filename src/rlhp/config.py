@@ -1,5 +1,7 @@
 """Checks of a composed configuration, shared by the train entry point and the sweeper."""
 
+from types import SimpleNamespace
+
 from omegaconf import DictConfig, OmegaConf
 
 from rlhp.errors import ConfigError
@@ -37,3 +39,8 @@ def check(cfg: DictConfig) -> None:
     env = gym.make(cfg.env.id)
     algo.check(cfg.algo.name, env.action_space)
     env.close()
+
+
+def plain(cfg: DictConfig) -> SimpleNamespace:
+    """The hyperparameters as plain attributes: DictConfig lookups cost microseconds a step."""
+    return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))

@@ -7,21 +7,16 @@ env and takes one gradient step on the whole rollout, with RMSprop as in the pap
 Discrete (categorical) and Box (Gaussian with a state-independent log std) actions.
 """
 
-from types import SimpleNamespace
-
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.distributions import Categorical, Normal
 
+from rlhp.algo.ppo import gae
+from rlhp.config import plain
 from rlhp.net import body, init_layer
-
-
-def plain(cfg: DictConfig) -> SimpleNamespace:
-    """The hyperparameters as plain attributes: DictConfig lookups cost microseconds a step."""
-    return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))
 
 
 class ActorCritic(nn.Module):
@@ -54,30 +49,6 @@ class ActorCritic(nn.Module):
         dist = self.dist(obs)
         logp, ent = dist.log_prob(action), dist.entropy()
         return (logp, ent) if self.discrete else (logp.sum(-1), ent.sum(-1))
-
-
-def gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    dones: torch.Tensor,
-    last_value: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Advantages A_t = sum_k (gamma lam)^k delta_{t+k} and returns A_t + V(s_t) for a
-    (T, num_envs) rollout; delta_t = r_t + gamma V(s_{t+1}) (1 - done_t) - V(s_t).
-
-    dones[t] is 1 where the episode ended after step t; last_value is V(obs after step T-1).
-    """
-    advantages = torch.zeros_like(rewards)
-    last_gae = torch.zeros_like(last_value)
-    for t in reversed(range(rewards.shape[0])):
-        next_value = last_value if t == rewards.shape[0] - 1 else values[t + 1]
-        not_done = 1.0 - dones[t]
-        delta = rewards[t] + gamma * next_value * not_done - values[t]
-        last_gae = delta + gamma * lam * not_done * last_gae
-        advantages[t] = last_gae
-    return advantages, advantages + values
 
 
 class A2C:

@@ -12,23 +12,18 @@ the same whatever `env.num_envs` is. Discrete actions only; Atari frames stay ui
 
 import copy
 import logging
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from rlhp.algo.replay import ReplayMemory
+from rlhp.config import plain
 from rlhp.net import body
 
 log = logging.getLogger("rlhp")
-
-
-def plain(cfg: DictConfig) -> SimpleNamespace:
-    """The hyperparameters as plain attributes: DictConfig lookups cost microseconds a step."""
-    return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))
 
 
 class QNetwork(nn.Module):

@@ -5,15 +5,14 @@ Reads top to bottom: the actor-critic net, the two pure functions of the method 
 trains on it for `training_epoch` passes of shuffled minibatches.
 """
 
-from types import SimpleNamespace
-
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.distributions import Categorical, Normal
 
+from rlhp.config import plain
 from rlhp.net import body, init_layer
 
 
@@ -163,7 +162,7 @@ class PPO:
         if self.step < self.time_horizon:
             return None
         self.step = 0
-        cfg = SimpleNamespace(**OmegaConf.to_container(self.cfg))  # DictConfig reads are slow
+        cfg = plain(self.cfg)
         progress = 1.0 - (frame - self.num_envs * cfg.time_horizon) / self.max_frame
         lr = cfg.lr * max(progress, 0.0) if cfg.lr_anneal else cfg.lr
         clip_eps = cfg.clip_eps * max(progress, 0.0) if cfg.clip_eps_anneal else cfg.clip_eps

@@ -9,21 +9,15 @@ Episodes still running when a checkpoint is taken are not part of it: the loop r
 on resume, so they could not go on anyway. Discrete and Box actions.
 """
 
-from types import SimpleNamespace
-
 import gymnasium as gym
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.distributions import Categorical, Normal
 
+from rlhp.config import plain
 from rlhp.net import body, init_layer
-
-
-def plain(cfg: DictConfig) -> SimpleNamespace:
-    """The hyperparameters as plain attributes: DictConfig lookups cost microseconds a step."""
-    return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))
 
 
 class Policy(nn.Module):

@@ -12,26 +12,21 @@ action rescaled to its bounds. Log-probabilities are those of the [-1, 1] action
 
 import copy
 import logging
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.distributions import Normal
 
 from rlhp.algo.replay import ReplayMemory
+from rlhp.config import plain
 from rlhp.net import body
 
 log = logging.getLogger("rlhp")
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
-
-
-def plain(cfg: DictConfig) -> SimpleNamespace:
-    """The hyperparameters as plain attributes: DictConfig lookups cost microseconds a step."""
-    return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))
 
 
 class Actor(nn.Module):
