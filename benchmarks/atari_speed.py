@@ -55,7 +55,7 @@ def run_raw(frames: int) -> dict:
     from rlhp.env import make_vec
 
     cfg = compose_cfg(frames)
-    env = make_vec(cfg)
+    env = make_vec(cfg, cfg.env.num_envs)
     env.reset(seed=0)
     n, rng = cfg.env.num_envs, np.random.default_rng(0)
     steps = -(-frames // n)

@@ -115,6 +115,20 @@ def test_reward_scale_divides_by_std_of_discounted_return():
     venv.close()
 
 
+def test_evaluation_env_returns_raw_rewards_and_keeps_its_statistics():
+    cfg = make_cfg({"reward_clip": True, "reward_scale": True, "obs_norm": True})
+    cfg.eval_episodes = 2
+    venv = VecEnv(cfg, gamma=0.99, training=False)
+    assert venv.num_envs == 2
+    venv.reset(seed=0)
+    steps = run(venv, 8)
+    for (_, reward, *_), (raw, _, _) in zip(steps, raw_script(8), strict=True):
+        np.testing.assert_array_equal(reward, raw)
+    assert venv.obs_rms.count == 1e-4  # never updated
+    np.testing.assert_array_equal(steps[-1][0], np.clip(list(raw_script(8))[-1][2], -10, 10))
+    venv.close()
+
+
 def test_obs_normalisation_and_state_dict_round_trip():
     cfg = make_cfg({"obs_norm": True})
     venv = VecEnv(cfg, gamma=0.99)

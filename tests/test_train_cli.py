@@ -238,6 +238,29 @@ def test_two_sessions_auc_objective(rlhp_cli, tmp_path):
     assert result["frame"] == sum(s["frame"] for s in sessions)
 
 
+def test_greedy_evaluation_is_the_objective(rlhp_cli, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = rlhp_cli(
+        "algo=dqn",
+        "env.max_frame=1500",
+        "log_frequency=500",
+        "eval_episodes=4",
+        "objective=eval",
+        run_dir=run_dir,
+    )
+    check_ok(proc)
+    df = pd.read_csv(run_dir / "metrics.csv")
+    returns = df.eval_return.to_numpy()
+    assert len(returns) == 3 and ((returns >= 8) & (returns <= 500)).all()  # CartPole
+    events = scalars(run_dir / "tb" / "session0").Scalars("eval_return")
+    assert [e.step for e in events] == df.frame.tolist()
+    np.testing.assert_allclose([e.value for e in events], returns, rtol=1e-6)
+    result = load_result(run_dir)
+    assert result["objective"] == pytest.approx(returns[-1])
+    assert result["sessions"][0]["eval"] == pytest.approx(returns[-1])
+    assert result["final"] == pytest.approx(df.total_reward_ma.iloc[-1])
+
+
 # --- bad input -------------------------------------------------------------------------------
 
 
@@ -255,6 +278,8 @@ def assert_nothing_trained(run_dir: Path) -> None:
         ("algo.name=nope", "nope"),
         ("env.max_frame=0", "max_frame"),
         ("env.id=???", "env.id"),
+        ("objective=eval", "eval_episodes"),
+        ("objective=best", "objective"),
     ],
 )
 def test_bad_config_one_line_error(override, mention, rlhp_cli, tmp_path):

@@ -78,7 +78,7 @@ class Sweep:
     trials: list[FrozenTrial]
     space: dict[str, BaseDistribution]  # searched parameters by dotted name, in search order
     maximize: bool
-    objective: str  # final | auc, the train config's `objective`
+    objective: str  # final | auc | eval, the train config's `objective`
     curves: dict[int, pd.DataFrame] = field(default_factory=dict)  # metrics.csv by trial
     hydra: Any = None  # one trial's hydra node (storage, config sources, run dir)
 
@@ -87,7 +87,11 @@ class Sweep:
 
     @property
     def objective_label(self) -> str:
-        what = {"final": "final total_reward_ma", "auc": "mean total_reward_ma over training"}
+        what = {
+            "final": "final total_reward_ma",
+            "auc": "mean total_reward_ma over training",
+            "eval": "final greedy eval_return",
+        }
         return f"objective ({what.get(self.objective, self.objective)})"
 
 

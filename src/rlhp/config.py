@@ -20,8 +20,12 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"env.max_frame must be positive, got {cfg.env.max_frame}")
     if cfg.log_frequency <= 0 or cfg.max_session <= 0 or cfg.env.num_envs <= 0:
         raise ConfigError("log_frequency, max_session and env.num_envs must be positive")
-    if cfg.objective not in ("final", "auc"):
-        raise ConfigError(f"objective must be final or auc, got {cfg.objective!r}")
+    if cfg.objective not in ("final", "auc", "eval"):
+        raise ConfigError(f"objective must be final, auc or eval, got {cfg.objective!r}")
+    if cfg.eval_episodes < 0 or (cfg.objective == "eval" and cfg.eval_episodes == 0):
+        raise ConfigError(
+            f"eval_episodes must be >= 0, and > 0 for objective eval; got {cfg.eval_episodes}"
+        )
     if scheduler := OmegaConf.select(cfg, "meta.search_scheduler"):
         grace, rf = scheduler.get("grace_period"), scheduler.get("reduction_factor")
         max_t = scheduler.get("max_t") or cfg.env.max_frame

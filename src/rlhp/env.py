@@ -47,8 +47,8 @@ def check_env_id(env_id: str) -> None:
         raise ConfigError(f"unknown env id {env_id!r}: {e}") from None
 
 
-def make_vec(cfg: DictConfig) -> gym.vector.VectorEnv:
-    """The raw vector env for `cfg.env` (same-step autoreset, unclipped rewards)."""
+def make_vec(cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
+    """The raw vector env of `num_envs` copies of `cfg.env` (same-step autoreset, raw rewards)."""
     check_env_id(cfg.env.id)
     same_step = gym.vector.AutoresetMode.SAME_STEP
     if cfg.env.type == "atari":
@@ -57,7 +57,7 @@ def make_vec(cfg: DictConfig) -> gym.vector.VectorEnv:
         game = gym.spec(cfg.env.id).kwargs["game"]
         return AtariVectorEnv(
             game,
-            num_envs=cfg.env.num_envs,
+            num_envs=num_envs,
             num_threads=cfg.env.num_threads,
             repeat_action_probability=cfg.env.sticky_action,
             reward_clipping=False,
@@ -65,7 +65,7 @@ def make_vec(cfg: DictConfig) -> gym.vector.VectorEnv:
         )
     if cfg.env.type != "gym":
         raise ConfigError(f"env.type must be gym or atari, got {cfg.env.type!r}")
-    fns = [lambda: gym.make(cfg.env.id) for _ in range(cfg.env.num_envs)]
+    fns = [lambda: gym.make(cfg.env.id) for _ in range(num_envs)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=same_step)
 
 
@@ -75,11 +75,14 @@ class VecEnv:
     `step` returns (obs, reward, terminated, truncated, final_obs): obs and final_obs are
     normalised when `obs_norm`, reward is scaled or clipped for training, and final_obs holds
     the last observation of each env whose episode just ended (for bootstrapping truncation).
+    An evaluation env (`training=False`, `cfg.eval_episodes` copies) normalises observations
+    with statistics it is given and does not update, and returns raw rewards.
     """
 
-    def __init__(self, cfg: DictConfig, gamma: float):
-        self.env = make_vec(cfg)
-        self.num_envs = cfg.env.num_envs
+    def __init__(self, cfg: DictConfig, gamma: float, training: bool = True):
+        self.training = training
+        self.num_envs = cfg.env.num_envs if training else cfg.eval_episodes
+        self.env = make_vec(cfg, self.num_envs)
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
         self.obs_norm, self.reward_scale = cfg.env.obs_norm, cfg.env.reward_scale
@@ -128,12 +131,14 @@ class VecEnv:
     def _obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
         if not self.obs_norm:
             return obs
-        if update:
+        if update and self.training:
             self.obs_rms.update(obs)
         obs = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
         return np.clip(obs, -10, 10).astype(np.float32)
 
     def _reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        if not self.training:
+            return reward
         if self.reward_clip:
             reward = np.sign(reward)
         if self.reward_scale:

@@ -1,9 +1,10 @@
 """The shared train loop: one session of one algorithm in one vector env.
 
 It counts frames (env steps summed over the vector envs), tracks episode returns and
-`total_reward_ma` (the mean return of the last 100 episodes), and at every log point writes
-metrics, asks the reporter whether to go on (ASHA plugs in there) and checkpoints the whole
-training state. A session whose run directory holds a checkpoint resumes from it.
+`total_reward_ma` (the mean return of the last 100 episodes), and at every log point evaluates
+the greedy policy (`eval_return`, when `eval_episodes` > 0), writes metrics, asks the reporter
+whether to go on (ASHA plugs in there) and checkpoints the whole training state. A session
+whose run directory holds a checkpoint resumes from it.
 """
 
 import os
@@ -21,7 +22,8 @@ from rlhp import algo as algos
 from rlhp.env import VecEnv
 from rlhp.log import Logger
 
-Reporter = Callable[[int, float], bool]  # (frame, total_reward_ma) -> continue?
+Reporter = Callable[[int, float], bool]  # (frame, total_reward_ma or eval_return) -> continue?
+EVAL_SEED = 1_000_003  # evaluation episodes start from seeds the training envs never use
 
 
 class Preempted(Exception):
@@ -40,6 +42,7 @@ class Session:
         np.random.seed(self.seed)
         torch.manual_seed(self.seed)
         self.env = VecEnv(cfg, cfg.algo.gamma)
+        self.eval_env = VecEnv(cfg, cfg.algo.gamma, training=False) if cfg.eval_episodes else None
         self.agent = algos.make(cfg, self.env, device)
         self.frame, self.wall = 0, 0.0
         self.history: list[dict] = []
@@ -50,13 +53,32 @@ class Session:
     def total_reward_ma(self) -> float:
         return float(np.mean(self.recent)) if self.recent else float("nan")
 
+    @property
+    def eval_return(self) -> float:
+        """The last evaluation's mean return (NaN before the first or without evaluation)."""
+        return self.history[-1].get("eval_return", float("nan")) if self.history else float("nan")
+
+    def evaluate(self) -> float:
+        """Mean raw return of one greedy episode in each copy of the evaluation env, which
+        normalises observations with the training env's statistics and leaves them as they are."""
+        env = self.eval_env
+        env.obs_rms = self.env.obs_rms
+        obs = env.reset(seed=EVAL_SEED + self.seed + self.frame)
+        returns, ended = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
+        while not ended.all():
+            obs, reward, terminated, truncated, _ = env.step(self.agent.greedy(obs))
+            returns += np.where(ended, 0.0, reward)
+            ended |= terminated | truncated
+        env.pop_episodes()
+        return float(returns.mean())
+
     def run(self, reporter: Reporter | None = None) -> dict:
         """Train to max_frame (or until the reporter says stop); returns the session summary."""
         resumed = self.ckpt_path.exists()
         if resumed:
             self._load()
             if self.stopped_at is not None:
-                self.env.close()
+                self.close()
                 return self.summary()
         logger = Logger(self.run_dir, self.session, purge_step=self.frame + 1 if resumed else None)
         cfg, num_envs = self.cfg, self.env.num_envs
@@ -83,22 +105,23 @@ class Session:
                 if not self.agent.at_boundary:
                     continue
                 if self.frame >= next_log or self.frame >= max_frame:
-                    now = time.perf_counter()
-                    self.wall = now - start
-                    self.history.append(
-                        {
-                            "frame": self.frame,
-                            "total_reward_ma": self.total_reward_ma,
-                            "episode_return": float(np.mean(episodes)) if episodes else np.nan,
-                            "fps": (self.frame - last_frame) / (now - last_time),
-                            "wall_s": self.wall,
-                            **losses,
-                        }
-                    )
+                    fps = (self.frame - last_frame) / (time.perf_counter() - last_time)
+                    row = {
+                        "frame": self.frame,
+                        "total_reward_ma": self.total_reward_ma,
+                        "episode_return": float(np.mean(episodes)) if episodes else np.nan,
+                        "fps": fps,  # training only: evaluation time is left out
+                    }
+                    if self.eval_env is not None:
+                        row["eval_return"] = self.evaluate()
+                    last_time = time.perf_counter()
+                    self.wall = last_time - start
+                    self.history.append(row | {"wall_s": self.wall, **losses})
                     logger.log(self.history)
-                    episodes, last_time, last_frame = [], now, self.frame
+                    episodes, last_frame = [], self.frame
                     next_log = (self.frame // cfg.log_frequency + 1) * cfg.log_frequency
-                    if reporter is not None and not reporter(self.frame, self.total_reward_ma):
+                    score = self.eval_return if cfg.objective == "eval" else self.total_reward_ma
+                    if reporter is not None and not reporter(self.frame, score):
                         self.stopped_at = self.frame
                     self._save()
                     if self.stopped_at is not None:
@@ -109,16 +132,22 @@ class Session:
                     raise Preempted(f"session {self.session} checkpointed at frame {self.frame}")
         finally:
             logger.close()
-            self.env.close()
+            self.close()
         model = {k: v for k, v in self.agent.state_dict().items() if k != "memory"}  # no replay
         torch.save(model, self.run_dir / f"model_session{self.session}.pt")
         return self.summary()
+
+    def close(self) -> None:
+        self.env.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
 
     def summary(self) -> dict:
         ma = np.array([row["total_reward_ma"] for row in self.history], dtype=float)
         finite = ma[np.isfinite(ma)]
         return {
             "final": float(ma[-1]) if len(ma) else float("nan"),
+            "eval": self.eval_return,
             "auc": float(finite.mean()) if len(finite) else float("nan"),
             "max": float(finite.max()) if len(finite) else float("nan"),
             "frame": self.frame,

@@ -1,8 +1,11 @@
-"""Network bodies shared by the algorithms: MLP and the Nature DQN CNN (Mnih et al. 2015)."""
+"""Networks shared by the algorithms: MLP and Nature DQN CNN (Mnih et al. 2015) bodies, and the
+actor-critic of the policy-gradient methods (PPO, A2C, REINFORCE)."""
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.distributions import Categorical, Distribution, Normal
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -50,3 +53,60 @@ def body(obs_shape: tuple[int, ...], net: str, hid_layers: list[int], activation
     if net == "cnn":
         return NatureCNN(obs_shape[0], hid_layers[-1], activation), hid_layers[-1]
     return mlp(int(np.prod(obs_shape)), hid_layers, activation), hid_layers[-1]
+
+
+class ActorCritic(nn.Module):
+    """A categorical or Gaussian (state-independent log std) policy and a value head, on one
+    shared body or on two separate ones; `critic=False` leaves the value head out."""
+
+    def __init__(
+        self,
+        obs_space: gym.Space,
+        act_space: gym.Space,
+        net: str,
+        hid_layers: list[int],
+        activation: str,
+        shared: bool = False,
+        critic: bool = True,
+    ):
+        super().__init__()
+        self.actor_body, feat = body(obs_space.shape, net, hid_layers, activation)
+        self.discrete = isinstance(act_space, gym.spaces.Discrete)
+        act_dim = act_space.n if self.discrete else int(np.prod(act_space.shape))
+        self.actor = init_layer(nn.Linear(feat, act_dim), std=0.01)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.zeros(act_dim))
+        if critic:
+            shared_body = self.actor_body if shared else None
+            self.critic_body = shared_body or body(obs_space.shape, net, hid_layers, activation)[0]
+            self.critic = init_layer(nn.Linear(feat, 1), std=1.0)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.critic_body(obs)).squeeze(-1)
+
+    def dist(self, obs: torch.Tensor) -> Distribution:
+        return self._dist(self.actor(self.actor_body(obs)))
+
+    def dist_value(self, obs: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
+        """`dist(obs)` and `value(obs)`, running a shared body once instead of twice."""
+        feat = self.actor_body(obs)
+        critic_feat = feat if self.critic_body is self.actor_body else self.critic_body(obs)
+        return self._dist(self.actor(feat)), self.critic(critic_feat).squeeze(-1)
+
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most likely action: argmax of the logits, or the Gaussian's mean."""
+        out = self.actor(self.actor_body(obs))
+        return out.argmax(-1) if self.discrete else out
+
+    def _dist(self, logits: torch.Tensor) -> Distribution:
+        if self.discrete:
+            return Categorical(logits=logits, validate_args=False)
+        return Normal(logits, self.log_std.exp(), validate_args=False)
+
+    def log_prob(self, dist: Distribution, action: torch.Tensor) -> torch.Tensor:
+        logp = dist.log_prob(action)
+        return logp if self.discrete else logp.sum(-1)
+
+    def entropy(self, dist: Distribution) -> torch.Tensor:
+        ent = dist.entropy()
+        return ent if self.discrete else ent.sum(-1)

@@ -1,54 +1,20 @@
 """Advantage Actor-Critic (A2C, the synchronous variant of A3C, Mnih et al. 2016) with
 generalized advantage estimation (Schulman et al. 2016).
 
-Reads top to bottom: the actor-critic net, the advantage estimator (`gae`; lam = 1 gives the
-plain n-step returns of the paper), then the agent: it collects `time_horizon` steps from every
-env and takes one gradient step on the whole rollout, with RMSprop as in the paper and SB3.
+The advantage estimator is PPO's `gae` (lam = 1 gives the plain n-step returns of the paper) and
+the net rlhp.net.ActorCritic; the agent below collects `time_horizon` steps from every env and
+takes one gradient step on the whole rollout, with RMSprop as in the paper and SB3.
 Discrete (categorical) and Box (Gaussian with a state-independent log std) actions.
 """
 
-import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.distributions import Categorical, Normal
 
 from rlhp.algo.ppo import gae
 from rlhp.config import plain
-from rlhp.net import body, init_layer
-
-
-class ActorCritic(nn.Module):
-    """Policy and value heads on one shared body or on two separate bodies."""
-
-    def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: DictConfig, net: str):
-        super().__init__()
-        make_body = lambda: body(  # noqa: E731
-            obs_space.shape, net, cfg.hid_layers, cfg.hid_layers_activation
-        )
-        self.actor_body, feat = make_body()
-        self.critic_body = self.actor_body if cfg.shared else make_body()[0]
-        self.discrete = isinstance(act_space, gym.spaces.Discrete)
-        act_dim = act_space.n if self.discrete else int(np.prod(act_space.shape))
-        self.actor = init_layer(nn.Linear(feat, act_dim), std=0.01)
-        self.critic = init_layer(nn.Linear(feat, 1), std=1.0)
-        if not self.discrete:
-            self.log_std = nn.Parameter(torch.zeros(act_dim))
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(self.critic_body(obs)).squeeze(-1)
-
-    def dist(self, obs: torch.Tensor) -> torch.distributions.Distribution:
-        logits = self.actor(self.actor_body(obs))
-        if self.discrete:
-            return Categorical(logits=logits)
-        return Normal(logits, self.log_std.exp())
-
-    def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor):
-        dist = self.dist(obs)
-        logp, ent = dist.log_prob(action), dist.entropy()
-        return (logp, ent) if self.discrete else (logp.sum(-1), ent.sum(-1))
+from rlhp.net import ActorCritic
 
 
 class A2C:
@@ -57,7 +23,14 @@ class A2C:
     def __init__(self, cfg: DictConfig, env, net: str, max_frame: int, device: torch.device):
         self.cfg, self.max_frame, self.device = plain(cfg), max_frame, device
         self.num_envs = env.num_envs
-        self.model = ActorCritic(env.observation_space, env.action_space, cfg, net).to(device)
+        self.model = ActorCritic(
+            env.observation_space,
+            env.action_space,
+            net,
+            cfg.hid_layers,
+            cfg.hid_layers_activation,
+            shared=cfg.shared,
+        ).to(device)
         if cfg.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(
                 self.model.parameters(), lr=cfg.lr, alpha=0.99, eps=1e-5
@@ -89,6 +62,11 @@ class A2C:
         self.obs[self.step] = obs
         self.actions[self.step] = action
         return action.cpu().numpy()
+
+    @torch.inference_mode()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """The most likely action, for evaluation (nothing is recorded)."""
+        return self.model.greedy(self._tensor(obs)).cpu().numpy()
 
     @torch.inference_mode()
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
@@ -131,7 +109,8 @@ class A2C:
             advantages, returns = advantages.reshape(batch), returns.reshape(batch)
             if cfg.normalize_advantage:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        logp, entropy = self.model.log_prob_entropy(obs, actions)
+        dist = self.model.dist(obs)
+        logp, entropy = self.model.log_prob(dist, actions), self.model.entropy(dist)
         policy_loss = -(advantages * logp).mean()
         value_loss = 0.5 * ((returns - values) ** 2).mean()
         entropy = entropy.mean()

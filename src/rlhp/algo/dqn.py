@@ -105,6 +105,12 @@ class DQN:
         self.obs, self.action = obs, action
         return action
 
+    @torch.inference_mode()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """argmax_a Q(s, a), for evaluation (nothing is recorded)."""
+        q = self.q_net(torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype))
+        return q.argmax(1).cpu().numpy()
+
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
         self.memory.add(self.obs, self.action, reward, terminated, truncated, next_obs, final_obs)
 

@@ -1,64 +1,17 @@
 """Proximal Policy Optimization (Schulman et al. 2017) with GAE (Schulman et al. 2016).
 
-Reads top to bottom: the actor-critic net, the two pure functions of the method (`gae` and
-`ppo_loss`), then the agent that collects a rollout of `time_horizon` steps from every env and
-trains on it for `training_epoch` passes of shuffled minibatches.
+Reads top to bottom: the two pure functions of the method (`gae` and `ppo_loss`), then the
+agent, which collects a rollout of `time_horizon` steps from every env and trains on it for
+`training_epoch` passes of shuffled minibatches. The net is rlhp.net.ActorCritic.
 """
 
-import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.distributions import Categorical, Normal
 
 from rlhp.config import plain
-from rlhp.net import body, init_layer
-
-
-class ActorCritic(nn.Module):
-    """Policy and value heads on one shared body or on two separate bodies."""
-
-    def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: DictConfig, net: str):
-        super().__init__()
-        make_body = lambda: body(  # noqa: E731
-            obs_space.shape, net, cfg.hid_layers, cfg.hid_layers_activation
-        )
-        self.actor_body, feat = make_body()
-        self.critic_body = self.actor_body if cfg.shared else make_body()[0]
-        self.discrete = isinstance(act_space, gym.spaces.Discrete)
-        act_dim = act_space.n if self.discrete else int(np.prod(act_space.shape))
-        self.actor = init_layer(nn.Linear(feat, act_dim), std=0.01)
-        self.critic = init_layer(nn.Linear(feat, 1), std=1.0)
-        if not self.discrete:
-            self.log_std = nn.Parameter(torch.zeros(act_dim))
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(self.critic_body(obs)).squeeze(-1)
-
-    def dist(self, obs: torch.Tensor) -> torch.distributions.Distribution:
-        return self._dist(self.actor(self.actor_body(obs)))
-
-    def dist_value(
-        self, obs: torch.Tensor
-    ) -> tuple[torch.distributions.Distribution, torch.Tensor]:
-        """`dist(obs)` and `value(obs)`, running a shared body once instead of twice."""
-        feat = self.actor_body(obs)
-        critic_feat = feat if self.critic_body is self.actor_body else self.critic_body(obs)
-        return self._dist(self.actor(feat)), self.critic(critic_feat).squeeze(-1)
-
-    def _dist(self, logits: torch.Tensor) -> torch.distributions.Distribution:
-        if self.discrete:
-            return Categorical(logits=logits, validate_args=False)
-        return Normal(logits, self.log_std.exp(), validate_args=False)
-
-    def log_prob(self, dist: torch.distributions.Distribution, action: torch.Tensor):
-        logp = dist.log_prob(action)
-        return logp if self.discrete else logp.sum(-1)
-
-    def entropy(self, dist: torch.distributions.Distribution) -> torch.Tensor:
-        ent = dist.entropy()
-        return ent if self.discrete else ent.sum(-1)
+from rlhp.net import ActorCritic
 
 
 def gae(
@@ -111,7 +64,14 @@ class PPO:
     def __init__(self, cfg: DictConfig, env, net: str, max_frame: int, device: torch.device):
         self.cfg, self.max_frame, self.device = cfg, max_frame, device
         self.num_envs = env.num_envs
-        self.model = ActorCritic(env.observation_space, env.action_space, cfg, net).to(device)
+        self.model = ActorCritic(
+            env.observation_space,
+            env.action_space,
+            net,
+            cfg.hid_layers,
+            cfg.hid_layers_activation,
+            shared=cfg.shared,
+        ).to(device)
         self.params = list(self.model.parameters())
         # foreach: one fused op per Adam step on CPU too, not a Python loop over the tensors
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5, foreach=True)
@@ -144,6 +104,11 @@ class PPO:
         self.logps[self.step] = self.model.log_prob(dist, action)
         self.values[self.step] = value
         return action.cpu().numpy()
+
+    @torch.inference_mode()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """The most likely action, for evaluation (nothing is recorded)."""
+        return self.model.greedy(self._tensor(obs)).cpu().numpy()
 
     @torch.inference_mode()
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:

@@ -1,56 +1,22 @@
 """REINFORCE (Williams 1992): Monte-Carlo policy gradient on whole episodes, optionally with a
 learned state-value baseline (Sutton & Barto 2018, section 13.4).
 
-Reads top to bottom: the policy (and baseline) net, the discounted returns of an episode, then
-the agent. Each env's episode is kept until it ends; once `batch_episodes` episodes have ended
-the agent takes one gradient step on all their steps and starts a new batch. An episode cut by
-a time limit bootstraps its return from the baseline's V(last obs) when there is a baseline.
+Reads top to bottom: the discounted returns of an episode, then the agent (policy and baseline
+are rlhp.net.ActorCritic). Each env's episode is kept until it ends; once `batch_episodes`
+episodes have ended the agent takes one gradient step on all their steps and starts a new batch.
+An episode cut by a time limit bootstraps its return from the baseline's V(last obs) when there
+is a baseline.
 Episodes still running when a checkpoint is taken are not part of it: the loop resets the envs
 on resume, so they could not go on anyway. Discrete and Box actions.
 """
 
-import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.distributions import Categorical, Normal
 
 from rlhp.config import plain
-from rlhp.net import body, init_layer
-
-
-class Policy(nn.Module):
-    """A categorical or Gaussian (state-independent log std) policy, and a value baseline."""
-
-    def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: DictConfig, net: str):
-        super().__init__()
-        make_body = lambda: body(  # noqa: E731
-            obs_space.shape, net, cfg.hid_layers, cfg.hid_layers_activation
-        )
-        self.actor_body, feat = make_body()
-        self.discrete = isinstance(act_space, gym.spaces.Discrete)
-        act_dim = act_space.n if self.discrete else int(np.prod(act_space.shape))
-        self.actor = init_layer(nn.Linear(feat, act_dim), std=0.01)
-        if not self.discrete:
-            self.log_std = nn.Parameter(torch.zeros(act_dim))
-        if cfg.baseline:
-            self.critic_body = make_body()[0]
-            self.critic = init_layer(nn.Linear(feat, 1), std=1.0)
-
-    def dist(self, obs: torch.Tensor) -> torch.distributions.Distribution:
-        logits = self.actor(self.actor_body(obs))
-        if self.discrete:
-            return Categorical(logits=logits)
-        return Normal(logits, self.log_std.exp())
-
-    def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor):
-        dist = self.dist(obs)
-        logp, ent = dist.log_prob(action), dist.entropy()
-        return (logp, ent) if self.discrete else (logp.sum(-1), ent.sum(-1))
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(self.critic_body(obs)).squeeze(-1)
+from rlhp.net import ActorCritic
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float, last_value: float = 0.0) -> np.ndarray:
@@ -69,7 +35,14 @@ class REINFORCE:
     def __init__(self, cfg: DictConfig, env, net: str, max_frame: int, device: torch.device):
         self.cfg, self.max_frame, self.device = plain(cfg), max_frame, device
         self.num_envs = env.num_envs
-        self.model = Policy(env.observation_space, env.action_space, cfg, net).to(device)
+        self.model = ActorCritic(
+            env.observation_space,
+            env.action_space,
+            net,
+            cfg.hid_layers,
+            cfg.hid_layers_activation,
+            critic=cfg.baseline,
+        ).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.obs_dtype = torch.uint8 if net == "cnn" else torch.float32
         # the running episode of each env: lists of obs, actions, rewards
@@ -91,6 +64,11 @@ class REINFORCE:
         action = self.model.dist(self._tensor(obs)).sample().cpu().numpy()
         self.obs, self.action = obs, action
         return action
+
+    @torch.inference_mode()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """The most likely action, for evaluation (nothing is recorded)."""
+        return self.model.greedy(self._tensor(obs)).cpu().numpy()
 
     @torch.inference_mode()
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
@@ -121,7 +99,8 @@ class REINFORCE:
         actions = torch.as_tensor(np.concatenate([ep[1] for ep in self.batch]), device=self.device)
         returns = torch.as_tensor(np.concatenate([ep[2] for ep in self.batch]), device=self.device)
         self.batch = []
-        logp, entropy = self.model.log_prob_entropy(obs, actions)
+        dist = self.model.dist(obs)
+        logp, entropy = self.model.log_prob(dist, actions), self.model.entropy(dist)
         advantages = returns
         value_loss = torch.zeros((), device=self.device)
         if cfg.baseline:

@@ -122,6 +122,17 @@ class SAC:
         scaled = action * self.act_scale.reshape(-1) + self.act_bias.reshape(-1)
         return scaled.reshape((self.num_envs,) + self.act_shape)
 
+    @torch.inference_mode()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """tanh of the policy's mean, scaled to the action bounds, for evaluation."""
+        n = len(obs)
+        obs = torch.as_tensor(obs.reshape(n, -1), dtype=torch.float32, device=self.device)
+        mean, _ = self.actor(obs)
+        scaled = torch.tanh(mean).cpu().numpy() * self.act_scale.reshape(
+            -1
+        ) + self.act_bias.reshape(-1)
+        return scaled.reshape((n,) + self.act_shape)
+
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
         flat = lambda x: None if x is None else x.reshape(self.num_envs, -1)  # noqa: E731
         self.memory.add(
