@@ -80,3 +80,10 @@ def test_objective_eval_reports_eval_return_to_the_scheduler(tmp_path):
     assert reports == list(zip(df.frame, df.eval_return, strict=True))
     assert summary["eval"] == df.eval_return.iloc[-1]
     assert not df.eval_return.equals(df.total_reward_ma)
+    # model_session0_best.pt is the policy of the best evaluation: replayed, it scores the same
+    best = df.loc[df.eval_return.idxmax()]
+    replay = Session(cfg, tmp_path / "replay", 0, torch.device("cpu"))
+    replay.agent.load_state_dict(torch.load(tmp_path / "model_session0_best.pt"))
+    replay.frame = int(best.frame)
+    assert replay.evaluate() == pytest.approx(best.eval_return)
+    replay.close()

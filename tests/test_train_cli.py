@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hp_metadata
@@ -258,6 +259,11 @@ def test_greedy_evaluation_is_the_objective(rlhp_cli, tmp_path):
     result = load_result(run_dir)
     assert result["objective"] == pytest.approx(returns[-1])
     assert result["sessions"][0]["eval"] == pytest.approx(returns[-1])
+    assert result["sessions"][0]["eval_best"] == pytest.approx(returns.max())
+    # the best greedy policy is kept beside the final one (tests/test_loop.py replays it)
+    best = torch.load(run_dir / "model_session0_best.pt")
+    final = torch.load(run_dir / "model_session0.pt")
+    assert "memory" not in best and set(best) == set(final)
     assert result["final"] == pytest.approx(df.total_reward_ma.iloc[-1])
 
 

@@ -114,6 +114,9 @@ class Session:
                     }
                     if self.eval_env is not None:
                         row["eval_return"] = self.evaluate()
+                        best = self.summary()["eval_best"]
+                        if np.isnan(best) or row["eval_return"] > best:
+                            self._save_model("_best")  # the best greedy policy so far
                     last_time = time.perf_counter()
                     self.wall = last_time - start
                     self.history.append(row | {"wall_s": self.wall, **losses})
@@ -133,8 +136,7 @@ class Session:
         finally:
             logger.close()
             self.close()
-        model = {k: v for k, v in self.agent.state_dict().items() if k != "memory"}  # no replay
-        torch.save(model, self.run_dir / f"model_session{self.session}.pt")
+        self._save_model()
         return self.summary()
 
     def close(self) -> None:
@@ -145,15 +147,22 @@ class Session:
     def summary(self) -> dict:
         ma = np.array([row["total_reward_ma"] for row in self.history], dtype=float)
         finite = ma[np.isfinite(ma)]
+        evals = [row["eval_return"] for row in self.history if "eval_return" in row]
         return {
             "final": float(ma[-1]) if len(ma) else float("nan"),
             "eval": self.eval_return,
+            "eval_best": max(evals, default=float("nan")),
             "auc": float(finite.mean()) if len(finite) else float("nan"),
             "max": float(finite.max()) if len(finite) else float("nan"),
             "frame": self.frame,
             "wall_s": self.wall,
             "stopped_at": self.stopped_at,
         }
+
+    def _save_model(self, suffix: str = "") -> None:
+        """The agent's nets and optimiser state, without the replay memory."""
+        model = {k: v for k, v in self.agent.state_dict().items() if k != "memory"}
+        torch.save(model, self.run_dir / f"model_session{self.session}{suffix}.pt")
 
     def _save(self) -> None:
         state = {
