@@ -61,8 +61,8 @@ def test_time_limit_bootstraps_from_the_final_obs():
         obs, np.array([1.0, 1.0]), np.array([False, True]), np.array([True, False]), final
     )
     v = agent.model.value(torch.as_tensor(final[:1])).item()
-    np.testing.assert_allclose(agent.rewards[0].numpy(), [1.0 + 0.9 * v, 1.0], rtol=1e-5)
-    np.testing.assert_array_equal(agent.dones[0].numpy(), [1.0, 1.0])
+    np.testing.assert_allclose(agent.rollout.rewards[0].numpy(), [1.0 + 0.9 * v, 1.0], rtol=1e-5)
+    np.testing.assert_array_equal(agent.rollout.dones[0].numpy(), [1.0, 1.0])
 
 
 def test_one_gradient_step_per_rollout():

@@ -133,9 +133,9 @@ def test_time_limit_bootstraps_from_the_final_observation():
     agent.observe(obs, np.array([1.0, 1.0]), terminated, truncated, final_obs)
     with torch.no_grad():
         v0 = agent.model.value(torch.as_tensor(final_obs[:1])).item()
-    assert agent.rewards[0, 0].item() == pytest.approx(1.0 + 0.9 * v0, rel=1e-5)
-    assert agent.rewards[0, 1].item() == 1.0
-    assert agent.dones[0].tolist() == [1.0, 1.0]
+    assert agent.rollout.rewards[0, 0].item() == pytest.approx(1.0 + 0.9 * v0, rel=1e-5)
+    assert agent.rollout.rewards[0, 1].item() == 1.0
+    assert agent.rollout.dones[0].tolist() == [1.0, 1.0]
 
 
 def test_update_fails_on_a_non_finite_loss():

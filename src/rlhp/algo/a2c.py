@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from rlhp.algo.ppo import gae
+from rlhp.algo.rollout import Rollout
 from rlhp.config import plain
 from rlhp.net import ActorCritic
 
@@ -39,74 +40,56 @@ class A2C:
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
         else:
             raise ValueError(f"algo.optimizer must be rmsprop or adam, got {cfg.optimizer!r}")
-        shape = (cfg.time_horizon, self.num_envs)
-        obs_dtype = torch.uint8 if net == "cnn" else torch.float32
-        self.obs = torch.zeros(shape + env.observation_space.shape, dtype=obs_dtype, device=device)
-        self.actions = torch.zeros(shape + env.action_space.shape, device=device)
-        self.rewards, self.dones = (torch.zeros(shape, device=device) for _ in range(2))
-        self.step = 0
-        self.next_obs: torch.Tensor | None = None
+        self.rollout = Rollout(
+            cfg.time_horizon, self.num_envs, env.observation_space, env.action_space, net, device
+        )
 
     @property
     def at_boundary(self) -> bool:
         """True between rollouts: nothing is buffered, so a checkpoint here loses nothing."""
-        return self.step == 0
-
-    def _tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(obs, device=self.device, dtype=self.obs.dtype)
+        return self.rollout.step == 0
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs = self._tensor(obs)
+        obs = self.rollout.tensor(obs)
         action = self.model.dist(obs).sample()
-        self.obs[self.step] = obs
-        self.actions[self.step] = action
+        self.rollout.add(obs, action)
         return action.cpu().numpy()
 
     @torch.inference_mode()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         """The most likely action, for evaluation (nothing is recorded)."""
-        return self.model.greedy(self._tensor(obs)).cpu().numpy()
+        return self.model.greedy(self.rollout.tensor(obs)).cpu().numpy()
 
     @torch.inference_mode()
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
-        reward = torch.as_tensor(reward, device=self.device)
-        bootstrap = truncated & ~terminated
-        if bootstrap.any():  # a time limit is not a terminal state: bootstrap from V(final_obs)
-            final_value = self.model.value(self._tensor(final_obs[bootstrap]))
-            reward[torch.as_tensor(bootstrap, device=self.device)] += self.cfg.gamma * final_value
-        self.rewards[self.step] = reward
-        self.dones[self.step] = torch.as_tensor(terminated | truncated, device=self.device)
-        self.next_obs = self._tensor(next_obs)
-        self.step += 1
+        self.rollout.add_outcome(
+            next_obs, reward, terminated, truncated, final_obs, self.model.value, self.cfg.gamma
+        )
 
     def update(self, frame: int) -> dict[str, float] | None:
         """One gradient step once the rollout holds time_horizon steps; returns the losses."""
-        cfg = self.cfg
-        if self.step < cfg.time_horizon:
+        cfg, rollout = self.cfg, self.rollout
+        if not rollout.full:
             return None
-        self.step = 0
+        rollout.step = 0
         progress = 1.0 - (frame - self.num_envs * cfg.time_horizon) / self.max_frame
         lr = cfg.lr * max(progress, 0.0) if cfg.lr_anneal else cfg.lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = self.num_envs * cfg.time_horizon
-        obs = self.obs.reshape((batch,) + self.obs.shape[2:])
-        actions = self.actions.reshape((batch,) + self.actions.shape[2:])
-        if self.model.discrete:
-            actions = actions.long()
+        obs, actions = rollout.flat(rollout.obs), rollout.flat(rollout.actions)
         values = self.model.value(obs)
         with torch.no_grad():
-            last_value = self.model.value(self.next_obs)
+            last_value = self.model.value(rollout.next_obs)
             advantages, returns = gae(
-                self.rewards,
-                values.reshape(cfg.time_horizon, self.num_envs),
-                self.dones,
+                rollout.rewards,
+                values.reshape(rollout.rewards.shape),
+                rollout.dones,
                 last_value,
                 cfg.gamma,
                 cfg.lam,
             )
-            advantages, returns = advantages.reshape(batch), returns.reshape(batch)
+            advantages, returns = rollout.flat(advantages), rollout.flat(returns)
             if cfg.normalize_advantage:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         dist = self.model.dist(obs)

@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from rlhp.algo.rollout import Rollout
 from rlhp.config import plain
 from rlhp.net import ActorCritic
 
@@ -75,58 +76,40 @@ class PPO:
         self.params = list(self.model.parameters())
         # foreach: one fused op per Adam step on CPU too, not a Python loop over the tensors
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5, foreach=True)
-        self.time_horizon = cfg.time_horizon
-        shape = (cfg.time_horizon, self.num_envs)
-        obs_dtype = torch.uint8 if net == "cnn" else torch.float32
-        self.obs = torch.zeros(shape + env.observation_space.shape, dtype=obs_dtype, device=device)
-        self.actions = torch.zeros(shape + env.action_space.shape, device=device)
-        self.logps, self.rewards, self.dones, self.values = (
-            torch.zeros(shape, device=device) for _ in range(4)
+        self.rollout = Rollout(
+            cfg.time_horizon, self.num_envs, env.observation_space, env.action_space, net, device
         )
-        self.step = 0
-        self.next_obs: torch.Tensor | None = None
 
     @property
     def at_boundary(self) -> bool:
         """True between rollouts: nothing is buffered, so a checkpoint here loses nothing."""
-        return self.step == 0
-
-    def _tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(obs, device=self.device, dtype=self.obs.dtype)
+        return self.rollout.step == 0
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs = self._tensor(obs)
+        obs = self.rollout.tensor(obs)
         dist, value = self.model.dist_value(obs)
         action = dist.sample()
-        self.obs[self.step] = obs
-        self.actions[self.step] = action
-        self.logps[self.step] = self.model.log_prob(dist, action)
-        self.values[self.step] = value
+        self.rollout.add(obs, action, self.model.log_prob(dist, action), value)
         return action.cpu().numpy()
 
     @torch.inference_mode()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         """The most likely action, for evaluation (nothing is recorded)."""
-        return self.model.greedy(self._tensor(obs)).cpu().numpy()
+        return self.model.greedy(self.rollout.tensor(obs)).cpu().numpy()
 
     @torch.inference_mode()
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
-        reward = torch.as_tensor(reward, device=self.device)
-        bootstrap = truncated & ~terminated
-        if bootstrap.any():  # a time limit is not a terminal state: bootstrap from V(final_obs)
-            final_value = self.model.value(self._tensor(final_obs[bootstrap]))
-            reward[torch.as_tensor(bootstrap, device=self.device)] += self.cfg.gamma * final_value
-        self.rewards[self.step] = reward
-        self.dones[self.step] = torch.as_tensor(terminated | truncated, device=self.device)
-        self.next_obs = self._tensor(next_obs)
-        self.step += 1
+        self.rollout.add_outcome(
+            next_obs, reward, terminated, truncated, final_obs, self.model.value, self.cfg.gamma
+        )
 
     def update(self, frame: int) -> dict[str, float] | None:
         """Train on the rollout once it holds time_horizon steps; returns the losses then."""
-        if self.step < self.time_horizon:
+        rollout = self.rollout
+        if not rollout.full:
             return None
-        self.step = 0
+        rollout.step = 0
         cfg = plain(self.cfg)
         progress = 1.0 - (frame - self.num_envs * cfg.time_horizon) / self.max_frame
         lr = cfg.lr * max(progress, 0.0) if cfg.lr_anneal else cfg.lr
@@ -134,15 +117,14 @@ class PPO:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.no_grad():
-            last_value = self.model.value(self.next_obs)
+            last_value = self.model.value(rollout.next_obs)
             advantages, returns = gae(
-                self.rewards, self.values, self.dones, last_value, cfg.gamma, cfg.lam
+                rollout.rewards, rollout.values, rollout.dones, last_value, cfg.gamma, cfg.lam
             )
         batch = self.num_envs * cfg.time_horizon
-        obs = self.obs.reshape((batch,) + self.obs.shape[2:])
-        actions = self.actions.reshape((batch,) + self.actions.shape[2:])
-        logps, values = self.logps.reshape(batch), self.values.reshape(batch)
-        advantages, returns = advantages.reshape(batch), returns.reshape(batch)
+        obs, actions = rollout.flat(rollout.obs), rollout.flat(rollout.actions)
+        logps, values = rollout.flat(rollout.logps), rollout.flat(rollout.values)
+        advantages, returns = rollout.flat(advantages), rollout.flat(returns)
         stats = []
         for _ in range(cfg.training_epoch):
             for idx in torch.randperm(batch, device=self.device).split(cfg.minibatch_size):
