@@ -29,7 +29,6 @@ import itertools
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import machine
 from omegaconf import OmegaConf
 
 # name -> (algo, env, frames, log_frequency, criterion: (metric, target) or None)
@@ -47,19 +47,6 @@ CASES = {
     "sac_pendulum": ("sac", "pendulum", 20_000, 2_000, ("recent", -200.0)),
     "sac_halfcheetah": ("sac", "halfcheetah", 200_000, 10_000, ("recent", 3000.0)),
 }
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    nproc, load = len(os.sched_getaffinity(0)), os.getloadavg()[0]
-    return f"nproc {nproc}, {cpu}, load {load:.1f} at start, torch {torch.__version__}"
 
 
 def env_vars() -> dict[str, str]:

@@ -17,7 +17,6 @@ into rollout (act + env step) and PPO update.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,18 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return f"nproc {len(os.sched_getaffinity(0))}, {cpu}, torch {torch.__version__}"
+from _machine import machine
 
 
 def compose_cfg(frames: int):

@@ -15,30 +15,16 @@ Prints a markdown table (command, machine, figures); exits 1 when a criterion fa
 import argparse
 import csv
 import math
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from _machine import machine
 
 CARTPOLE_TARGET, CARTPOLE_FRAMES, CARTPOLE_NEED = 475.0, 100_000, 4
 CHEETAH_TARGET, CHEETAH_FRAMES = 1500.0, 1_000_000
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return f"nproc {len(os.sched_getaffinity(0))}, {cpu}, torch {torch.__version__}"
 
 
 def train(env: str, seed: int, run_dir: Path, log_frequency: int, extra: list[str]) -> float:

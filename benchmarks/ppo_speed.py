@@ -22,7 +22,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import statistics
 import subprocess
@@ -32,18 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return f"nproc {len(os.sched_getaffinity(0))}, {cpu}, torch {torch.__version__}"
+from _machine import machine
 
 
 def compose_cfg(frames: int, seed: int):
