@@ -108,6 +108,7 @@ JOB_OF = {  # tests that read a background sweep without naming it in a paramete
     "test_constraint_rejects_and_never_launches": "grid_exhaustion",
     "test_crashing_trial_is_recorded_and_the_sweep_finishes": "grid_exhaustion",
     "test_max_session_records_std_and_the_mean_objective": "sessions",
+    "test_objective_eval_ranks_and_stops_on_greedy_returns": "eval",
 }
 
 
@@ -153,6 +154,17 @@ def background(request, tmp_path_factory):
             *args(space),
         )
     bg.start("sessions", base / "sessions", *TINY, "hydra.sweeper.n_trials=1", "max_session=2", LR)
+    bg.start(
+        "eval",
+        base / "eval",
+        "env.max_frame=2000",
+        "log_frequency=500",
+        "eval_episodes=2",
+        "objective=eval",
+        "meta.search_scheduler={grace_period: 500, reduction_factor: 2}",
+        "hydra.sweeper.n_trials=3",
+        LR,
+    )
     yield bg
     bg.close()
 
@@ -360,6 +372,22 @@ def test_max_session_records_std_and_the_mean_objective(background):
     assert sorted(metrics.session.unique()) == [0, 1]  # both seeds trained
     for s in (0, 1):
         assert (sweep_dir / "0" / "checkpoints" / f"session{s}.pt").exists()
+
+
+def test_objective_eval_ranks_and_stops_on_greedy_returns(background):
+    proc = background.result("eval")
+    sweep_dir = background.base / "eval"
+    assert proc.returncode == 0, output(proc)
+    decisions = pd.read_json(sweep_dir / "asha" / "decisions.jsonl", lines=True)
+    assert len(decisions) >= 3  # every trial reports at the first rung
+    for row in decisions.itertuples():
+        metrics = pd.read_csv(sweep_dir / str(row.trial) / "metrics.csv")
+        at = metrics[metrics.frame == row.frame].iloc[0]
+        assert row.value == pytest.approx(at.eval_return)  # not total_reward_ma
+    for trial in load_study(sweep_dir).get_trials():
+        if trial.state == TrialState.COMPLETE:
+            metrics = pd.read_csv(sweep_dir / str(trial.number) / "metrics.csv")
+            assert trial.value == pytest.approx(metrics.eval_return.iloc[-1])
 
 
 # -- resume after SIGKILL
