@@ -95,6 +95,10 @@ class SweeperImpl:
             log.warning("the basic launcher runs trials in this process: one slot only")
             self.slots = 1
         self.packer = None
+        if kind == "LocalLauncher":
+            from rlhp.sweep import _local
+
+            _local.done_on_result()
         if kind == "SlurmLauncher":
             self._slurm()
 
