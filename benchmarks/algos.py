@@ -347,22 +347,21 @@ def main() -> int:
     ok, notes = True, set()
     for case in args.cases:
         rows: dict[str, list[dict]] = {"rlhp": [], "sb3": []}
+        ratios = []  # rlhp / SB3 fps of each side-by-side pair
         for seed in args.seeds:
             r = run_case(case, seed, out, extra)
             if r["sb3_plain_dqn"]:
                 notes.add(f"{case}: SB3's DQN has no double Q-learning or PER; it runs plain DQN.")
+            ratios.append(r["rlhp_fps"] / r["sb3_fps"])
             for lib in rows:
                 rows[lib].append(row(case, r, lib))
-                ratio = r["rlhp_fps"] / r["sb3_fps"] if lib == "rlhp" else None
+                ratio = ratios[-1] if lib == "rlhp" else None
                 print_row(case, str(seed), r["frames"], lib, rows[lib][-1], ratio)
         if len(args.seeds) > 1:
-            median = {
-                lib: {k: float(np.median([x[k] for x in xs])) for k in xs[0]}
-                for lib, xs in rows.items()
-            }
-            for lib in rows:
-                ratio = median["rlhp"]["fps"] / median["sb3"]["fps"] if lib == "rlhp" else None
-                print_row(case, "median", r["frames"], lib, median[lib], ratio)
+            for lib, xs in rows.items():
+                median = {k: float(np.median([x[k] for x in xs])) for k in xs[0]}
+                ratio = float(np.median(ratios)) if lib == "rlhp" else None
+                print_row(case, "median", r["frames"], lib, median, ratio)
         if CASES[case][4]:
             reached = sorted(x["reach"] for x in rows["rlhp"])
             ok &= not math.isinf(reached[(len(reached) - 1) // 2])  # the median seed reaches it
