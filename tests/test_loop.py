@@ -46,6 +46,21 @@ def test_evaluate_plays_one_greedy_episode_per_env_on_fresh_seeds(tmp_path):
     session.close()
 
 
+def test_eval_epsilon_takes_random_actions_from_its_own_stream(tmp_path):
+    cfg = config("algo=ppo", "env=cartpole", "eval_episodes=4", "env.eval_epsilon=1.0")
+    session = Session(cfg, tmp_path, 0, torch.device("cpu"))
+    session.agent = LeanWithThePole()
+    state = np.random.get_state()[1].copy()
+    random_play = session.evaluate()
+    assert session.evaluate() == random_play  # seeded by (seed, frame): repeatable
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # training RNG untouched
+    session.agent.greedy = lambda obs: np.zeros(len(obs), np.int64)
+    assert session.evaluate() == random_play  # every action random: the policy is not asked
+    session.cfg.env.eval_epsilon = 0.0
+    assert session.evaluate() != random_play
+    session.close()
+
+
 def test_evaluation_uses_but_never_updates_the_training_obs_statistics(tmp_path):
     cfg = config("algo=ppo", "env=pendulum", "eval_episodes=2")
     session = Session(cfg, tmp_path, 0, torch.device("cpu"))

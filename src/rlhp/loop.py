@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -60,13 +61,24 @@ class Session:
 
     def evaluate(self) -> float:
         """Mean raw return of one greedy episode in each copy of the evaluation env, which
-        normalises observations with the training env's statistics and leaves them as they are."""
-        env = self.eval_env
+        normalises observations with the training env's statistics and leaves them as they are.
+        With `env.eval_epsilon`, that share of actions is uniformly random (from its own RNG:
+        evaluation leaves training's random streams alone)."""
+        env, seed = self.eval_env, EVAL_SEED + self.seed + self.frame
         env.obs_rms = self.env.obs_rms
-        obs = env.reset(seed=EVAL_SEED + self.seed + self.frame)
+        rng, space = np.random.default_rng(seed), env.action_space
+        obs = env.reset(seed=seed)
         returns, ended = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
         while not ended.all():
-            obs, reward, terminated, truncated, _ = env.step(self.agent.greedy(obs))
+            action = self.agent.greedy(obs)
+            explore = rng.uniform(size=env.num_envs) < self.cfg.env.eval_epsilon
+            if explore.any():
+                action[explore] = (
+                    rng.integers(space.n, size=explore.sum())
+                    if isinstance(space, gym.spaces.Discrete)
+                    else rng.uniform(space.low, space.high, (explore.sum(),) + space.shape)
+                )
+            obs, reward, terminated, truncated, _ = env.step(action)
             returns += np.where(ended, 0.0, reward)
             ended |= terminated | truncated
         env.pop_episodes()
