@@ -19,8 +19,9 @@ process as it ends). Same launcher, same files, same clock for both sweepers. Th
 
   utilisation = busy slot-seconds / (slots * (last end - first start)).
 
-What happens after the result is written counts as idle: the trial process's exit (Python
-tearing down torch and friends: 1-6 s here) and submitit's 1 s poll before the sweeper sees it.
+What happens after the result is written counts as idle: for the stock sweeper the trial
+process's exit (Python tearing down torch and friends: 1-6 s here) and submitit's 1 s poll; rlhp
+takes a local job as done once its result file exists (rlhp/sweep/_local.py), so only the poll.
 Utilisation counts slot occupancy, not CPU: where the cores are already oversubscribed (load
 average above the core count), a trial runs faster while the other slot idles, so the time to
 finish gains less than the utilisation. The load average is printed beside the figures.
