@@ -417,9 +417,9 @@ def checkpoint(path: Path) -> dict | None:
 
 def test_resume_after_sigkill(tmp_path):
     sweep_dir = tmp_path / "resume"
-    n_trials = 4
+    n_trials, max_frame = 4, 12000
     overrides = [
-        "env.max_frame=8000",
+        f"env.max_frame={max_frame}",
         "log_frequency=2000",
         f"hydra.sweeper.n_trials={n_trials}",
         "hydra.sweeper.max_concurrent=2",
@@ -434,7 +434,8 @@ def test_resume_after_sigkill(tmp_path):
             return False
         for number in st.running_trials:
             ckpt = checkpoint(sweep_dir / str(number) / "checkpoints" / "session0.pt")
-            if ckpt is not None and ckpt["frame"] < 8000:
+            # half-way or less: the trial cannot finish before the kill, even on a loaded machine
+            if ckpt is not None and ckpt["frame"] <= max_frame // 2:
                 snapshot.update(number=number, frame=ckpt["frame"], history=ckpt["history"])
                 return True
         return False
@@ -471,14 +472,14 @@ def test_resume_after_sigkill(tmp_path):
     frames = metrics.frame.to_numpy()
     assert len(np.unique(frames)) == len(frames)
     assert (np.diff(frames) > 0).all()
-    assert frames[-1] >= 8000
+    assert frames[-1] >= max_frame
     before = metrics.iloc[: len(snapshot["history"])]
     assert before.frame.tolist() == [row["frame"] for row in snapshot["history"]]
     assert before.wall_s.tolist() == pytest.approx(
         [row["wall_s"] for row in snapshot["history"]], rel=1e-9, abs=0
     )
     final = checkpoint(run_dir / "checkpoints" / "session0.pt")
-    assert final["frame"] > snapshot["frame"] and final["frame"] >= 8000
+    assert final["frame"] > snapshot["frame"] and final["frame"] >= max_frame
     result = OmegaConf.load(run_dir / "result.yaml")
     assert result.wall_s >= snapshot["history"][-1]["wall_s"]  # the time before the kill counts
     assert trials[interrupted].value == pytest.approx(result.objective)
