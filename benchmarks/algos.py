@@ -89,32 +89,34 @@ def sb3_model(cfg, seed: int):
         print("note: SB3's DQN has neither double Q-learning nor PER: it runs plain DQN")
     env = make_vec_env(lambda: gym.make(cfg.env.id), n_envs=n, seed=seed)
     act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "elu": torch.nn.ELU}
-    common = dict(env=env, seed=seed, verbose=0, device="cpu", gamma=a.gamma)
     policy_kwargs = {"activation_fn": act[a.hid_layers_activation]}
-    if a.name == "dqn":
+    common = dict(env=env, seed=seed, verbose=0, device="cpu", gamma=a.gamma, learning_rate=lr)
+    if a.name in ("dqn", "sac"):
         assert a.training_frequency % n == 0, "SB3 trains every whole vector step"
-        spec = a.explore_var_spec
-        return DQN(
-            "MlpPolicy",
-            learning_rate=lr,
+        off_policy = dict(
             buffer_size=a.memory_size,
             learning_starts=a.learning_starts,
             batch_size=a.batch_size,
             tau=a.tau,
             train_freq=(a.training_frequency // n, "step"),
             gradient_steps=a.training_iter,
+        )
+    if a.name == "dqn":
+        spec = a.explore_var_spec
+        return DQN(
+            "MlpPolicy",
             target_update_interval=a.target_update_frequency,  # SB3 divides by n_envs itself
             exploration_initial_eps=spec.start,
             exploration_final_eps=spec.end,
             exploration_fraction=spec.end_step / cfg.env.max_frame,
             max_grad_norm=a.clip_grad_val,
             policy_kwargs=policy_kwargs | {"net_arch": list(a.hid_layers)},
+            **off_policy,
             **common,
         )
     if a.name == "a2c":
         return A2C(
             "MlpPolicy",
-            learning_rate=lr,
             n_steps=a.time_horizon,
             gae_lambda=a.lam,
             ent_coef=a.entropy_coef,
@@ -128,18 +130,11 @@ def sb3_model(cfg, seed: int):
             **common,
         )
     if a.name == "sac":
-        assert a.training_frequency % n == 0, "SB3 trains every whole vector step"
         return SAC(
             "MlpPolicy",
-            learning_rate=lr,
-            buffer_size=a.memory_size,
-            learning_starts=a.learning_starts,
-            batch_size=a.batch_size,
-            tau=a.tau,
-            train_freq=(a.training_frequency // n, "step"),
-            gradient_steps=a.training_iter,
             ent_coef=f"auto_{a.alpha}" if a.auto_alpha else a.alpha,
             policy_kwargs=policy_kwargs | {"net_arch": list(a.hid_layers)},
+            **off_policy,
             **common,
         )
     raise ValueError(a.name)

@@ -1,6 +1,8 @@
 """Networks shared by the algorithms: MLP and Nature DQN CNN (Mnih et al. 2015) bodies, and the
 actor-critic of the policy-gradient methods (PPO, A2C, REINFORCE)."""
 
+from collections.abc import Iterable
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -37,6 +39,20 @@ class NatureCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float() / 255.0)
+
+
+def gradient_step(
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    params: Iterable[torch.Tensor],
+    clip_grad_val: float | None,
+) -> None:
+    """One optimiser step on `loss`, the gradient's global norm clipped to `clip_grad_val`."""
+    optimizer.zero_grad()
+    loss.backward()
+    if clip_grad_val is not None:
+        nn.utils.clip_grad_norm_(params, clip_grad_val)
+    optimizer.step()
 
 
 def mlp(in_dim: int, hid_layers: list[int], activation: str) -> nn.Sequential:

@@ -10,12 +10,11 @@ Discrete (categorical) and Box (Gaussian with a state-independent log std) actio
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch import nn
 
 from rlhp.algo.ppo import gae
 from rlhp.algo.rollout import Rollout
 from rlhp.config import plain
-from rlhp.net import ActorCritic
+from rlhp.net import ActorCritic, gradient_step
 
 
 class A2C:
@@ -100,11 +99,7 @@ class A2C:
         loss = policy_loss + cfg.val_loss_coef * value_loss - cfg.entropy_coef * entropy
         if not torch.isfinite(loss):
             raise FloatingPointError(f"A2C loss is {loss.item()} at frame {frame}")
-        self.optimizer.zero_grad()
-        loss.backward()
-        if cfg.clip_grad_val is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_val)
-        self.optimizer.step()
+        gradient_step(self.optimizer, loss, self.model.parameters(), cfg.clip_grad_val)
         return {
             "policy_loss": policy_loss.item(),
             "value_loss": value_loss.item(),

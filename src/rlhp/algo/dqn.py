@@ -21,7 +21,7 @@ from torch import nn
 
 from rlhp.algo.replay import ReplayMemory
 from rlhp.config import plain
-from rlhp.net import body
+from rlhp.net import body, gradient_step
 
 log = logging.getLogger("rlhp")
 
@@ -152,11 +152,7 @@ class DQN:
             q = self.q_net(batch["obs"]).gather(1, batch["action"].unsqueeze(1)).squeeze(1)
             y = self.target(batch)
             loss = (batch["weight"] * F.smooth_l1_loss(q, y, reduction="none")).mean()
-            self.optimizer.zero_grad()
-            loss.backward()
-            if cfg.clip_grad_val is not None:
-                nn.utils.clip_grad_norm_(self.q_net.parameters(), cfg.clip_grad_val)
-            self.optimizer.step()
+            gradient_step(self.optimizer, loss, self.q_net.parameters(), cfg.clip_grad_val)
             if cfg.prioritized:
                 td = (y - q).detach().abs().cpu().numpy()
                 self.memory.update_priorities(batch["index"].numpy(), td)

@@ -8,11 +8,10 @@ agent, which collects a rollout of `time_horizon` steps from every env and train
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch import nn
 
 from rlhp.algo.rollout import Rollout
 from rlhp.config import plain
-from rlhp.net import ActorCritic
+from rlhp.net import ActorCritic, gradient_step
 
 
 def gae(
@@ -147,11 +146,7 @@ class PPO:
                 loss = policy_loss + cfg.val_loss_coef * value_loss - cfg.entropy_coef * entropy
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"PPO loss is {loss.item()} at frame {frame}")
-                self.optimizer.zero_grad()
-                loss.backward()
-                if cfg.clip_grad_val is not None:
-                    nn.utils.clip_grad_norm_(self.params, cfg.clip_grad_val)
-                self.optimizer.step()
+                gradient_step(self.optimizer, loss, self.params, cfg.clip_grad_val)
                 stats.append(torch.stack([policy_loss, value_loss, entropy]).detach())
         policy_loss, value_loss, entropy = torch.stack(stats).mean(0).tolist()
         return {

@@ -13,10 +13,9 @@ on resume, so they could not go on anyway. Discrete and Box actions.
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch import nn
 
 from rlhp.config import plain
-from rlhp.net import ActorCritic
+from rlhp.net import ActorCritic, gradient_step
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float, last_value: float = 0.0) -> np.ndarray:
@@ -114,11 +113,7 @@ class REINFORCE:
         loss = policy_loss + cfg.val_loss_coef * value_loss - cfg.entropy_coef * entropy
         if not torch.isfinite(loss):
             raise FloatingPointError(f"REINFORCE loss is {loss.item()} at frame {frame}")
-        self.optimizer.zero_grad()
-        loss.backward()
-        if cfg.clip_grad_val is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_val)
-        self.optimizer.step()
+        gradient_step(self.optimizer, loss, self.model.parameters(), cfg.clip_grad_val)
         return {
             "policy_loss": policy_loss.item(),
             "value_loss": value_loss.item(),

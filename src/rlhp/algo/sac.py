@@ -22,7 +22,7 @@ from torch.distributions import Normal
 
 from rlhp.algo.replay import ReplayMemory
 from rlhp.config import plain
-from rlhp.net import body
+from rlhp.net import body, gradient_step
 
 log = logging.getLogger("rlhp")
 
@@ -146,9 +146,7 @@ class SAC:
         action, logp = squashed_sample(*self.actor(obs))
         if cfg.auto_alpha:
             alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-            self.alpha_optimizer.zero_grad()
-            alpha_loss.backward()
-            self.alpha_optimizer.step()
+            gradient_step(self.alpha_optimizer, alpha_loss, [self.log_alpha], None)
         alpha = self.log_alpha.detach().exp()
         # critics: y = r + gamma (1 - d) (min_j Q_target_j(s', a') - alpha log pi(a'|s'))
         with torch.no_grad():
@@ -162,21 +160,12 @@ class SAC:
             )
         q1, q2 = self.q1(obs, batch["action"]), self.q2(obs, batch["action"])
         q_loss = 0.5 * (F.mse_loss(q1, y) + F.mse_loss(q2, y))
-        self.q_optimizer.zero_grad()
-        q_loss.backward()
-        if cfg.clip_grad_val is not None:
-            nn.utils.clip_grad_norm_(
-                [*self.q1.parameters(), *self.q2.parameters()], cfg.clip_grad_val
-            )
-        self.q_optimizer.step()
+        q_params = [*self.q1.parameters(), *self.q2.parameters()]
+        gradient_step(self.q_optimizer, q_loss, q_params, cfg.clip_grad_val)
         # actor: J(pi) = E[alpha log pi(a|s) - min_j Q_j(s, a)], a reparameterised
         q_pi = torch.min(self.q1(obs, action), self.q2(obs, action))
         actor_loss = (alpha * logp - q_pi).mean()
-        self.actor_optimizer.zero_grad()
-        actor_loss.backward()
-        if cfg.clip_grad_val is not None:
-            nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.clip_grad_val)
-        self.actor_optimizer.step()
+        gradient_step(self.actor_optimizer, actor_loss, self.actor.parameters(), cfg.clip_grad_val)
         # Polyak averaging of the target critics
         with torch.no_grad():
             for net, target in ((self.q1, self.q1_target), (self.q2, self.q2_target)):
