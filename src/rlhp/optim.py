@@ -1,0 +1,83 @@
+"""Optimisers for stacked members: Adam and RMSprop over a flat [K, P] parameter buffer, with a
+learning rate and a gradient-norm clip per member.
+
+`torch.optim.Adam` takes one scalar lr and `clip_grad_norm_` one norm over every tensor it is
+given, which would couple the members; these do the same arithmetic as torch's, row by row.
+"""
+
+import torch
+
+
+def clip_grad_norm(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
+    """Scale each member's gradient row to norm <= max_norm[k] (inf: no clipping), as
+    `torch.nn.utils.clip_grad_norm_` does for one model; returns the norms before clipping."""
+    norm = grad.norm(dim=1)
+    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    grad.mul_(coef.unsqueeze(1))
+    return norm
+
+
+class StackedAdam:
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it, with lr [K] and a step count per
+    member (a member put in a freed slot starts its bias correction afresh)."""
+
+    def __init__(self, flat: torch.Tensor, grad: torch.Tensor, betas=(0.9, 0.999), eps=1e-5):
+        self.flat, self.grad, self.betas, self.eps = flat, grad, betas, eps
+        self.exp_avg = torch.zeros_like(flat)
+        self.exp_avg_sq = torch.zeros_like(flat)
+        self.steps = torch.zeros(flat.shape[0], 1, dtype=flat.dtype, device=flat.device)
+
+    @torch.no_grad()
+    def step(self, lr: torch.Tensor) -> None:
+        beta1, beta2 = self.betas
+        self.steps += 1
+        self.exp_avg.lerp_(self.grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
+        step_size = lr.unsqueeze(1) / (1 - beta1**self.steps)
+        bias_correction2_sqrt = (1 - beta2**self.steps).sqrt()
+        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+        self.flat.sub_(step_size * self.exp_avg / denom)
+
+    def reset_member(self, k: int) -> None:
+        self.exp_avg[k] = 0.0
+        self.exp_avg_sq[k] = 0.0
+        self.steps[k] = 0.0
+
+    def member_state(self, k: int) -> dict:
+        return {"exp_avg": self.exp_avg[k].clone(), "exp_avg_sq": self.exp_avg_sq[k].clone(),
+                "steps": self.steps[k].clone()}  # fmt: skip
+
+    def load_member_state(self, k: int, state: dict) -> None:
+        for key, value in state.items():
+            getattr(self, key)[k] = value.to(self.flat.device)
+
+
+class StackedRMSprop:
+    """RMSprop as torch.optim.RMSprop computes it (no momentum, not centred), lr [K]."""
+
+    def __init__(self, flat: torch.Tensor, grad: torch.Tensor, alpha=0.99, eps=1e-5):
+        self.flat, self.grad, self.alpha, self.eps = flat, grad, alpha, eps
+        self.square_avg = torch.zeros_like(flat)
+
+    @torch.no_grad()
+    def step(self, lr: torch.Tensor) -> None:
+        self.square_avg.mul_(self.alpha).addcmul_(self.grad, self.grad, value=1 - self.alpha)
+        self.flat.sub_(lr.unsqueeze(1) * self.grad / self.square_avg.sqrt().add_(self.eps))
+
+    def reset_member(self, k: int) -> None:
+        self.square_avg[k] = 0.0
+
+    def member_state(self, k: int) -> dict:
+        return {"square_avg": self.square_avg[k].clone()}
+
+    def load_member_state(self, k: int, state: dict) -> None:
+        self.square_avg[k] = state["square_avg"].to(self.flat.device)
+
+
+def make(name: str, flat: torch.Tensor, grad: torch.Tensor) -> StackedAdam | StackedRMSprop:
+    """`adam` (eps 1e-5, as PPO implementations use) or `rmsprop` (alpha 0.99, eps 1e-5: A2C)."""
+    if name == "adam":
+        return StackedAdam(flat, grad)
+    if name == "rmsprop":
+        return StackedRMSprop(flat, grad)
+    raise ValueError(f"optimizer must be adam or rmsprop, got {name!r}")

@@ -1,0 +1,234 @@
+"""Stacked networks: K members' weights side by side, trained as one batched computation.
+
+Every parameter has a leading member dimension and lives in one flat [K, P] buffer (its gradient
+in another), so the optimiser (rlhp.optim) updates all members with a few tensor ops and a
+member's slice is a plain copy. Layers are batched matmuls (`torch.baddbmm`) and grouped
+convolutions, never a Python loop over members; each member is initialised from its own
+generator, in the same order as a population of one, so member i starts with exactly the weights
+a single run with its seed would have.
+"""
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Normal
+
+from rlhp.net import ACTIVATIONS
+
+# Parameters and their gradients are views into flat buffers: strided on purpose.
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
+
+
+class StackedLinear(nn.Module):
+    """K linear layers: [K, B, in] -> [K, B, out]; weight [K, in, out], bias [K, 1, out]."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int, gain: float = np.sqrt(2)):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.zeros(members, 1, out_dim))
+        self.gain = gain
+
+    def init_weights(self, k: int, generator: torch.Generator) -> None:
+        """Orthogonal weights as nn.Linear's [out, in] (Huang et al. 2022), zero bias."""
+        w = torch.empty(self.weight.shape[2], self.weight.shape[1])
+        nn.init.orthogonal_(w, self.gain, generator=generator)
+        self.weight.data[k] = w.T
+        self.bias.data[k] = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class StackedConv2d(nn.Module):
+    """K conv layers as one grouped convolution over channel-stacked members:
+    [B, K * in, H, W] -> [B, K * out, H', W']."""
+
+    def __init__(self, members: int, in_ch: int, out_ch: int, kernel: int, stride: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(members, out_ch))
+        self.members, self.stride = members, stride
+
+    def init_weights(self, k: int, generator: torch.Generator) -> None:
+        nn.init.orthogonal_(self.weight.data[k], np.sqrt(2), generator=generator)
+        self.bias.data[k] = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.reshape((-1,) + self.weight.shape[2:])
+        return nn.functional.conv2d(x, w, self.bias.reshape(-1), self.stride, groups=self.members)
+
+
+class StackedMLP(nn.Module):
+    def __init__(self, members: int, in_dim: int, hid_layers: list[int], activation: str):
+        super().__init__()
+        dims = [in_dim, *hid_layers]
+        self.layers = nn.ModuleList(StackedLinear(members, a, b) for a, b in zip(dims, dims[1:]))
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = self.act(layer(x))
+        return x
+
+
+class StackedNatureCNN(nn.Module):
+    """rlhp.net.NatureCNN for K members: uint8 [K, B, C, 84, 84] -> [K, B, out_dim]."""
+
+    def __init__(self, members: int, in_channels: int, out_dim: int, activation: str):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            [
+                StackedConv2d(members, in_channels, 32, 8, 4),
+                StackedConv2d(members, 32, 64, 4, 2),
+                StackedConv2d(members, 64, 64, 3, 1),
+            ]
+        )
+        self.dense = StackedLinear(members, 64 * 7 * 7, out_dim)
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, b = x.shape[:2]
+        x = x.transpose(0, 1).reshape((b, -1) + x.shape[3:]).float() / 255.0
+        for conv in self.convs:
+            x = self.act(conv(x))
+        x = x.reshape(b, k, -1).transpose(0, 1)
+        return self.act(self.dense(x))
+
+
+def stacked_body(members: int, obs_shape, net: str, hid_layers: list[int], activation: str):
+    hid_layers = list(hid_layers)
+    if net == "cnn":
+        return StackedNatureCNN(members, obs_shape[0], hid_layers[-1], activation)
+    return StackedMLP(members, int(np.prod(obs_shape)), hid_layers, activation)
+
+
+class StackedActorCritic(nn.Module):
+    """rlhp.net.ActorCritic for K members: a categorical or Gaussian (state-independent log std)
+    policy and a value head, on one shared body or two. Inputs and outputs are [K, B, ...].
+
+    All parameters are views into `self.flat` ([K, P]) and their gradients into `self.grad`.
+    Randomness comes from one generator per member (`self.generators`), so a member's actions
+    never depend on the other members.
+    """
+
+    def __init__(
+        self,
+        members: int,
+        obs_space: gym.Space,
+        act_space: gym.Space,
+        net: str,
+        hid_layers: list[int],
+        activation: str,
+        shared: bool = False,
+    ):
+        super().__init__()
+        self.members = members
+        self.discrete = isinstance(act_space, gym.spaces.Discrete)
+        self.act_dim = act_space.n if self.discrete else int(np.prod(act_space.shape))
+        feat = list(hid_layers)[-1]
+        self.actor_body = stacked_body(members, obs_space.shape, net, hid_layers, activation)
+        self.critic_body = (
+            self.actor_body
+            if shared
+            else stacked_body(members, obs_space.shape, net, hid_layers, activation)
+        )
+        self.actor = StackedLinear(members, feat, self.act_dim, gain=0.01)
+        self.critic = StackedLinear(members, feat, 1, gain=1.0)
+        self.log_std = nn.Parameter(torch.zeros(members, 1, self.act_dim))
+        self._flatten()
+        self.generators: list[torch.Generator] = []
+
+    def _flatten(self) -> None:
+        """Move every parameter into one [K, P] buffer; gradients into another."""
+        params = list(self.parameters())
+        sizes = [p[0].numel() for p in params]
+        self.flat = torch.zeros(self.members, sum(sizes))
+        self.grad = torch.zeros_like(self.flat)
+        start = 0
+        for p, size in zip(params, sizes):
+            view = self.flat[:, start : start + size].view(p.shape)
+            view.copy_(p.data)
+            p.data = view
+            p.grad = self.grad[:, start : start + size].view(p.shape)
+            start += size
+
+    def to(self, device: torch.device) -> "StackedActorCritic":
+        """Move the buffers (parameters stay views into them)."""
+        flat, grad = self.flat.to(device), self.grad.to(device)
+        start = 0
+        for p in self.parameters():
+            size = p[0].numel()
+            p.data = flat[:, start : start + size].view(p.shape)
+            p.grad = grad[:, start : start + size].view(p.shape)
+            start += size
+        self.flat, self.grad = flat, grad
+        return self
+
+    def init_member(self, k: int, seed: int) -> None:
+        """Fresh weights for member k from its seed, and its own sampling generator."""
+        generator = torch.Generator().manual_seed(seed)
+        for module in self.modules():
+            if hasattr(module, "init_weights"):
+                module.init_weights(k, generator)
+        self.log_std.data[k] = 0.0
+        sampler = torch.Generator(self.flat.device).manual_seed(seed)
+        if k < len(self.generators):
+            self.generators[k] = sampler
+        else:
+            self.generators.append(sampler)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.critic_body(obs)).squeeze(-1)
+
+    def logits_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy output and V(obs), running a shared body once."""
+        feat = self.actor_body(obs)
+        critic_feat = feat if self.critic_body is self.actor_body else self.critic_body(obs)
+        return self.actor(feat), self.critic(critic_feat).squeeze(-1)
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor(self.actor_body(obs))
+
+    def dist(self, logits: torch.Tensor) -> Categorical | Normal:
+        if self.discrete:
+            return Categorical(logits=logits, validate_args=False)
+        return Normal(logits, self.log_std.exp().expand_as(logits), validate_args=False)
+
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        """One action per [K, B] entry, member k's randomness from its own generator."""
+        k, b = logits.shape[:2]
+        shape = (b,) if self.discrete else (b, self.act_dim)
+        draw = torch.rand if self.discrete else torch.randn
+        noise = torch.stack(
+            [draw(shape, generator=g, device=logits.device) for g in self.generators[:k]]
+        )
+        if self.discrete:  # inverse CDF of the categorical
+            cdf = logits.softmax(-1).cumsum(-1)
+            return (cdf < noise.unsqueeze(-1)).sum(-1).clamp(max=self.act_dim - 1)
+        return logits + self.log_std.exp() * noise
+
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most likely action: argmax of the logits, or the Gaussian's mean."""
+        out = self.logits(obs)
+        return out.argmax(-1) if self.discrete else out
+
+    def log_prob(self, dist: Categorical | Normal, action: torch.Tensor) -> torch.Tensor:
+        logp = dist.log_prob(action)
+        return logp if self.discrete else logp.sum(-1)
+
+    def entropy(self, dist: Categorical | Normal) -> torch.Tensor:
+        ent = dist.entropy()
+        return ent if self.discrete else ent.sum(-1)
+
+    def member_state(self, k: int) -> dict:
+        return {
+            "flat": self.flat[k].clone(),
+            "generator": self.generators[k].get_state(),
+        }
+
+    def load_member_state(self, k: int, state: dict) -> None:
+        self.flat[k] = state["flat"].to(self.flat.device)
+        self.generators[k].set_state(state["generator"])
