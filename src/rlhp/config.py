@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 from omegaconf import DictConfig, OmegaConf
 
+from rlhp.asha import scheduler_settings
 from rlhp.errors import ConfigError
 
 
@@ -27,17 +28,10 @@ def check(cfg: DictConfig) -> None:
             f"eval_episodes must be >= 0, and > 0 for objective eval; got {cfg.eval_episodes}"
         )
     if scheduler := OmegaConf.select(cfg, "meta.search_scheduler"):
-        grace, rf = scheduler.get("grace_period"), scheduler.get("reduction_factor")
-        max_t = scheduler.get("max_t") or cfg.env.max_frame
-        if not isinstance(grace, int) or grace < 1 or not isinstance(rf, int) or rf < 2:
-            raise ConfigError(
-                "meta.search_scheduler needs grace_period >= 1 and an integer reduction_factor >= 2"
-            )
-        if max_t <= grace:
-            raise ConfigError(
-                f"meta.search_scheduler.grace_period ({grace}) must be below "
-                f"max_t ({max_t}, default env.max_frame)"
-            )
+        try:
+            scheduler_settings(OmegaConf.to_container(scheduler), cfg.env.max_frame)
+        except ValueError as e:
+            raise ConfigError(f"meta.search_scheduler: {e}") from None
     algo.check(cfg.algo.name)
     check_env_id(cfg.env.id)
     env = gym.make(cfg.env.id)

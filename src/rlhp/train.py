@@ -43,16 +43,10 @@ def reporter(cfg: DictConfig) -> Reporter | None:
     hydra_cfg = HydraConfig.get()
     if not scheduler or hydra_cfg.mode != RunMode.MULTIRUN:
         return None
-    from rlhp.asha import Coordinator
+    from rlhp.asha import Coordinator, scheduler_settings
 
-    coordinator = Coordinator(
-        Path(hydra_cfg.sweep.dir) / "asha",
-        grace_period=scheduler.grace_period,
-        reduction_factor=scheduler.reduction_factor,
-        max_t=scheduler.get("max_t") or cfg.env.max_frame,
-        mode=scheduler.get("mode", "max"),
-        brackets=scheduler.get("brackets", 1),
-    )
+    settings = scheduler_settings(OmegaConf.to_container(scheduler), cfg.env.max_frame)
+    coordinator = Coordinator(Path(hydra_cfg.sweep.dir) / "asha", **settings)
     trial = hydra_cfg.job.num
     return lambda frame, value: coordinator.report(trial, frame, value)
 

@@ -3,7 +3,7 @@ import warnings
 
 import pytest
 
-from rlhp.asha import Coordinator
+from rlhp.asha import Coordinator, _coordinator
 
 NAN = float("nan")
 
@@ -87,12 +87,33 @@ def test_int_and_str_trial_ids_are_the_same_trial(tmp_path):
     assert asha.rungs() == {(0, 1): {"1": 5.0, "2": 4.0}}
 
 
-def test_nan_value(tmp_path):
+def test_nan_value_is_not_judged_until_the_first_value(tmp_path):
     asha = make(tmp_path)
-    assert asha.report("a", 1, NAN) is True  # empty rung: no cutoff
-    assert asha.report("b", 1, 1.0) is True  # only a NaN recorded: no cutoff
-    assert asha.report("c", 1, NAN) is False  # cutoff 1.0: NaN is the worst value
-    assert asha.stopped_at("c") == 1
+    assert asha.report("a", 1, 5.0) is True
+    assert asha.report("b", 1, NAN) is True  # no finished episode yet: not judged, not recorded
+    assert asha.report("b", 2, NAN) is True
+    assert asha.rungs() == {(0, 1): {"a": 5.0}}
+    assert asha.report("b", 2, 4.0) is False  # its first value is judged at rung 1
+    assert asha.stopped_at("b") == 1
+    assert asha.report("b", 3, NAN) is False  # a stopped trial stays stopped
+    assert asha.report("c", 1, NAN) is True
+    assert asha.report("c", 4, 0.0) is True  # judged at rung 3, which is empty
+    assert asha.rungs() == {(0, 1): {"a": 5.0, "b": 4.0}, (0, 3): {"c": 0.0}}
+    log = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    assert [(e["trial"], e["rung"], e["frame"]) for e in log] == [
+        ("a", 1, 1),
+        ("b", 1, 2),
+        ("c", 3, 4),
+    ]
+
+
+def test_nan_recorded_by_an_older_version_is_ignored_in_the_cutoff(tmp_path):
+    make(tmp_path).report("a", 1, 5.0)
+    with open(tmp_path / "rungs.jsonl", "a") as f:
+        f.write('{"bracket": 0, "rung": 1, "trial": "old", "value": NaN, "stop": false}\n')
+    asha = make(tmp_path)
+    assert asha.report("b", 1, 4.9) is False  # cutoff from 5.0 alone
+    assert asha.report("c", 1, 5.0) is True
 
 
 def test_decision_log(tmp_path):
@@ -196,3 +217,40 @@ def test_clean_files_give_no_warning(tmp_path):
         warnings.simplefilter("error")
         asha.report("a", 1, 5.0)
         make(tmp_path).rungs()
+
+
+def fill(asha, n, start=0):
+    for i in range(start, start + n):
+        asha.report(f"t{i}", 1 + i % 10, float(i % 7))
+
+
+def test_new_process_starts_from_the_snapshot_and_reads_the_tail(tmp_path, monkeypatch):
+    monkeypatch.setattr(_coordinator, "SNAPSHOT_BYTES", 1024)
+    fill(make(tmp_path), 60)
+    snapshot = json.loads((tmp_path / "rungs.snapshot.json").read_text())
+    size = (tmp_path / "rungs.jsonl").stat().st_size
+    assert 0 < size - snapshot["offset"] < 1024  # the last one written, a tail after it
+    fresh = make(tmp_path)
+    fresh._load_snapshot()
+    assert fresh._rungs_file.offset == snapshot["offset"]
+    fill(fresh, 5, start=60)
+    (tmp_path / "rungs.snapshot.json").unlink()
+    full = make(tmp_path)  # from rungs.jsonl alone
+    assert fresh.rungs() == full.rungs()
+    assert list(fresh.rungs()[(0, 1)]) == list(full.rungs()[(0, 1)])  # arrival order kept
+    for i in range(65):
+        assert fresh.stopped_at(f"t{i}") == full.stopped_at(f"t{i}")
+        assert fresh.report(f"t{i}", 1 + i % 10, -1.0) == full.report(f"t{i}", 1 + i % 10, 9.0)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "{not json", '{"offset": 1}', '{"offset": 999999, "rungs": [], "stopped": {}}']
+)
+def test_unsound_snapshot_is_ignored(tmp_path, text):
+    asha = make(tmp_path)
+    asha.report("a", 1, 5.0)
+    (tmp_path / "rungs.snapshot.json").write_text(text)
+    with pytest.warns(UserWarning, match="snapshot.json: ignored"):
+        fresh = make(tmp_path)
+        assert fresh.rungs() == {(0, 1): {"a": 5.0}}
+    assert fresh.report("b", 1, 4.0) is False

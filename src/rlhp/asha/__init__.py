@@ -1,5 +1,7 @@
 """Asynchronous successive halving (ASHA) shared through files by the trials of a sweep."""
 
 from rlhp.asha._coordinator import Coordinator
+from rlhp.asha._lock import lock_warning
+from rlhp.asha._settings import check_settings, scheduler_settings
 
-__all__ = ["Coordinator"]
+__all__ = ["Coordinator", "check_settings", "lock_warning", "scheduler_settings"]

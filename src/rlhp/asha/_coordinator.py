@@ -1,25 +1,34 @@
 """ASHA coordinator shared by the trials of a sweep through files in one directory."""
 
 import json
+import logging
+import math
 import os
+import tempfile
 import warnings
 from datetime import datetime
 from pathlib import Path
 
-from filelock import FileLock
-
-from rlhp.asha._rule import MODES, bracket_of, cutoff, decide, milestones, reached
+from rlhp.asha._lock import LOCKS, lock_warning
+from rlhp.asha._rule import bracket_of, cutoff, decide, milestones, reached
+from rlhp.asha._settings import check_settings
 from rlhp.asha._store import JsonLines
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_BYTES = 32 * 1024  # a snapshot each time rungs.jsonl grows past a multiple of this
 
 
 class Coordinator:
     """Rung-based asynchronous successive halving (ASHA) across processes.
 
     State lives in ``path``: ``rungs.jsonl`` (one line per trial and rung: bracket, rung, trial,
-    value, stop), the source of truth, and ``decisions.jsonl``, a log of every decision (time,
-    trial, bracket, rung, frame, value, cutoff, decision). Every read-modify-write holds the
-    ``fcntl`` lock ``path/lock``, which the OS releases if its holder dies. ``config.json`` pins
-    the settings so that a resumed sweep cannot mix rungs of different schedules.
+    value, stop), the source of truth; ``rungs.snapshot.json``, the rungs up to a byte offset of
+    ``rungs.jsonl``, so that a new process reads only the tail; and ``decisions.jsonl``, a log of
+    every decision (time, trial, bracket, rung, frame, value, cutoff, decision). Every
+    read-modify-write holds the ``lock`` (``flock`` or ``symlink``, see ``rlhp.asha._lock``).
+    ``config.json`` pins the schedule so that a resumed sweep cannot mix rungs of different
+    schedules.
 
     ``max_t`` only bounds the milestones: ending a trial at its budget is the caller's job.
     """
@@ -32,14 +41,9 @@ class Coordinator:
         max_t: int,
         mode: str = "max",
         brackets: int = 1,
+        lock: str = "flock",
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if grace_period < 1 or reduction_factor < 2 or max_t <= grace_period:
-            raise ValueError("need grace_period >= 1, reduction_factor >= 2, max_t > grace_period")
-        top = len(milestones(grace_period, reduction_factor, max_t))
-        if not 1 <= brackets <= top:
-            raise ValueError(f"brackets must be in [1, {top}], got {brackets}")
+        check_settings(grace_period, reduction_factor, max_t, mode, brackets, lock)
         self._milestones = [
             milestones(grace_period, reduction_factor, max_t, s) for s in range(brackets)
         ]
@@ -47,12 +51,14 @@ class Coordinator:
         self.path.mkdir(parents=True, exist_ok=True)
         self.reduction_factor = reduction_factor
         self.mode = mode
-        self._lock = FileLock(self.path / "lock")
+        self._lock = LOCKS[lock](self.path / LOCKS[lock].filename)
         self._rungs_file = JsonLines(self.path / "rungs.jsonl")
+        self._snapshot = self.path / "rungs.snapshot.json"
         self._log = JsonLines(self.path / "decisions.jsonl")
         self._rungs: dict[tuple[int, int], dict[str, float]] = {}
         self._last: dict[str, int] = {}
         self._stopped: dict[str, int] = {}
+        self._loaded = False
         config = {
             "grace_period": grace_period,
             "reduction_factor": reduction_factor,
@@ -60,20 +66,25 @@ class Coordinator:
             "mode": mode,
             "brackets": brackets,
         }
-        with self._lock:
-            self._pin(config)
+        self._pin(config)
+        if lock == "flock" and (warning := lock_warning(self.path)):
+            log.warning(warning)
 
     def report(self, trial_id: int | str, frame: int, value: float) -> bool:
         """Record ``value`` at ``frame`` if it reaches a new rung; False means stop the trial.
 
         A repeated report gets the decision already made; a stopped trial always gets False.
-        A NaN ``value`` counts as the worst one: it stops the trial at any rung with a cutoff.
+        A NaN ``value`` (no finished episode yet) is not judged: the trial goes on, and its first
+        report with a value is recorded at the highest rung it has reached by then.
         """
         trial, frame, value = str(trial_id), int(frame), float(value)
+        self._load_snapshot()
         with self._lock:
             self._refresh()
             if trial in self._stopped:
                 return False
+            if math.isnan(value):
+                return True
             bracket = bracket_of(trial, [len(rungs) for rungs in self._milestones])
             rung = reached(frame, self._milestones[bracket], self._last.get(trial))
             if rung is None:
@@ -81,7 +92,8 @@ class Coordinator:
             recorded = self._rungs.get((bracket, rung), {})
             cut = cutoff(recorded.values(), self.reduction_factor, self.mode)
             go = decide(value, cut, self.mode)
-            self._rungs_file.append(
+            before = self._rungs_file.offset
+            after = self._rungs_file.append(
                 {"bracket": bracket, "rung": rung, "trial": trial, "value": value, "stop": not go}
             )
             self._log.append(
@@ -97,30 +109,62 @@ class Coordinator:
                 }
             )
             self._refresh()
-            return go
+            snapshot = None
+            if before // SNAPSHOT_BYTES != after // SNAPSHOT_BYTES:
+                snapshot = {
+                    "offset": self._rungs_file.offset,
+                    "rungs": [[*key, dict(values)] for key, values in self._rungs.items()],
+                    "stopped": dict(self._stopped),
+                }
+        if snapshot is not None:  # one reporter per SNAPSHOT_BYTES writes it, after the lock
+            _write_atomic(self._snapshot, json.dumps(snapshot))
+        return go
 
     def rungs(self) -> dict[tuple[int, int], dict[str, float]]:
         """Recorded values by trial, in arrival order, for each (bracket, rung)."""
+        self._load_snapshot()
         with self._lock:
             self._refresh()
             return {key: dict(values) for key, values in self._rungs.items()}
 
     def stopped_at(self, trial_id: int | str) -> int | None:
         """The rung (milestone frame) at which the trial was stopped, or None."""
+        self._load_snapshot()
         with self._lock:
             self._refresh()
             return self._stopped.get(str(trial_id))
 
     def _pin(self, config: dict[str, object]) -> None:
         file = self.path / "config.json"
-        if file.exists():
-            pinned = json.loads(file.read_text())
-            if pinned != config:
-                raise ValueError(f"{file} holds ASHA settings {pinned}, not {config}")
-        else:
-            tmp = file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(config, indent=2) + "\n")
-            os.replace(tmp, file)
+        if not file.exists():
+            with self._lock:
+                if not file.exists():
+                    _write_atomic(file, json.dumps(config, indent=2) + "\n")
+        pinned = json.loads(file.read_text())
+        if pinned != config:
+            raise ValueError(f"{file} holds ASHA settings {pinned}, not {config}")
+
+    def _load_snapshot(self) -> None:
+        """Start from the snapshot, once, if there is a sound one; else from the first line."""
+        if self._loaded:
+            return
+        self._loaded = True
+        try:
+            snapshot = json.loads(self._snapshot.read_text())
+            offset = int(snapshot["offset"])
+            rungs = {(int(b), int(r)): values for b, r, values in snapshot["rungs"]}
+            stopped = dict(snapshot["stopped"])
+            if offset > self._rungs_file.path.stat().st_size:
+                raise ValueError(f"offset {offset} is past the end of {self._rungs_file.path}")
+        except FileNotFoundError:
+            return
+        except (ValueError, TypeError, KeyError) as e:
+            warnings.warn(f"{self._snapshot}: ignored ({e}); reading every record", stacklevel=3)
+            return
+        for (_, rung), values in sorted(rungs.items(), key=lambda item: item[0][1]):
+            self._last.update(dict.fromkeys(values, rung))
+        self._rungs, self._stopped = rungs, stopped
+        self._rungs_file.skip_to(offset)
 
     def _refresh(self) -> None:
         for record in self._rungs_file.read_new():
@@ -135,3 +179,10 @@ class Coordinator:
             self._last[trial] = max(key[1], self._last.get(trial, key[1]))
             if stop:
                 self._stopped[trial] = key[1]
+
+
+def _write_atomic(file: Path, text: str) -> None:
+    """Write ``text`` to a unique temporary file beside ``file``, then rename it over ``file``."""
+    with tempfile.NamedTemporaryFile("w", dir=file.parent, prefix=file.name, delete=False) as f:
+        f.write(text)
+    os.replace(f.name, file)

@@ -18,6 +18,15 @@ class JsonLines:
         self.path = path
         self._offset = 0
 
+    @property
+    def offset(self) -> int:
+        """Bytes of the file read so far."""
+        return self._offset
+
+    def skip_to(self, offset: int) -> None:
+        """Read on from ``offset`` (what a snapshot already holds)."""
+        self._offset = offset
+
     def read_new(self) -> list[dict[str, Any]]:
         """Objects appended since the last call; torn or malformed lines are skipped."""
         try:
@@ -41,8 +50,11 @@ class JsonLines:
                 warnings.warn(f"{self.path}: skipping torn line {line[:80]!r}", stacklevel=2)
         return out
 
-    def append(self, obj: dict[str, Any]) -> None:
-        """Append ``obj`` as a whole line in one write, ending a torn last line first; fsync."""
+    def append(self, obj: dict[str, Any]) -> int:
+        """Append ``obj`` as a whole line in one write, ending a torn last line first; fsync.
+
+        Returns the size of the file after the write.
+        """
         data = json.dumps(obj).encode() + b"\n"
         with self.path.open("ab+") as f:
             if f.seek(0, os.SEEK_END) > 0:
@@ -52,3 +64,4 @@ class JsonLines:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            return f.tell()
