@@ -5,9 +5,14 @@ of a search, on one still running and on one that was killed. It writes into the
 
 - experiment_df.csv: one row per trial, best first: trial, rank, state (complete,
   stopped@FRAME, failed, rejected, running, waiting), every searched parameter under its dotted
-  name, objective (mean over sessions) and objective_std (std over sessions), sessions, final and
-  max total_reward_ma, frames trained, wall seconds, and a note (constraint, error, prior).
-- multi_trial_graph.png, experiment_variable_graph.png, best_so_far.png, importance.png.
+  name, objective (mean over sessions) and objective_std (std over sessions), total_reward_ma
+  (SLM-Lab's name: the final one), sessions, final and max total_reward_ma, frames trained, wall
+  seconds, and a note (constraint, error, prior). `--metric KEY --sort asc|desc` ranks on
+  another column or on the last value of a metrics.csv column instead of the objective.
+- multi_trial_graph.png, experiment_variable_graph.png, best_so_far.png, importance.png,
+  best_history.png (`--history` prints it: the best configuration after each run, judged by the
+  mean over its runs) and, after validation, validation.png.
+- `--compare SWEEP_A SWEEP_B ...` puts searches side by side (compare.png, `--out`).
 - importance.yaml: the searched parameters ranked by importance, each with its best value, and
   the top configurations.
 - best.yaml (and top_k/rank2.yaml ...): the best configurations as complete configs;
@@ -41,6 +46,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from rlhp.sweep._history import best_history
 from rlhp.sweep._space import decode
 
 log = logging.getLogger("rlhp.analyze")
@@ -52,6 +58,7 @@ GRAPHS = (
     "experiment_variable_graph.png",
     "best_so_far.png",
     "importance.png",
+    "best_history.png",
 )
 TB_SUFFIX = ".rlhp_analyze"  # the root HParams events file; analyze replaces its own only
 # the order of rows: complete trials by objective, then stopped (latest rung first), the rest
@@ -219,6 +226,7 @@ def experiment_df(sweep: Sweep) -> pd.DataFrame:
         fallback = _from_curve(sweep.curves.get(t.number)) if "final" not in attrs else {}
         for key in ("final", "max", "frame", "wall_s"):
             row[key] = attrs.get(key, fallback.get(key))
+        row["total_reward_ma"] = row["final"]
         if s == "running" and sweep.curves.get(t.number) is not None:
             row["sessions"] = int(sweep.curves[t.number]["session"].nunique())
         if t.datetime_start is not None and t.datetime_complete is not None and s != "rejected":
@@ -240,7 +248,8 @@ def experiment_df(sweep: Sweep) -> pd.DataFrame:
     for rank, row in enumerate((r for r in rows if r["objective"] is not None), start=1):
         row["rank"] = rank
     cols = ["trial", "rank", "state", *sweep.space]
-    cols += ["objective", "objective_std", "sessions", "final", "max", "frame", "wall_s"]
+    cols += ["objective", "objective_std", "total_reward_ma", "sessions", "final", "max"]
+    cols += ["frame", "wall_s"]
     cols += ["duration_s", "note"]
     df = pd.DataFrame(rows, columns=cols)
     df["rank"] = df["rank"].astype("Int64")
@@ -633,15 +642,92 @@ def write_tensorboard(sweep: Sweep) -> dict[str, Any]:
     return {"sessions": len(runs), "hparams": [i.name for i in infos], "not_logged": missing}
 
 
+# -- ranking on another metric, best-history, comparison
+
+
+def rank_by(sweep: Sweep, df: pd.DataFrame, metric: str, ascending: bool) -> pd.DataFrame:
+    """The table ranked on `metric`: one of its columns, or the last value (mean over
+    sessions) of a metrics.csv column; complete trials first, then stopped ones."""
+    df = df.copy()
+    if metric not in df.columns:
+        values = {}
+        for number, curve in sweep.curves.items():
+            if metric in curve and curve[metric].notna().any():
+                last = curve.dropna(subset=[metric]).sort_values("frame").groupby("session")
+                values[number] = float(last.tail(1)[metric].mean())
+        if not values:
+            known = sorted({c for c in df.columns} | {c for v in sweep.curves.values() for c in v})
+            raise AnalysisError(f"no trial recorded {metric!r}; known: {', '.join(known)}")
+        df[metric] = df["trial"].map(values)
+    if not pd.api.types.is_numeric_dtype(df[metric]):
+        raise AnalysisError(f"{metric!r} is not a number")
+    group = df["state"].str.split("@").str[0].map(_GROUP).where(df[metric].notna(), 9)
+    value = df[metric] if ascending else -df[metric]
+    df = df.assign(_g=group, _v=value).sort_values(["_g", "_v", "trial"])
+    df = df.drop(columns=["_g", "_v"]).reset_index(drop=True)
+    ranked = df[metric].notna() & df["state"].str.match(r"complete|stopped")
+    df["rank"] = ranked.cumsum().where(ranked).astype("Int64")
+    return df
+
+
+def history(sweep: Sweep) -> pd.DataFrame:
+    """Best-history (rlhp.sweep._history): one row per completed run."""
+    steps = best_history(sweep.trials, sweep.maximize)
+    rows = [
+        {
+            "run": s.run,
+            "trial": s.trial,
+            "value": s.value,
+            "best": s.best,
+            "runs": s.runs,
+            "estimate": s.estimate,
+            "held": s.held,
+            **{k: _plain(decode(v)) for k, v in s.params.items()},
+        }
+        for s in steps
+    ]
+    return pd.DataFrame(rows, columns=["run", "trial", "value", "best", "runs", "estimate", "held"]
+                        + list(sweep.space))
+
+
+def compare(sweep_dirs: list[Path], out: Path) -> pd.DataFrame:
+    """Searches side by side: compare.png and one summary row per search."""
+    from rlhp import _plots
+
+    sweeps = [load(Path(d)) for d in sweep_dirs]
+    rows = []
+    for sweep in sweeps:
+        df = experiment_df(sweep)
+        complete = df[df["state"] == "complete"]
+        rows.append(
+            {
+                "search": str(sweep.dir),
+                "trials": len(df),
+                "complete": len(complete),
+                "best": complete["objective"].iloc[0] if len(complete) else None,
+                "frames": int(df["frame"].fillna(0).sum()),
+            }
+        )
+    _plots.compare_graph(sweeps, out)
+    return pd.DataFrame(rows)
+
+
 # -- the whole analysis
 
 
-def analyze(sweep_dir: Path, evaluator: str = "ped_anova", *, strict: bool = False) -> None:
+def analyze(
+    sweep_dir: Path,
+    evaluator: str = "ped_anova",
+    *,
+    strict: bool = False,
+    metric: str | None = None,
+    ascending: bool | None = None,
+) -> None:
     """Write every analysis output into sweep_dir (see the module doc) and print a summary.
 
     Works on a finished, running or killed search. A step that fails is logged and the others
     still run; strict=True raises AnalysisError at the end instead (tests, the CLI's exit code).
-    A sweep dir without a study raises AnalysisError.
+    A sweep dir without a study raises AnalysisError, and so does an unknown `metric`.
     """
     sweep = load(Path(sweep_dir))
     failed: list[str] = []
@@ -657,6 +743,8 @@ def analyze(sweep_dir: Path, evaluator: str = "ped_anova", *, strict: bool = Fal
     from rlhp import _plots
 
     df = experiment_df(sweep)
+    if metric is not None:
+        df = rank_by(sweep, df, metric, not sweep.maximize if ascending is None else ascending)
     step("experiment_df.csv", write_csv, df, sweep.dir / "experiment_df.csv")
     configs = step("best.yaml", write_configs, sweep, df) or []
     imp = step("importance", importance, sweep, evaluator)
@@ -668,6 +756,10 @@ def analyze(sweep_dir: Path, evaluator: str = "ped_anova", *, strict: bool = Fal
     step("experiment_variable_graph.png", _plots.variable_graph, sweep, df)
     step("best_so_far.png", _plots.best_so_far, sweep)
     step("importance.png", _plots.importance_graph, sweep, imp)
+    step("best_history.png", _plots.best_history_graph, sweep, history_steps(sweep))
+    if (sweep.dir / "validation.csv").is_file():
+        validation = pd.read_csv(sweep.dir / "validation.csv")
+        step("validation.png", _plots.validation_graph, sweep, validation)
     tb = step("tensorboard", write_tensorboard, sweep)
     _print_summary(sweep, df, configs, imp, tb)
     if failed and strict:
@@ -707,12 +799,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rlhp.analyze", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("sweep_dir", type=Path, nargs="+")
     parser.add_argument("--evaluator", choices=EVALUATORS, default="ped_anova")
+    parser.add_argument("--history", action="store_true", help="print the best-history")
+    parser.add_argument("--compare", action="store_true", help="put several searches side by side")
+    parser.add_argument("--out", type=Path, default=Path("compare.png"), help="of --compare")
+    parser.add_argument("--metric", help="rank on this column or metrics.csv key")
+    parser.add_argument("--sort", choices=("asc", "desc"), help="default: the study's direction")
     args = parser.parse_args(_args(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        analyze(args.sweep_dir, args.evaluator, strict=True)
+        if args.compare:
+            table = compare(args.sweep_dir, args.out)
+            print(table.to_string(index=False))
+            print(f"rlhp.analyze: wrote {args.out}")
+            return 0
+        if len(args.sweep_dir) > 1:
+            raise AnalysisError("several sweep dirs need --compare")
+        ascending = None if args.sort is None else args.sort == "asc"
+        analyze(args.sweep_dir[0], args.evaluator, strict=True, metric=args.metric,
+                ascending=ascending)
+        if args.history:
+            table = history(load(args.sweep_dir[0]))
+            print(table.to_string(index=False) if len(table) else "no complete trial yet")
     except AnalysisError as e:
         print(f"rlhp.analyze: error: {e}", file=sys.stderr)
         return 1
