@@ -18,7 +18,7 @@ def independent_runs(opt_cls, lrs, max_norms, grads_per_step, **kw):
         params = [nn.Parameter(p) for p in params]
         opt = opt_cls(params, lr=lrs[k], **kw)
         for grads in grads_per_step:
-            for p, g in zip(params, grads[k]):
+            for p, g in zip(params, grads[k], strict=True):
                 p.grad = g.clone()
             if max_norms[k] != float("inf"):
                 nn.utils.clip_grad_norm_(params, max_norms[k])

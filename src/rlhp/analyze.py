@@ -656,7 +656,7 @@ def rank_by(sweep: Sweep, df: pd.DataFrame, metric: str, ascending: bool) -> pd.
                 last = curve.dropna(subset=[metric]).sort_values("frame").groupby("session")
                 values[number] = float(last.tail(1)[metric].mean())
         if not values:
-            known = sorted({c for c in df.columns} | {c for v in sweep.curves.values() for c in v})
+            known = sorted(set(df.columns) | {c for v in sweep.curves.values() for c in v})
             raise AnalysisError(f"no trial recorded {metric!r}; known: {', '.join(known)}")
         df[metric] = df["trial"].map(values)
     if not pd.api.types.is_numeric_dtype(df[metric]):
@@ -686,8 +686,8 @@ def history(sweep: Sweep) -> pd.DataFrame:
         }
         for s in steps
     ]
-    return pd.DataFrame(rows, columns=["run", "trial", "value", "best", "runs", "estimate", "held"]
-                        + list(sweep.space))
+    cols = ["run", "trial", "value", "best", "runs", "estimate", "held", *sweep.space]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def compare(sweep_dirs: list[Path], out: Path) -> pd.DataFrame:
@@ -756,7 +756,8 @@ def analyze(
     step("experiment_variable_graph.png", _plots.variable_graph, sweep, df)
     step("best_so_far.png", _plots.best_so_far, sweep)
     step("importance.png", _plots.importance_graph, sweep, imp)
-    step("best_history.png", _plots.best_history_graph, sweep, history_steps(sweep))
+    steps = best_history(sweep.trials, sweep.maximize)
+    step("best_history.png", _plots.best_history_graph, sweep, steps)
     if (sweep.dir / "validation.csv").is_file():
         validation = pd.read_csv(sweep.dir / "validation.csv")
         step("validation.png", _plots.validation_graph, sweep, validation)
@@ -817,8 +818,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.sweep_dir) > 1:
             raise AnalysisError("several sweep dirs need --compare")
         ascending = None if args.sort is None else args.sort == "asc"
-        analyze(args.sweep_dir[0], args.evaluator, strict=True, metric=args.metric,
-                ascending=ascending)
+        analyze(
+            args.sweep_dir[0], args.evaluator, strict=True, metric=args.metric, ascending=ascending
+        )
         if args.history:
             table = history(load(args.sweep_dir[0]))
             print(table.to_string(index=False) if len(table) else "no complete trial yet")

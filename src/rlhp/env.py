@@ -13,27 +13,46 @@ from rlhp.errors import ConfigError
 
 
 class RunningMeanStd:
-    """Running mean and variance (Chan et al. parallel algorithm), as in SB3's VecNormalize."""
+    """Running mean and variance (Chan et al. parallel algorithm), as in SB3's VecNormalize,
+    one row per member: `update` takes [members, batch, *shape]."""
 
-    def __init__(self, shape: tuple[int, ...] = ()):
-        self.mean = np.zeros(shape, np.float64)
-        self.var = np.ones(shape, np.float64)
-        self.count = 1e-4
+    def __init__(self, shape: tuple[int, ...] = (), members: int = 1):
+        self.mean = np.zeros((members, *shape), np.float64)
+        self.var = np.ones((members, *shape), np.float64)
+        self.count = np.full((members,) + (1,) * len(shape), 1e-4)
 
-    def update(self, x: np.ndarray) -> None:
-        batch_mean, batch_var, n = x.mean(0), x.var(0), x.shape[0]
-        delta = batch_mean - self.mean
-        total = self.count + n
-        self.mean = self.mean + delta * n / total
-        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
-        self.var = m2 / total
-        self.count = total
+    def update(self, x: np.ndarray, rows: slice | list[int] = slice(None)) -> None:
+        """Fold in x [members, batch, *shape] (or the members `rows`)."""
+        batch_mean, batch_var, n = x.mean(1), x.var(1), x.shape[1]
+        mean, var, count = self.mean[rows], self.var[rows], self.count[rows]
+        delta = batch_mean - mean
+        total = count + n
+        self.mean[rows] = mean + delta * n / total
+        self.var[rows] = (var * count + batch_var * n + delta**2 * count * n / total) / total
+        self.count[rows] = total
 
-    def state_dict(self) -> dict:
-        return {"mean": self.mean, "var": self.var, "count": self.count}
+    def reset_member(self, k: int) -> None:
+        self.mean[k], self.var[k], self.count[k] = 0.0, 1.0, 1e-4
 
-    def load_state_dict(self, state: dict) -> None:
-        self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
+    def member(self, k: int) -> "RunningMeanStd":
+        """Member k's statistics as a one-member copy."""
+        rms = RunningMeanStd()
+        rows = slice(k, k + 1)
+        rms.mean, rms.var, rms.count = self.mean[rows], self.var[rows], self.count[rows]
+        return rms
+
+    def state_dict(self, k: int | None = None) -> dict:
+        rows = slice(None) if k is None else slice(k, k + 1)
+        return {"mean": self.mean[rows].copy(), "var": self.var[rows].copy(),
+                "count": self.count[rows].copy()}  # fmt: skip
+
+    def load_state_dict(self, state: dict, k: int | None = None) -> None:
+        rows = slice(None) if k is None else slice(k, k + 1)
+        self.mean[rows], self.var[rows], self.count[rows] = (
+            state["mean"],
+            state["var"],
+            state["count"],
+        )
 
 
 def check_env_id(env_id: str) -> None:
@@ -47,8 +66,62 @@ def check_env_id(env_id: str) -> None:
         raise ConfigError(f"unknown env id {env_id!r}: {e}") from None
 
 
-def make_vec(cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
-    """The raw vector env of `num_envs` copies of `cfg.env` (same-step autoreset, raw rewards)."""
+class CartPoleBatch(gym.vector.VectorEnv):
+    """gymnasium's numpy-batched CartPoleVectorEnv with same-step autoreset (`final_obs` in the
+    info) and one random stream per member: member k's copies draw their initial states from a
+    generator seeded by member k's seed, never from a stream the other members share."""
+
+    def __init__(self, members: int, num_envs: int):
+        from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+
+        self.env = CartPoleVectorEnv(num_envs=members * num_envs)
+        self.members, self.copies = members, num_envs
+        self.num_envs = members * num_envs
+        self.single_observation_space = self.env.single_observation_space
+        self.single_action_space = self.env.single_action_space
+        self.rngs = [np.random.default_rng(k) for k in range(members)]
+
+    def _draw(self, idx: np.ndarray) -> None:
+        """New initial states for the copies idx, member by member from its own stream."""
+        for k in np.unique(idx // self.copies):
+            mine = idx[idx // self.copies == k]
+            self.env.state[:, mine] = self.rngs[k].uniform(-0.05, 0.05, (4, len(mine)))
+        self.env.steps[idx] = 0
+
+    def reset(self, *, seed: np.ndarray | None = None, options: dict | None = None):
+        """`seed`: one per member (its copies' stream); `reset_mask` resets only some copies."""
+        if self.env.state is None:
+            self.env.reset(seed=0)
+        mask = (options or {}).get("reset_mask", np.ones(self.num_envs, bool))
+        idx = np.flatnonzero(mask)
+        if seed is not None:
+            for k, member_seed in zip(np.unique(idx // self.copies), seed, strict=True):
+                self.rngs[k] = np.random.default_rng(int(member_seed))
+        self._draw(idx)
+        self.env.prev_done[:] = False
+        return self.env.state.T.astype(np.float32), {}
+
+    def step(self, action: np.ndarray):
+        obs, reward, terminated, truncated, _ = self.env.step(action)
+        done = terminated | truncated
+        info = {}
+        if done.any():
+            info["final_obs"] = obs.copy()
+            self._draw(np.flatnonzero(done))
+            self.env.prev_done[:] = False  # reset here, not on the next step
+            obs = self.env.state.T.astype(np.float32)
+        return obs, reward, terminated, truncated, info
+
+    def close(self, **kwargs) -> None:
+        self.env.close()
+
+
+def make_vec(
+    cfg: DictConfig, num_envs: int, members: int = 1, batched: bool = True
+) -> gym.vector.VectorEnv:
+    """The raw vector env of `members * num_envs` copies of `cfg.env` (same-step autoreset, raw
+    rewards); member k owns copies k * num_envs ... (k + 1) * num_envs - 1. `batched` takes
+    gymnasium's numpy-batched CartPole where the env id is CartPole-v1."""
     check_env_id(cfg.env.id)
     same_step = gym.vector.AutoresetMode.SAME_STEP
     if cfg.env.type == "atari":
@@ -57,7 +130,7 @@ def make_vec(cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
         game = gym.spec(cfg.env.id).kwargs["game"]
         return AtariVectorEnv(
             game,
-            num_envs=num_envs,
+            num_envs=members * num_envs,
             num_threads=cfg.env.num_threads,
             repeat_action_probability=cfg.env.sticky_action,
             reward_clipping=False,
@@ -65,41 +138,76 @@ def make_vec(cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
         )
     if cfg.env.type != "gym":
         raise ConfigError(f"env.type must be gym or atari, got {cfg.env.type!r}")
-    fns = [lambda: gym.make(cfg.env.id) for _ in range(num_envs)]
+    if batched and cfg.env.id == "CartPole-v1":
+        return CartPoleBatch(members, num_envs)
+    fns = [lambda: gym.make(cfg.env.id) for _ in range(members * num_envs)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=same_step)
 
 
 class VecEnv:
-    """A vector env with raw episode statistics and training-time transforms.
+    """The vector env of a population's members, with raw episode statistics and training-time
+    transforms, each member's own.
 
-    `step` returns (obs, reward, terminated, truncated, final_obs): obs and final_obs are
-    normalised when `obs_norm`, reward is scaled or clipped for training, and final_obs holds
-    the last observation of each env whose episode just ended (for bootstrapping truncation).
-    An evaluation env (`training=False`, `cfg.eval_episodes` copies) normalises observations
-    with statistics it is given and does not update, and returns raw rewards.
+    `members` x `num_envs` copies step at once; arrays are [members * num_envs, ...], member k
+    owning rows k * num_envs ... `step` returns (obs, reward, terminated, truncated, final_obs):
+    obs and final_obs are normalised when `obs_norm` (with the member's statistics), reward is
+    scaled (with the member's gamma) or clipped for training, and final_obs holds the last
+    observation of each copy whose episode just ended (for bootstrapping truncation).
+    An evaluation env (`training=False`, `cfg.eval_episodes` copies, one member) normalises
+    observations with statistics it is given and does not update, and returns raw rewards.
     """
 
-    def __init__(self, cfg: DictConfig, gamma: float, training: bool = True):
-        self.training = training
+    def __init__(self, cfg: DictConfig, gamma, training: bool = True, members: int = 1):
+        self.training, self.members = training, members
         self.num_envs = cfg.env.num_envs if training else cfg.eval_episodes
-        self.env = make_vec(cfg, self.num_envs)
+        # evaluation plays the plain gymnasium env's own episodes, seed for seed
+        self.env = make_vec(cfg, self.num_envs, members, batched=training)
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
         self.obs_norm, self.reward_scale = cfg.env.obs_norm, cfg.env.reward_scale
-        self.reward_clip, self.gamma = cfg.env.reward_clip, gamma
-        self.obs_rms = RunningMeanStd(self.observation_space.shape)
-        self.ret_rms = RunningMeanStd()
-        self.discounted = np.zeros(self.num_envs)
-        self.returns = np.zeros(self.num_envs)
-        self.lengths = np.zeros(self.num_envs, np.int64)
-        self.episodes: list[tuple[float, int]] = []
+        self.reward_clip = cfg.env.reward_clip
+        self.gamma = np.broadcast_to(np.asarray(gamma, np.float64), (members,)).copy()
+        self.obs_rms = RunningMeanStd(self.observation_space.shape, members)
+        self.ret_rms = RunningMeanStd((), members)
+        copies = members * self.num_envs
+        self.discounted = np.zeros(copies)
+        self.returns = np.zeros(copies)
+        self.lengths = np.zeros(copies, np.int64)
+        self.episodes: list[tuple[int, float, int]] = []  # (member, raw return, length)
 
-    def reset(self, seed: int) -> np.ndarray:
-        obs, _ = self.env.reset(seed=seed)
+    def _rows(self, k: int) -> slice:
+        return slice(k * self.num_envs, (k + 1) * self.num_envs)
+
+    def reset(self, seed: int | list[int]) -> np.ndarray:
+        """All copies; member k's copies get seeds seed[k], seed[k] + 1, ..."""
+        seeds = [seed] if isinstance(seed, int) else list(seed)
+        if isinstance(self.env, CartPoleBatch):
+            obs, _ = self.env.reset(seed=np.array(seeds))
+        else:
+            copies = [s + j for s in seeds for j in range(self.num_envs)]
+            obs, _ = self.env.reset(seed=copies if len(copies) > 1 else copies[0])
         self.returns[:] = 0
         self.lengths[:] = 0
         self.discounted[:] = 0
         return self._obs(obs, update=True)
+
+    def reset_member(self, k: int, seed: int, gamma: float) -> np.ndarray:
+        """Fresh copies and statistics for a new member in slot k; returns its observations."""
+        rows = self._rows(k)
+        idx = np.arange(rows.start, rows.stop)
+        if isinstance(self.env, gym.vector.SyncVectorEnv):
+            obs = np.stack([self.env.envs[i].reset(seed=seed + j)[0] for j, i in enumerate(idx)])
+        else:
+            mask = np.zeros(self.env.num_envs, bool)
+            mask[idx] = True
+            seeds = np.array([seed]) if isinstance(self.env, CartPoleBatch) else idx - idx[0] + seed
+            obs = self.env.reset(seed=seeds, options={"reset_mask": mask})[0][idx]
+        self.obs_rms.reset_member(k)
+        self.ret_rms.reset_member(k)
+        self.gamma[k] = gamma
+        self.returns[rows], self.lengths[rows], self.discounted[rows] = 0, 0, 0
+        self.episodes = [e for e in self.episodes if e[0] != k]
+        return self._obs(obs[None], update=True, rows=[k])[0]
 
     def step(self, action: np.ndarray):
         if isinstance(self.action_space, gym.spaces.Box):
@@ -110,7 +218,8 @@ class VecEnv:
         self.returns += reward
         self.lengths += 1
         for i in np.flatnonzero(done):
-            self.episodes.append((float(self.returns[i]), int(self.lengths[i])))
+            member = i // self.num_envs
+            self.episodes.append((int(member), float(self.returns[i]), int(self.lengths[i])))
         final_obs = None
         if done.any():
             final_obs = obs.copy()
@@ -124,17 +233,30 @@ class VecEnv:
         return obs, reward, terminated, truncated, final_obs
 
     def pop_episodes(self) -> list[tuple[float, int]]:
-        """Completed episodes since the last call as (raw return, length)."""
+        """Completed episodes (of a one-member env) since the last call as (raw return, length)."""
         episodes, self.episodes = self.episodes, []
-        return episodes
+        return [(ret, length) for _, ret, length in episodes]
 
-    def _obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
+    def pop_member_episodes(self) -> list[list[float]]:
+        """The raw returns of episodes completed since the last call, per member."""
+        returns: list[list[float]] = [[] for _ in range(self.members)]
+        for member, ret, _ in self.episodes:
+            returns[member].append(ret)
+        self.episodes = []
+        return returns
+
+    def _obs(self, obs: np.ndarray, update: bool, rows: list[int] | None = None) -> np.ndarray:
+        """Normalised observations [members * num_envs, ...], or [len(rows), num_envs, ...] of
+        the members `rows`."""
         if not self.obs_norm:
             return obs
+        rows = list(range(self.members)) if rows is None else rows
+        x = obs.reshape((len(rows), self.num_envs) + self.observation_space.shape)
         if update and self.training:
-            self.obs_rms.update(obs)
-        obs = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
-        return np.clip(obs, -10, 10).astype(np.float32)
+            self.obs_rms.update(x, rows)
+        mean, var = self.obs_rms.mean[rows][:, None], self.obs_rms.var[rows][:, None]
+        out = np.clip((x - mean) / np.sqrt(var + 1e-8), -10, 10).astype(np.float32)
+        return out.reshape(obs.shape)
 
     def _reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         if not self.training:
@@ -142,18 +264,21 @@ class VecEnv:
         if self.reward_clip:
             reward = np.sign(reward)
         if self.reward_scale:
-            self.discounted = self.discounted * self.gamma + reward
-            self.ret_rms.update(self.discounted)
-            reward = np.clip(reward / np.sqrt(self.ret_rms.var + 1e-8), -10, 10)
+            gamma = np.repeat(self.gamma, self.num_envs)
+            self.discounted = self.discounted * gamma + reward
+            self.ret_rms.update(self.discounted.reshape(self.members, self.num_envs))
+            std = np.repeat(np.sqrt(self.ret_rms.var + 1e-8), self.num_envs)
+            reward = np.clip(reward / std, -10, 10)
             self.discounted[done] = 0
         return reward.astype(np.float32)
 
-    def state_dict(self) -> dict:
-        return {"obs_rms": self.obs_rms.state_dict(), "ret_rms": self.ret_rms.state_dict()}
+    def state_dict(self, k: int | None = None) -> dict:
+        """The statistics of every member, or of member k."""
+        return {"obs_rms": self.obs_rms.state_dict(k), "ret_rms": self.ret_rms.state_dict(k)}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.obs_rms.load_state_dict(state["obs_rms"])
-        self.ret_rms.load_state_dict(state["ret_rms"])
+    def load_state_dict(self, state: dict, k: int | None = None) -> None:
+        self.obs_rms.load_state_dict(state["obs_rms"], k)
+        self.ret_rms.load_state_dict(state["ret_rms"], k)
 
     def close(self) -> None:
         self.env.close()

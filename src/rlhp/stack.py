@@ -65,7 +65,9 @@ class StackedMLP(nn.Module):
     def __init__(self, members: int, in_dim: int, hid_layers: list[int], activation: str):
         super().__init__()
         dims = [in_dim, *hid_layers]
-        self.layers = nn.ModuleList(StackedLinear(members, a, b) for a, b in zip(dims, dims[1:]))
+        self.layers = nn.ModuleList(
+            StackedLinear(members, a, b) for a, b in zip(dims, dims[1:], strict=False)
+        )
         self.act = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,21 +145,11 @@ class StackedActorCritic(nn.Module):
 
     def _flatten(self) -> None:
         """Move every parameter into one [K, P] buffer; gradients into another."""
-        params = list(self.parameters())
-        sizes = [p[0].numel() for p in params]
-        self.flat = torch.zeros(self.members, sum(sizes))
-        self.grad = torch.zeros_like(self.flat)
-        start = 0
-        for p, size in zip(params, sizes):
-            view = self.flat[:, start : start + size].view(p.shape)
-            view.copy_(p.data)
-            p.data = view
-            p.grad = self.grad[:, start : start + size].view(p.shape)
-            start += size
+        flat = torch.cat([p.data.flatten(1) for p in self.parameters()], dim=1)
+        self._bind(flat, torch.zeros_like(flat))
 
-    def to(self, device: torch.device) -> "StackedActorCritic":
-        """Move the buffers (parameters stay views into them)."""
-        flat, grad = self.flat.to(device), self.grad.to(device)
+    def _bind(self, flat: torch.Tensor, grad: torch.Tensor) -> None:
+        """Make every parameter (and its gradient) a view into flat (and grad)."""
         start = 0
         for p in self.parameters():
             size = p[0].numel()
@@ -165,6 +157,10 @@ class StackedActorCritic(nn.Module):
             p.grad = grad[:, start : start + size].view(p.shape)
             start += size
         self.flat, self.grad = flat, grad
+
+    def to(self, device: torch.device) -> "StackedActorCritic":
+        """Move the buffers (parameters stay views into them)."""
+        self._bind(self.flat.to(device), self.grad.to(device))
         return self
 
     def init_member(self, k: int, seed: int) -> None:
@@ -232,3 +228,21 @@ class StackedActorCritic(nn.Module):
     def load_member_state(self, k: int, state: dict) -> None:
         self.flat[k] = state["flat"].to(self.flat.device)
         self.generators[k].set_state(state["generator"])
+
+
+class MemberParams:
+    """Per-member hyperparameters as [K] tensors: `hp.lr[k]` is member k's lr; booleans are
+    0/1, and None (e.g. `clip_grad_val: null`, no clipping) is inf."""
+
+    def __init__(self, keys: tuple[str, ...], cfgs: list, device: torch.device):
+        self.keys = keys
+        for key in keys:
+            setattr(self, key, torch.zeros(len(cfgs), device=device))
+        for k, cfg in enumerate(cfgs):
+            self.set(k, cfg)
+
+    def set(self, k: int, cfg) -> None:
+        """Member k's values from its algo config."""
+        for key in self.keys:
+            value = cfg[key]
+            getattr(self, key)[k] = float("inf") if value is None else float(value)

@@ -1,4 +1,4 @@
-"""Rollout: what PPO and A2C store per step, time-limit bootstrapping, flat views."""
+"""Rollout: what PPO and A2C store per step, time-limit bootstrapping, per-member views."""
 
 import gymnasium as gym
 import numpy as np
@@ -8,9 +8,10 @@ import torch
 from rlhp.algo.rollout import Rollout
 
 
-def make(net: str = "mlp", obs_shape=(3,)) -> Rollout:
+def make(net: str = "mlp", obs_shape=(3,), num_envs=3, members=1) -> Rollout:
     obs_space = gym.spaces.Box(0, 255, obs_shape)
-    return Rollout(2, 3, obs_space, gym.spaces.Discrete(4), net, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    return Rollout(2, num_envs, obs_space, gym.spaces.Discrete(4), net, cpu, members)
 
 
 def test_outcome_bootstraps_only_time_limits():
@@ -21,9 +22,8 @@ def test_outcome_bootstraps_only_time_limits():
     rollout.add(rollout.tensor(obs), torch.tensor([0, 1, 2]))
     terminated = np.array([False, True, False])
     truncated = np.array([True, True, False])  # env 0 cut by a time limit, env 1 also ended
-    rollout.add_outcome(
-        obs + 1, np.array([1.0, 2.0, 3.0]), terminated, truncated, final, value, 0.5
-    )
+    reward, gamma = np.array([1.0, 2.0, 3.0]), torch.full((3,), 0.5)
+    rollout.add_outcome(obs + 1, reward, terminated, truncated, final, value, gamma)
     # env 0: 1 + 0.5 * V([1, 2, 3]) = 4; env 1 terminated: no bootstrap; env 2 goes on
     np.testing.assert_allclose(rollout.rewards[0].numpy(), [4.0, 2.0, 3.0])
     np.testing.assert_array_equal(rollout.dones[0].numpy(), [1.0, 1.0, 0.0])
@@ -31,19 +31,20 @@ def test_outcome_bootstraps_only_time_limits():
     assert rollout.step == 1 and not rollout.full
 
 
-def test_fills_to_full_and_flattens_env_major_within_each_step():
-    rollout = make()
+def test_fills_to_full_and_gives_each_member_its_steps_in_step_major_order():
+    rollout = make(num_envs=2, members=2)  # copies 0, 1: member 0; copies 2, 3: member 1
     for t in range(2):
-        obs = np.full((3, 3), t, np.float32) + np.arange(3)[:, None] * 10
-        rollout.add(rollout.tensor(obs), torch.tensor([t, t, t]), torch.ones(3) * t, torch.zeros(3))
-        no = np.zeros(3, bool)
-        rollout.add_outcome(obs, np.zeros(3), no, no, None, lambda o: pytest.fail(), 0.9)
+        obs = np.full((4, 3), t, np.float32) + np.arange(4)[:, None] * 10
+        rollout.add(rollout.tensor(obs), torch.tensor([t] * 4), torch.ones(4) * t, torch.zeros(4))
+        no = np.zeros(4, bool)
+        rollout.add_outcome(obs, np.zeros(4), no, no, None, lambda o: pytest.fail(), torch.ones(4))
     assert rollout.full
-    flat = rollout.flat(rollout.obs)
-    assert flat.shape == (6, 3)
-    # row t * num_envs + env holds step t of env
-    np.testing.assert_array_equal(flat[:, 0].numpy(), [0, 10, 20, 1, 11, 21])
-    np.testing.assert_array_equal(rollout.flat(rollout.logps).numpy(), [0, 0, 0, 1, 1, 1])
+    obs = rollout.by_member(rollout.obs)
+    assert obs.shape == (2, 4, 3)
+    # member k's row t * num_envs + env holds step t of its env
+    np.testing.assert_array_equal(obs[0, :, 0].numpy(), [0, 10, 1, 11])
+    np.testing.assert_array_equal(obs[1, :, 0].numpy(), [20, 30, 21, 31])
+    np.testing.assert_array_equal(rollout.by_member(rollout.logps)[1].numpy(), [0, 0, 1, 1])
 
 
 def test_atari_frames_stay_uint8():

@@ -1,9 +1,10 @@
 """Advantage Actor-Critic (A2C, the synchronous variant of A3C, Mnih et al. 2016) with
-generalized advantage estimation (Schulman et al. 2016).
+generalized advantage estimation (Schulman et al. 2016), for a population of K members trained
+as one batched computation (K = 1: a single run).
 
-The advantage estimator is PPO's `gae` (lam = 1 gives the plain n-step returns of the paper) and
-the net rlhp.net.ActorCritic; the agent below collects `time_horizon` steps from every env and
-takes one gradient step on the whole rollout, with RMSprop as in the paper and SB3.
+The agent collects `time_horizon` steps from every env copy of every member and takes one
+gradient step per member on its whole rollout, with RMSprop as in the paper and SB3 (or Adam).
+The hyperparameters in `MEMBER_KEYS` are [K] tensors; lam = 1 gives the paper's n-step returns.
 Discrete (categorical) and Box (Gaussian with a state-independent log std) actions.
 """
 
@@ -11,105 +12,65 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from rlhp.algo.ppo import gae
-from rlhp.algo.rollout import Rollout
+from rlhp.algo.rollout import OnPolicy, gae
 from rlhp.config import plain
-from rlhp.net import ActorCritic, gradient_step
+
+MEMBER_KEYS = (
+    "gamma", "lam", "entropy_coef", "val_loss_coef", "lr", "lr_anneal", "clip_grad_val",
+)  # fmt: skip
 
 
-class A2C:
+class A2C(OnPolicy):
     """The A2C agent: `act` on each step, `observe` its outcome, `update` when a rollout is full."""
 
-    def __init__(self, cfg: DictConfig, env, net: str, max_frame: int, device: torch.device):
-        self.cfg, self.max_frame, self.device = plain(cfg), max_frame, device
-        self.num_envs = env.num_envs
-        self.model = ActorCritic(
-            env.observation_space,
-            env.action_space,
-            net,
-            cfg.hid_layers,
-            cfg.hid_layers_activation,
-            shared=cfg.shared,
-        ).to(device)
-        if cfg.optimizer == "rmsprop":
-            self.optimizer = torch.optim.RMSprop(
-                self.model.parameters(), lr=cfg.lr, alpha=0.99, eps=1e-5
-            )
-        elif cfg.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=1e-5)
-        else:
-            raise ValueError(f"algo.optimizer must be rmsprop or adam, got {cfg.optimizer!r}")
-        self.rollout = Rollout(
-            cfg.time_horizon, self.num_envs, env.observation_space, env.action_space, net, device
-        )
+    member_keys = MEMBER_KEYS
 
-    @property
-    def at_boundary(self) -> bool:
-        """True between rollouts: nothing is buffered, so a checkpoint here loses nothing."""
-        return self.rollout.step == 0
+    def __init__(self, cfgs: list[DictConfig], env, net: str, max_frame: int, device):
+        super().__init__(cfgs, env, net, max_frame, device, optimizer=plain(cfgs[0]).optimizer)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = self.rollout.tensor(obs)
-        action = self.model.dist(obs).sample()
+        action = self.model.sample(self.model.logits(self.by_slot(obs))).flatten(0, 1)
         self.rollout.add(obs, action)
         return action.cpu().numpy()
 
-    @torch.inference_mode()
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """The most likely action, for evaluation (nothing is recorded)."""
-        return self.model.greedy(self.rollout.tensor(obs)).cpu().numpy()
-
-    @torch.inference_mode()
-    def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
-        self.rollout.add_outcome(
-            next_obs, reward, terminated, truncated, final_obs, self.model.value, self.cfg.gamma
-        )
-
-    def update(self, frame: int) -> dict[str, float] | None:
-        """One gradient step once the rollout holds time_horizon steps; returns the losses."""
-        cfg, rollout = self.cfg, self.rollout
+    def update(self, frames: np.ndarray) -> dict[str, np.ndarray] | None:
+        """One gradient step per member once the rollout holds time_horizon steps; returns each
+        member's losses ([K] arrays) and `failed`: True for a member whose loss went non-finite."""
+        cfg, hp, rollout, members = self.cfg, self.hp, self.rollout, self.members
         if not rollout.full:
             return None
         rollout.step = 0
-        progress = 1.0 - (frame - self.num_envs * cfg.time_horizon) / self.max_frame
-        lr = cfg.lr * max(progress, 0.0) if cfg.lr_anneal else cfg.lr
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        obs, actions = rollout.flat(rollout.obs), rollout.flat(rollout.actions)
-        values = self.model.value(obs)
+        lr = hp.lr * torch.where(hp.lr_anneal > 0, self.decay(frames), 1.0)
+        obs, actions = rollout.by_member(rollout.obs), rollout.by_member(rollout.actions)
+        logits, values = self.model.logits_value(obs)
         with torch.no_grad():
-            last_value = self.model.value(rollout.next_obs)
+            shape = (cfg.time_horizon, members, self.num_envs)
             advantages, returns = gae(
-                rollout.rewards,
-                values.reshape(rollout.rewards.shape),
-                rollout.dones,
-                last_value,
-                cfg.gamma,
-                cfg.lam,
+                rollout.rewards.view(shape),
+                values.view(members, cfg.time_horizon, self.num_envs).transpose(0, 1),
+                rollout.dones.view(shape),
+                self.model.value(self.by_slot(rollout.next_obs)),
+                hp.gamma.unsqueeze(1),
+                hp.lam.unsqueeze(1),
             )
-            advantages, returns = rollout.flat(advantages), rollout.flat(returns)
+            advantages = rollout.by_member(advantages.reshape(rollout.rewards.shape))
+            returns = rollout.by_member(returns.reshape(rollout.rewards.shape))
             if cfg.normalize_advantage:
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        dist = self.model.dist(obs)
-        logp, entropy = self.model.log_prob(dist, actions), self.model.entropy(dist)
-        policy_loss = -(advantages * logp).mean()
-        value_loss = 0.5 * ((returns - values) ** 2).mean()
-        entropy = entropy.mean()
-        loss = policy_loss + cfg.val_loss_coef * value_loss - cfg.entropy_coef * entropy
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"A2C loss is {loss.item()} at frame {frame}")
-        gradient_step(self.optimizer, loss, self.model.parameters(), cfg.clip_grad_val)
+                mean, std = advantages.mean(1, keepdim=True), advantages.std(1, keepdim=True)
+                advantages = (advantages - mean) / (std + 1e-8)
+        dist = self.model.dist(logits)
+        logp, entropy = self.model.log_prob(dist, actions), self.model.entropy(dist).mean(1)
+        policy_loss = -(advantages * logp).mean(1)
+        value_loss = 0.5 * ((returns - values) ** 2).mean(1)
+        loss = policy_loss + hp.val_loss_coef * value_loss - hp.entropy_coef * entropy
+        failed = self.step(loss, lr)
+        losses = torch.stack([policy_loss, value_loss, entropy]).detach().cpu().numpy()
         return {
-            "policy_loss": policy_loss.item(),
-            "value_loss": value_loss.item(),
-            "entropy": entropy.item(),
-            "lr": lr,
+            "policy_loss": losses[0],
+            "value_loss": losses[1],
+            "entropy": losses[2],
+            "lr": lr.cpu().numpy(),
+            "failed": failed.cpu().numpy(),
         }
-
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,40 +1,24 @@
-"""Proximal Policy Optimization (Schulman et al. 2017) with GAE (Schulman et al. 2016).
+"""Proximal Policy Optimization (Schulman et al. 2017) with GAE (Schulman et al. 2016), for a
+population of K members trained as one batched computation (K = 1: a single run).
 
-Reads top to bottom: the two pure functions of the method (`gae` and `ppo_loss`), then the
-agent, which collects a rollout of `time_horizon` steps from every env and trains on it for
-`training_epoch` passes of shuffled minibatches. The net is rlhp.net.ActorCritic.
+Reads top to bottom: the loss of the method (`ppo_loss`), then the agent, which collects a
+rollout of `time_horizon` steps from every env copy of every member and trains on it for
+`training_epoch` passes of shuffled minibatches. Members share the structure (net, time_horizon,
+minibatch_size, training_epoch, ...) and nothing else: the hyperparameters in `MEMBER_KEYS` are
+[K] tensors, and every loss, normalisation and random draw is per member. The net is
+rlhp.stack.StackedActorCritic, the optimiser rlhp.optim.StackedAdam.
 """
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from rlhp.algo.rollout import Rollout
-from rlhp.config import plain
-from rlhp.net import ActorCritic, gradient_step
+from rlhp.algo.rollout import OnPolicy, gae
 
-
-def gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    dones: torch.Tensor,
-    last_value: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalized advantage estimates and returns for a (T, num_envs) rollout.
-
-    dones[t] is 1 where the episode ended after step t; last_value is V(obs after step T-1).
-    """
-    advantages = torch.zeros_like(rewards)
-    last_gae = torch.zeros_like(last_value)
-    for t in reversed(range(rewards.shape[0])):
-        next_value = last_value if t == rewards.shape[0] - 1 else values[t + 1]
-        not_done = 1.0 - dones[t]
-        delta = rewards[t] + gamma * next_value * not_done - values[t]
-        last_gae = delta + gamma * lam * not_done * last_gae
-        advantages[t] = last_gae
-    return advantages, advantages + values
+MEMBER_KEYS = (
+    "gamma", "lam", "clip_eps", "clip_eps_anneal", "entropy_coef", "val_loss_coef", "lr",
+    "lr_anneal", "clip_grad_val",
+)  # fmt: skip
 
 
 def ppo_loss(
@@ -44,121 +28,97 @@ def ppo_loss(
     value: torch.Tensor,
     old_value: torch.Tensor,
     returns: torch.Tensor,
-    clip_eps: float,
+    clip_eps: float | torch.Tensor,
     clip_vloss: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clipped surrogate policy loss and (optionally clipped) value loss, both to minimise."""
+    """Clipped surrogate policy loss and (optionally clipped) value loss, both to minimise, as
+    means over the last dimension (a member's minibatch); clip_eps broadcasts ([K, 1])."""
     ratio = (logp - old_logp).exp()
     surrogate = torch.min(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
-    policy_loss = -surrogate.mean()
+    policy_loss = -surrogate.mean(-1)
     value_loss = (value - returns) ** 2
     if clip_vloss:
-        clipped = old_value + (value - old_value).clamp(-clip_eps, clip_eps)
+        clipped = old_value + torch.clamp(value - old_value, -clip_eps, clip_eps)
         value_loss = torch.max(value_loss, (clipped - returns) ** 2)
-    return policy_loss, 0.5 * value_loss.mean()
+    return policy_loss, 0.5 * value_loss.mean(-1)
 
 
-class PPO:
+class PPO(OnPolicy):
     """The PPO agent: `act` on each step, `observe` its outcome, `update` when a rollout is full."""
 
-    def __init__(self, cfg: DictConfig, env, net: str, max_frame: int, device: torch.device):
-        self.cfg, self.max_frame, self.device = cfg, max_frame, device
-        self.num_envs = env.num_envs
-        self.model = ActorCritic(
-            env.observation_space,
-            env.action_space,
-            net,
-            cfg.hid_layers,
-            cfg.hid_layers_activation,
-            shared=cfg.shared,
-        ).to(device)
-        self.params = list(self.model.parameters())
-        # foreach: one fused op per Adam step on CPU too, not a Python loop over the tensors
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5, foreach=True)
-        self.rollout = Rollout(
-            cfg.time_horizon, self.num_envs, env.observation_space, env.action_space, net, device
-        )
+    member_keys = MEMBER_KEYS
 
-    @property
-    def at_boundary(self) -> bool:
-        """True between rollouts: nothing is buffered, so a checkpoint here loses nothing."""
-        return self.rollout.step == 0
+    def __init__(self, cfgs: list[DictConfig], env, net: str, max_frame: int, device):
+        super().__init__(cfgs, env, net, max_frame, device, optimizer="adam")
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = self.rollout.tensor(obs)
-        dist, value = self.model.dist_value(obs)
-        action = dist.sample()
-        self.rollout.add(obs, action, self.model.log_prob(dist, action), value)
-        return action.cpu().numpy()
+        logits, value = self.model.logits_value(self.by_slot(obs))
+        action = self.model.sample(logits)
+        logp = self.model.log_prob(self.model.dist(logits), action)
+        self.rollout.add(obs, action.flatten(0, 1), logp.flatten(), value.flatten())
+        return action.flatten(0, 1).cpu().numpy()
 
-    @torch.inference_mode()
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """The most likely action, for evaluation (nothing is recorded)."""
-        return self.model.greedy(self.rollout.tensor(obs)).cpu().numpy()
-
-    @torch.inference_mode()
-    def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
-        self.rollout.add_outcome(
-            next_obs, reward, terminated, truncated, final_obs, self.model.value, self.cfg.gamma
-        )
-
-    def update(self, frame: int) -> dict[str, float] | None:
-        """Train on the rollout once it holds time_horizon steps; returns the losses then."""
-        rollout = self.rollout
+    def update(self, frames: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Train on the rollout once it holds time_horizon steps; returns each member's losses
+        then ([K] arrays) and `failed`: True for a member whose loss went non-finite."""
+        cfg, hp, rollout, members = self.cfg, self.hp, self.rollout, self.members
         if not rollout.full:
             return None
         rollout.step = 0
-        cfg = plain(self.cfg)
-        progress = 1.0 - (frame - self.num_envs * cfg.time_horizon) / self.max_frame
-        lr = cfg.lr * max(progress, 0.0) if cfg.lr_anneal else cfg.lr
-        clip_eps = cfg.clip_eps * max(progress, 0.0) if cfg.clip_eps_anneal else cfg.clip_eps
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        decay = self.decay(frames)
+        lr = hp.lr * torch.where(hp.lr_anneal > 0, decay, 1.0)
+        clip_eps = (hp.clip_eps * torch.where(hp.clip_eps_anneal > 0, decay, 1.0)).unsqueeze(1)
         with torch.no_grad():
-            last_value = self.model.value(rollout.next_obs)
+            shape = (cfg.time_horizon, members, self.num_envs)
             advantages, returns = gae(
-                rollout.rewards, rollout.values, rollout.dones, last_value, cfg.gamma, cfg.lam
+                rollout.rewards.view(shape),
+                rollout.values.view(shape),
+                rollout.dones.view(shape),
+                self.model.value(self.by_slot(rollout.next_obs)),
+                hp.gamma.unsqueeze(1),
+                hp.lam.unsqueeze(1),
             )
-        batch = self.num_envs * cfg.time_horizon
-        obs, actions = rollout.flat(rollout.obs), rollout.flat(rollout.actions)
-        logps, values = rollout.flat(rollout.logps), rollout.flat(rollout.values)
-        advantages, returns = rollout.flat(advantages), rollout.flat(returns)
+        by_member = rollout.by_member
+        obs, actions = by_member(rollout.obs), by_member(rollout.actions)
+        logps, values = by_member(rollout.logps), by_member(rollout.values)
+        advantages = by_member(advantages.view(rollout.rewards.shape))
+        returns = by_member(returns.view(rollout.rewards.shape))
+        batch, rows = obs.shape[1], torch.arange(members, device=self.device).unsqueeze(1)
+        failed = torch.zeros(members, dtype=torch.bool, device=self.device)
         stats = []
         for _ in range(cfg.training_epoch):
-            for idx in torch.randperm(batch, device=self.device).split(cfg.minibatch_size):
-                dist, value = self.model.dist_value(obs[idx])
-                logp = self.model.log_prob(dist, actions[idx])
-                adv = advantages[idx]
-                if cfg.normalize_advantage and len(idx) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            perm = torch.stack(
+                [torch.randperm(batch, generator=g, device=self.device)
+                 for g in self.model.generators]
+            )  # fmt: skip
+            for idx in perm.split(cfg.minibatch_size, dim=1):
+                logits, value = self.model.logits_value(obs[rows, idx])
+                dist = self.model.dist(logits)
+                logp = self.model.log_prob(dist, actions[rows, idx])
+                adv = advantages[rows, idx]
+                if cfg.normalize_advantage and idx.shape[1] > 1:
+                    adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
                 policy_loss, value_loss = ppo_loss(
                     logp,
-                    logps[idx],
+                    logps[rows, idx],
                     adv,
                     value,
-                    values[idx],
-                    returns[idx],
+                    values[rows, idx],
+                    returns[rows, idx],
                     clip_eps,
                     cfg.clip_vloss,
                 )
-                entropy = self.model.entropy(dist).mean()
-                loss = policy_loss + cfg.val_loss_coef * value_loss - cfg.entropy_coef * entropy
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"PPO loss is {loss.item()} at frame {frame}")
-                gradient_step(self.optimizer, loss, self.params, cfg.clip_grad_val)
+                entropy = self.model.entropy(dist).mean(1)
+                loss = policy_loss + hp.val_loss_coef * value_loss - hp.entropy_coef * entropy
+                failed |= self.step(loss, lr)
                 stats.append(torch.stack([policy_loss, value_loss, entropy]).detach())
-        policy_loss, value_loss, entropy = torch.stack(stats).mean(0).tolist()
+        policy_loss, value_loss, entropy = torch.stack(stats).mean(0).cpu().numpy()
         return {
             "policy_loss": policy_loss,
             "value_loss": value_loss,
             "entropy": entropy,
-            "lr": lr,
+            "lr": lr.cpu().numpy(),
+            "failed": failed.cpu().numpy(),
         }
-
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,4 +1,6 @@
-"""The on-policy rollout of PPO and A2C: `time_horizon` steps from every env, on the device."""
+"""What PPO and A2C share: the on-policy rollout (`time_horizon` steps from every env copy of
+every member, on the device), generalized advantage estimation (Schulman et al. 2016) over it,
+and the agent skeleton of a population of members (`OnPolicy`)."""
 
 from collections.abc import Callable
 
@@ -6,11 +8,45 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlhp import optim
+from rlhp.config import plain
+from rlhp.stack import MemberParams, StackedActorCritic
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    last_value: torch.Tensor,
+    gamma: float | torch.Tensor,
+    lam: float | torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimates and returns for a (T, ...) rollout; gamma and lam are
+    floats or tensors that broadcast against one step (e.g. [K, 1] for [K, num_envs] steps).
+
+    dones[t] is 1 where the episode ended after step t; last_value is V(obs after step T-1).
+    """
+    advantages = torch.zeros_like(rewards)
+    last_gae = torch.zeros_like(last_value)
+    for t in reversed(range(rewards.shape[0])):
+        next_value = last_value if t == rewards.shape[0] - 1 else values[t + 1]
+        not_done = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_value * not_done - values[t]
+        last_gae = delta + gamma * lam * not_done * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+def linear_decay(frames: torch.Tensor, offset: int, max_frame: int) -> torch.Tensor:
+    """1 - (frames - offset) / max_frame, floored at 0: the factor of linear annealing to 0, as
+    of the frames before the current rollout (`offset` frames ago)."""
+    return (1.0 - (frames - offset) / max_frame).clamp(min=0.0)
+
 
 class Rollout:
     """obs, actions, log-probabilities and values (when the agent keeps them), rewards and dones,
-    each (time_horizon, num_envs, ...); Atari frames stay uint8. A reward that ends an episode
-    by a time limit (truncated, not terminated) is bootstrapped: r + gamma V(final obs)."""
+    each (time_horizon, members * num_envs, ...); Atari frames stay uint8. A reward that ends an
+    episode by a time limit (truncated, not terminated) is bootstrapped: r + gamma V(final obs)."""
 
     def __init__(
         self,
@@ -20,15 +56,16 @@ class Rollout:
         act_space: gym.Space,
         net: str,
         device: torch.device,
+        members: int = 1,
     ):
-        shape = (time_horizon, num_envs)
+        shape = (time_horizon, members * num_envs)
         obs_dtype = torch.uint8 if net == "cnn" else torch.float32
         self.obs = torch.zeros(shape + obs_space.shape, dtype=obs_dtype, device=device)
         self.actions = torch.zeros(shape + act_space.shape, device=device)
         self.logps, self.values, self.rewards, self.dones = (
             torch.zeros(shape, device=device) for _ in range(4)
         )
-        self.time_horizon, self.device = time_horizon, device
+        self.time_horizon, self.members, self.device = time_horizon, members, device
         self.step = 0
         self.next_obs: torch.Tensor | None = None  # the obs after the last step, for V(s_T)
 
@@ -59,19 +96,120 @@ class Rollout:
         truncated: np.ndarray,
         final_obs: np.ndarray | None,
         value: Callable[[torch.Tensor], torch.Tensor],
-        gamma: float,
+        gamma: torch.Tensor,
     ) -> None:
-        """The step's outcome; `value` is V(s) of the agent, for bootstrapping time limits."""
+        """The step's outcome; `value` is V(s) of the agent for every copy's obs, for
+        bootstrapping time limits; gamma is per copy."""
         reward = torch.as_tensor(reward, device=self.device)
         bootstrap = truncated & ~terminated
         if bootstrap.any():  # a time limit is not a terminal state
-            final_value = value(self.tensor(final_obs[bootstrap]))
-            reward[torch.as_tensor(bootstrap, device=self.device)] += gamma * final_value
+            mask = torch.as_tensor(bootstrap, device=self.device)
+            reward[mask] += gamma[mask] * value(self.tensor(final_obs))[mask]
         self.rewards[self.step] = reward
         self.dones[self.step] = torch.as_tensor(terminated | truncated, device=self.device)
         self.next_obs = self.tensor(next_obs)
         self.step += 1
 
-    def flat(self, x: torch.Tensor) -> torch.Tensor:
-        """(time_horizon, num_envs, ...) -> (time_horizon * num_envs, ...)."""
-        return x.reshape((-1,) + x.shape[2:])
+    def by_member(self, x: torch.Tensor) -> torch.Tensor:
+        """(time_horizon, members * num_envs, ...) -> (members, time_horizon * num_envs, ...),
+        each member's samples in step-major order."""
+        t, copies = x.shape[:2]
+        x = x.reshape((t, self.members, copies // self.members) + x.shape[2:]).transpose(0, 1)
+        return x.reshape((self.members, -1) + x.shape[3:])
+
+
+class OnPolicy:
+    """What PPO and A2C share: a population of K members (K = 1: a single run) with a stacked
+    actor-critic, per-member hyperparameters (`member_keys`, [K] tensors) and one rollout.
+
+    Arrays in and out are [K * num_envs, ...], member k owning rows k * num_envs ...
+    """
+
+    member_keys: tuple[str, ...] = ()
+
+    def __init__(self, cfgs: list, env, net: str, max_frame: int, device, optimizer: str):
+        cfg = plain(cfgs[0])  # the structure all members share
+        self.cfg, self.max_frame, self.device = cfg, max_frame, device
+        self.members, self.num_envs = len(cfgs), env.num_envs
+        self.model = StackedActorCritic(
+            self.members,
+            env.observation_space,
+            env.action_space,
+            net,
+            cfg.hid_layers,
+            cfg.hid_layers_activation,
+            shared=cfg.shared,
+        ).to(device)
+        self.optimizer = optim.make(optimizer, self.model.flat, self.model.grad)
+        self.hp = MemberParams(self.member_keys, cfgs, device)
+        self.gammas = self.hp.gamma.repeat_interleave(self.num_envs)
+        self.active = torch.ones(self.members, dtype=torch.bool, device=device)
+        self.rollout = Rollout(
+            cfg.time_horizon,
+            self.num_envs,
+            env.observation_space,
+            env.action_space,
+            net,
+            device,
+            self.members,
+        )
+
+    def set_member(self, k: int, cfg, seed: int) -> None:
+        """Slot k gets a new member: its hyperparameters, fresh weights from its seed, a fresh
+        optimiser state. Called between rollouts."""
+        self.hp.set(k, cfg)
+        self.gammas = self.hp.gamma.repeat_interleave(self.num_envs)
+        self.model.init_member(k, seed)
+        self.optimizer.reset_member(k)
+        self.active[k] = True
+
+    @property
+    def at_boundary(self) -> bool:
+        """True between rollouts: nothing is buffered, so a checkpoint here loses nothing."""
+        return self.rollout.step == 0
+
+    def by_slot(self, x: torch.Tensor) -> torch.Tensor:
+        """[K * n, ...] -> [K, n, ...]."""
+        return x.reshape((self.members, -1) + x.shape[1:])
+
+    @torch.inference_mode()
+    def greedy(self, obs: np.ndarray, k: int = 0) -> np.ndarray:
+        """Member k's most likely actions for its observations, for evaluation."""
+        x = self.rollout.tensor(obs)
+        batch = torch.zeros((self.members,) + x.shape, dtype=x.dtype, device=self.device)
+        batch[k] = x
+        return self.model.greedy(batch)[k].cpu().numpy()
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(obs) for [K * num_envs, ...] observations."""
+        return self.model.value(self.by_slot(obs)).flatten()
+
+    @torch.inference_mode()
+    def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
+        self.rollout.add_outcome(
+            next_obs, reward, terminated, truncated, final_obs, self.value, self.gammas
+        )
+
+    def decay(self, frames: np.ndarray) -> torch.Tensor:
+        """Each member's linear annealing factor for the rollout just collected."""
+        offset = self.num_envs * self.cfg.time_horizon
+        return linear_decay(torch.as_tensor(frames, device=self.device), offset, self.max_frame)
+
+    def step(self, loss: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on the members' losses [K]: a member whose loss is not finite is
+        marked failed and left out of this and every later step; returns who failed now."""
+        failed = ~torch.isfinite(loss.detach()) & self.active
+        self.active &= ~failed
+        self.model.grad.zero_()
+        # where, not a mask product: NaN * 0 would still be NaN
+        torch.where(self.active, loss, 0.0).sum().backward()
+        optim.clip_grad_norm(self.model.grad, self.hp.clip_grad_val)
+        self.optimizer.step(lr * self.active)
+        return failed
+
+    def member_state(self, k: int) -> dict:
+        return {"model": self.model.member_state(k), "optimizer": self.optimizer.member_state(k)}
+
+    def load_member_state(self, k: int, state: dict) -> None:
+        self.model.load_member_state(k, state["model"])
+        self.optimizer.load_member_state(k, state["optimizer"])
