@@ -302,3 +302,134 @@ def importance_graph(sweep: Any, imp: dict | None) -> None:
     ax.set_title(f"Hyperparameter importance ({evaluator}, {_plural(n, 'complete trial')})")
     fig.tight_layout()
     _save(fig, sweep.dir / "importance.png")
+
+
+def best_history_graph(sweep: Any, steps: list) -> None:
+    """The best configuration's estimated score (mean over its runs) after each completed run,
+    each run's own score beside it, and where the best configuration changed."""
+    fig = Figure(figsize=(9, 5))
+    ax = fig.add_subplot()
+    if not steps:
+        _message(ax, "no complete trial yet")
+    else:
+        runs = np.array([s.run for s in steps])
+        ax.scatter(runs, [s.value for s in steps], color="0.6", s=24, zorder=2, label="each run")
+        ax.step(
+            runs,
+            [s.estimate for s in steps],
+            where="post",
+            color="tab:blue",
+            lw=2.2,
+            zorder=3,
+            label="best configuration: mean over its runs",
+        )
+        for prev, s in zip([None, *steps], steps, strict=False):
+            if prev is None or prev.best != s.best:
+                ax.annotate(
+                    f"config of trial {s.best}",
+                    (s.run, s.estimate),
+                    fontsize=8,
+                    textcoords="offset points",
+                    xytext=(4, 8),
+                    color="tab:blue",
+                )
+        last = steps[-1]
+        ax.set_xlabel("completed runs, in order of completion")
+        ax.set_ylabel(sweep.objective_label)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right" if sweep.maximize else "upper right")
+        ax.set_title(
+            f"Best configuration after each run: trial {last.best}'s, {last.estimate:.4g} over "
+            f"{_plural(last.runs, 'run')}, best for the last {_plural(last.held, 'run')}"
+        )
+    fig.tight_layout()
+    _save(fig, sweep.dir / "best_history.png")
+
+
+def validation_graph(sweep: Any, validation: pd.DataFrame, top: int = 5) -> None:
+    """Left: the top validated configurations' total_reward_ma, mean +- std over their fresh
+    seeds, against frames. Right: search score beside validated score (the selection bias)."""
+    fig = Figure(figsize=(13, 5))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    rows = validation.head(top)
+    norm = Normalize(vmin=1, vmax=max(len(rows), 2))
+    drawn = 0
+    for i, (_, row) in enumerate(rows.iterrows(), start=1):
+        path = sweep.dir / "validation" / f"trial{int(row['trial'])}" / "metrics.csv"
+        if not path.is_file():
+            continue
+        df = pd.read_csv(path).dropna(subset=["total_reward_ma"])
+        stats = df.groupby("frame")["total_reward_ma"].agg(["mean", "std"]).fillna(0.0)
+        x, mean, std = stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].to_numpy()
+        colour = RANK_CMAP(norm(i))
+        sessions = df["session"].nunique()
+        left.plot(
+            x, mean, color=colour, lw=2, label=f"trial {int(row['trial'])} ({sessions} seeds)"
+        )
+        left.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2)
+        drawn += 1
+    if drawn:
+        left.set_xlabel("frame (env steps)")
+        left.set_ylabel("total_reward_ma, mean +- std over seeds")
+        left.legend(fontsize=9)
+        left.grid(alpha=0.3)
+    else:
+        _message(left, "no validation run has logged metrics")
+    left.set_title("Validated runs of the top configurations")
+    y = np.arange(len(rows))
+    right.barh(y + 0.2, rows["search_score"], height=0.4, color="0.6", label="search score")
+    right.barh(
+        y - 0.2,
+        rows["validated_mean"],
+        height=0.4,
+        xerr=rows["validated_std"],
+        color="tab:blue",
+        label="validated mean (+- std)",
+    )
+    right.set_yticks(y, [f"trial {int(t)}" for t in rows["trial"]])
+    right.invert_yaxis()
+    right.set_xlabel(sweep.objective_label)
+    right.legend(fontsize=9)
+    right.grid(axis="x", alpha=0.3)
+    bias = rows["bias"].mean() if "bias" in rows else float("nan")
+    right.set_title(f"Selection bias: search minus validated score, mean {bias:.3g}")
+    fig.tight_layout()
+    _save(fig, sweep.dir / "validation.png")
+
+
+def compare_graph(sweeps: list, path: Path) -> None:
+    """Searches side by side: best so far against complete trials and against frames trained
+    (every finished trial's frames, stopped ones included), one line per search."""
+    fig = Figure(figsize=(13, 5))
+    by_trials, by_frames = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for sweep in sweeps:
+        done = [
+            t
+            for t in sweep.trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_complete
+        ]
+        done.sort(key=lambda t: (t.datetime_complete, t.number))
+        frames, best, n, xs, ys, fs = 0, None, 0, [], [], []
+        for t in done:
+            frames += int(t.user_attrs.get("frame") or 0)
+            if t.state != TrialState.COMPLETE or t.value is None or not math.isfinite(t.value):
+                continue
+            n += 1
+            better = best is None or (t.value > best if sweep.maximize else t.value < best)
+            best = t.value if better else best
+            xs.append(n)
+            ys.append(best)
+            fs.append(frames)
+        label = f"{sweep.dir.name} ({_plural(n, 'complete trial')})"
+        by_trials.step(xs, ys, where="post", lw=2, label=label)
+        by_frames.step(fs, ys, where="post", lw=2, label=label)
+    by_trials.set_xlabel("complete trials, in order of completion")
+    by_frames.set_xlabel("frames trained by the search (all finished trials)")
+    by_frames.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+    for ax in (by_trials, by_frames):
+        ax.set_ylabel("best objective so far")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.suptitle("Searches compared: best so far")
+    fig.tight_layout()
+    _save(fig, path)
