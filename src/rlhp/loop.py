@@ -31,6 +31,48 @@ class Preempted(Exception):
     """Raised after a checkpoint when the job was asked to stop (SLURM preemption, time limit)."""
 
 
+def evaluate(env: VecEnv, greedy: Callable[[np.ndarray], np.ndarray], seed: int, epsilon: float):
+    """Mean raw return of one greedy episode in each copy of the evaluation env `env`, which
+    normalises observations with the training env's statistics and leaves them as they are.
+    With `epsilon` (env.eval_epsilon), that share of actions is uniformly random (from its own
+    RNG: evaluation leaves training's random streams alone)."""
+    rng, space = np.random.default_rng(seed), env.action_space
+    obs = env.reset(seed=seed)
+    returns, ended = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
+    while not ended.all():
+        action = greedy(obs)
+        explore = rng.uniform(size=env.num_envs) < epsilon
+        if explore.any():
+            action[explore] = (
+                rng.integers(space.n, size=explore.sum())
+                if isinstance(space, gym.spaces.Discrete)
+                else rng.uniform(space.low, space.high, (explore.sum(),) + space.shape)
+            )
+        obs, reward, terminated, truncated, _ = env.step(action)
+        returns += np.where(ended, 0.0, reward)
+        ended |= terminated | truncated
+    env.pop_episodes()
+    return float(returns.mean())
+
+
+def summarize(history: list[dict], frame: int, wall: float, stopped_at: int | None) -> dict:
+    """A session's figures from its log rows: final, auc and max total_reward_ma, the last and
+    best eval_return."""
+    ma = np.array([row["total_reward_ma"] for row in history], dtype=float)
+    finite = ma[np.isfinite(ma)]
+    evals = [row["eval_return"] for row in history if "eval_return" in row]
+    return {
+        "final": float(ma[-1]) if len(ma) else float("nan"),
+        "eval": evals[-1] if evals else float("nan"),
+        "eval_best": max(evals, default=float("nan")),
+        "auc": float(finite.mean()) if len(finite) else float("nan"),
+        "max": float(finite.max()) if len(finite) else float("nan"),
+        "frame": frame,
+        "wall_s": wall,
+        "stopped_at": stopped_at,
+    }
+
+
 class Session:
     """Trains `cfg.algo` on `cfg.env` for `cfg.env.max_frame` frames with seed `seed`."""
 
@@ -60,29 +102,10 @@ class Session:
         return self.history[-1].get("eval_return", float("nan")) if self.history else float("nan")
 
     def evaluate(self) -> float:
-        """Mean raw return of one greedy episode in each copy of the evaluation env, which
-        normalises observations with the training env's statistics and leaves them as they are.
-        With `env.eval_epsilon`, that share of actions is uniformly random (from its own RNG:
-        evaluation leaves training's random streams alone)."""
-        env, seed = self.eval_env, EVAL_SEED + self.seed + self.frame
-        env.obs_rms = self.env.obs_rms
-        rng, space = np.random.default_rng(seed), env.action_space
-        obs = env.reset(seed=seed)
-        returns, ended = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
-        while not ended.all():
-            action = self.agent.greedy(obs)
-            explore = rng.uniform(size=env.num_envs) < self.cfg.env.eval_epsilon
-            if explore.any():
-                action[explore] = (
-                    rng.integers(space.n, size=explore.sum())
-                    if isinstance(space, gym.spaces.Discrete)
-                    else rng.uniform(space.low, space.high, (explore.sum(),) + space.shape)
-                )
-            obs, reward, terminated, truncated, _ = env.step(action)
-            returns += np.where(ended, 0.0, reward)
-            ended |= terminated | truncated
-        env.pop_episodes()
-        return float(returns.mean())
+        """The greedy policy's mean raw return (see `evaluate`), with the training statistics."""
+        self.eval_env.obs_rms = self.env.obs_rms
+        seed = EVAL_SEED + self.seed + self.frame
+        return evaluate(self.eval_env, self.agent.greedy, seed, self.cfg.env.eval_epsilon)
 
     def run(self, reporter: Reporter | None = None) -> dict:
         """Train to max_frame (or until the reporter says stop); returns the session summary."""
@@ -157,19 +180,7 @@ class Session:
             self.eval_env.close()
 
     def summary(self) -> dict:
-        ma = np.array([row["total_reward_ma"] for row in self.history], dtype=float)
-        finite = ma[np.isfinite(ma)]
-        evals = [row["eval_return"] for row in self.history if "eval_return" in row]
-        return {
-            "final": float(ma[-1]) if len(ma) else float("nan"),
-            "eval": self.eval_return,
-            "eval_best": max(evals, default=float("nan")),
-            "auc": float(finite.mean()) if len(finite) else float("nan"),
-            "max": float(finite.max()) if len(finite) else float("nan"),
-            "frame": self.frame,
-            "wall_s": self.wall,
-            "stopped_at": self.stopped_at,
-        }
+        return summarize(self.history, self.frame, self.wall, self.stopped_at)
 
     def _save_model(self, suffix: str = "") -> None:
         """The agent's nets and optimiser state, without the replay memory."""

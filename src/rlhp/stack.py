@@ -141,7 +141,7 @@ class StackedActorCritic(nn.Module):
         self.critic = StackedLinear(members, feat, 1, gain=1.0)
         self.log_std = nn.Parameter(torch.zeros(members, 1, self.act_dim))
         self._flatten()
-        self.generators: list[torch.Generator] = []
+        self.generators: list[torch.Generator | None] = [None] * members  # set by init_member
 
     def _flatten(self) -> None:
         """Move every parameter into one [K, P] buffer; gradients into another."""
@@ -170,11 +170,7 @@ class StackedActorCritic(nn.Module):
             if hasattr(module, "init_weights"):
                 module.init_weights(k, generator)
         self.log_std.data[k] = 0.0
-        sampler = torch.Generator(self.flat.device).manual_seed(seed)
-        if k < len(self.generators):
-            self.generators[k] = sampler
-        else:
-            self.generators.append(sampler)
+        self.generators[k] = torch.Generator(self.flat.device).manual_seed(seed)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self.critic_body(obs)).squeeze(-1)
@@ -220,13 +216,13 @@ class StackedActorCritic(nn.Module):
         return ent if self.discrete else ent.sum(-1)
 
     def member_state(self, k: int) -> dict:
-        return {
-            "flat": self.flat[k].clone(),
-            "generator": self.generators[k].get_state(),
-        }
+        """Member k's parameters by name (as a one-member net holds them) and its generator."""
+        params = {name: p[k].clone() for name, p in self.named_parameters()}
+        return {"params": params, "generator": self.generators[k].get_state()}
 
     def load_member_state(self, k: int, state: dict) -> None:
-        self.flat[k] = state["flat"].to(self.flat.device)
+        for name, p in self.named_parameters():
+            p.data[k] = state["params"][name].to(p.device)
         self.generators[k].set_state(state["generator"])
 
 

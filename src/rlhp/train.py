@@ -19,10 +19,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from rlhp import algo as algos
 from rlhp.config import check
 from rlhp.errors import ConfigError
 from rlhp.log import flatten, log_hparams, write_atomic
 from rlhp.loop import Preempted, Reporter, Session
+from rlhp.population import Member, Population
 
 log = logging.getLogger("rlhp")
 
@@ -60,7 +62,7 @@ class StopOnSignal:
 
     def __init__(self):
         self.previous = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
-        self.session: Session | None = None
+        self.session: Session | Population | None = None
         self.received: int | None = None
         for sig in self.SIGNALS:
             signal.signal(sig, self._handle)
@@ -77,6 +79,39 @@ class StopOnSignal:
             handler(self.received, None)
 
 
+def train_sessions(cfg: DictConfig, run_dir: Path, dev: torch.device, stop) -> list[dict]:
+    """The sessions one after another (algorithms without stacked agents: DQN, SAC, REINFORCE);
+    ASHA decides on the first, later seeds only run for trials it lets through."""
+    summaries = []
+    for s in range(cfg.max_session):
+        stop.session = session = Session(cfg, run_dir, s, dev)
+        session.stop_requested = stop.received is not None
+        summary = session.run(reporter(cfg) if s == 0 else None)
+        summaries.append(summary)
+        log.info("session %d: %s", s, summary)
+        if summary["stopped_at"] is not None:
+            break
+    return summaries
+
+
+def train_population(cfg: DictConfig, run_dir: Path, dev: torch.device, stop) -> list[dict]:
+    """The max_session sessions as one population, in lockstep (PPO, A2C). ASHA decides on the
+    first; when it stops the trial, the other sessions stop at the same log point."""
+    members = [Member(cfg, run_dir, s) for s in range(cfg.max_session)]
+    members[0].reporter = reporter(cfg)
+    if members[0].reporter is not None:
+        for member in members[1:]:
+            member.reporter = lambda frame, value: members[0].stopped_at is None
+    stop.session = population = Population(members, dev)
+    population.stop_requested = stop.received is not None
+    population.run()
+    for member in members:
+        if member.error is not None:
+            raise FloatingPointError(f"session {member.session}: {member.error}")
+        log.info("session %d: %s", member.session, member.summary())
+    return [m.summary() for m in members]
+
+
 def train(cfg: DictConfig) -> float:
     """Run max_session sessions (seeds seed, seed+1, ...); return the mean objective."""
     check(cfg)
@@ -84,23 +119,15 @@ def train(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     log.info("rlhp: outputs in %s (tensorboard --logdir %s)", run_dir, run_dir / "tb")
     dev = device(cfg.device)
-    summaries = []
     # a trial run again (resumed sweep, requeued job) waits for a stale copy of itself to end
     with FileLock(run_dir / ".lock"):
         stop = StopOnSignal()
-        for s in range(cfg.max_session):
-            stop.session = session = Session(cfg, run_dir, s, dev)
-            session.stop_requested = stop.received is not None
-            # ASHA decides on the first session; later seeds only run for trials it lets through
-            try:
-                summary = session.run(reporter(cfg) if s == 0 else None)
-            except Preempted:
-                stop.hand_over()
-                raise
-            summaries.append(summary)
-            log.info("session %d: %s", s, summary)
-            if summary["stopped_at"] is not None:
-                break
+        run = train_population if cfg.algo.name in algos.POPULATION else train_sessions
+        try:
+            summaries = run(cfg, run_dir, dev, stop)
+        except Preempted:
+            stop.hand_over()
+            raise
     scores = np.array([x[cfg.objective] for x in summaries])
     result = {
         "objective": float(scores.mean()),
@@ -110,7 +137,10 @@ def train(cfg: DictConfig) -> float:
         "frame": int(sum(x["frame"] for x in summaries)),
         "final": float(np.mean([x["final"] for x in summaries])),
         "max": float(np.max([x["max"] for x in summaries])),
-        "wall_s": float(sum(x["wall_s"] for x in summaries)),
+        # sessions of a population run side by side, the others one after another
+        "wall_s": float(
+            (max if cfg.algo.name in algos.POPULATION else sum)(x["wall_s"] for x in summaries)
+        ),
         "sessions": summaries,
         "where": {  # which machine and GPU ran it
             "host": socket.gethostname(),

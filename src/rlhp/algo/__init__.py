@@ -30,6 +30,23 @@ def check(name: str, action_space: gym.Space | None = None) -> None:
         )
 
 
+POPULATION = ("ppo", "a2c")  # stacked agents: K members, rlhp.population trains them
+
+
+def member_keys(name: str) -> tuple[str, ...]:
+    """The hyperparameters a population holds per member for algorithm `name`."""
+    return importlib.import_module(ALGOS[name][0]).MEMBER_KEYS
+
+
+def make_population(cfgs: list[DictConfig], env, device: torch.device):
+    """The stacked agent of `cfgs` (one per member, sharing their structure) acting in `env`."""
+    cfg = cfgs[0]
+    check(cfg.algo.name, env.action_space)
+    module, cls, _ = ALGOS[cfg.algo.name]
+    agent_cls = getattr(importlib.import_module(module), cls)
+    return agent_cls([c.algo for c in cfgs], env, cfg.env.net, cfg.env.max_frame, device)
+
+
 def make(cfg: DictConfig, env, device: torch.device):
     """The agent for `cfg.algo` acting in `env` (a rlhp.env.VecEnv)."""
     check(cfg.algo.name, env.action_space)

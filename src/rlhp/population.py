@@ -1,0 +1,295 @@
+"""Populations: K members (configurations and seeds) trained in lockstep as one batched
+computation, for the algorithms whose agents are stacked (PPO, A2C); K = 1 is a single run.
+
+A member is one session of one trial: its config, run directory and session number. Each keeps
+everything a single run keeps (metrics.csv rows, a TensorBoard run, checkpoints, final and best
+model, a reporter for ASHA), and nothing couples it to the others: weights, optimiser state,
+hyperparameters, observation and reward statistics and random streams are per member. Members
+share the *structural signature* of their configs (what changes tensor shapes or the loop's
+schedule). A member that ends (done, stopped by its reporter, or failed with a non-finite loss)
+frees its slot, which `refill` may give to a new member at the next rollout boundary.
+"""
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rlhp import algo as algos
+from rlhp.env import VecEnv
+from rlhp.errors import ConfigError
+from rlhp.log import Logger, flatten
+from rlhp.loop import EVAL_SEED, Preempted, Reporter, evaluate, summarize
+
+# Per member besides the algorithm's MEMBER_KEYS; every other config value is structural.
+FREE = ("seed", "meta", "env.eval_epsilon")
+
+
+def signature(cfg: DictConfig) -> dict:
+    """What two configs must share to train in one population: every value but the per-member
+    hyperparameters, the seed and the search metadata (as flat `key: value`)."""
+    free = {f"algo.{k}" for k in algos.member_keys(cfg.algo.name)}
+    items = flatten(OmegaConf.to_container(cfg, resolve=True))
+    return {
+        key: value
+        for key, value in items.items()
+        if key not in free and not any(key == f or key.startswith(f"{f}.") for f in FREE)
+    }
+
+
+def check_structure(cfgs: list[DictConfig]) -> None:
+    """Raise ConfigError naming the first key in which a config differs structurally."""
+    if cfgs[0].algo.name not in algos.POPULATION:
+        raise ConfigError(f"algo {cfgs[0].algo.name} does not train in populations")
+    first = signature(cfgs[0])
+    for i, cfg in enumerate(cfgs[1:], 1):
+        other = signature(cfg)
+        for key in sorted(first.keys() | other.keys()):
+            if first.get(key) != other.get(key):
+                raise ConfigError(
+                    f"configs 0 and {i} differ in {key} ({first.get(key)!r} vs "
+                    f"{other.get(key)!r}), which is structural: they cannot share a population"
+                )
+
+
+@dataclass
+class Member:
+    """One session of one trial, trained in a population slot."""
+
+    cfg: DictConfig
+    run_dir: Path
+    session: int = 0
+    reporter: Reporter | None = None
+    frame: int = 0
+    wall: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    recent: deque = field(default_factory=lambda: deque(maxlen=100))
+    stopped_at: int | None = None
+    error: str | None = None  # why it failed (non-finite loss)
+
+    @property
+    def seed(self) -> int:
+        return self.cfg.seed + self.session
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoints" / f"session{self.session}.pt"
+
+    @property
+    def done(self) -> bool:
+        return (
+            self.error is not None
+            or self.stopped_at is not None
+            or self.frame >= self.cfg.env.max_frame
+        )
+
+    @property
+    def total_reward_ma(self) -> float:
+        return float(np.mean(self.recent)) if self.recent else float("nan")
+
+    def summary(self) -> dict:
+        return summarize(self.history, self.frame, self.wall, self.stopped_at)
+
+    def load(self) -> dict | None:
+        """The checkpoint's training state (agent, env) after restoring the bookkeeping."""
+        if not self.ckpt_path.exists():
+            return None
+        state = torch.load(self.ckpt_path, weights_only=False)
+        self.frame, self.wall, self.history = state["frame"], state["wall"], state["history"]
+        self.recent.extend(state["recent"])
+        self.stopped_at = state["stopped_at"]
+        return state
+
+    def save(self, agent: dict, env: dict) -> None:
+        state = {
+            "frame": self.frame,
+            "wall": self.wall,
+            "history": self.history,
+            "recent": list(self.recent),
+            "stopped_at": self.stopped_at,
+            "agent": agent,
+            "env": env,
+        }
+        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.ckpt_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.ckpt_path)
+
+
+class Slot:
+    """A member in training: its place in the population and its per-run services."""
+
+    def __init__(self, member: Member, resumed: bool, eval_env: VecEnv | None):
+        self.member, self.eval_env = member, eval_env
+        cfg = member.cfg
+        purge = member.frame + 1 if resumed else None
+        self.logger = Logger(member.run_dir, member.session, purge_step=purge)
+        self.next_log = (member.frame // cfg.log_frequency + 1) * cfg.log_frequency
+        self.last_frame, self.last_time = member.frame, time.perf_counter()
+        self.started = time.perf_counter() - member.wall
+        self.episodes: list[float] = []
+        self.losses: dict[str, float] = {}
+
+
+class Population:
+    """Trains `members` (sharing one structural signature) in lockstep; `refill()` gives a new
+    member for a freed slot, or None. `run()` returns when no slot holds a member."""
+
+    def __init__(
+        self,
+        members: list[Member],
+        device: torch.device,
+        refill: Callable[[], Member | None] | None = None,
+    ):
+        cfgs = [m.cfg for m in members]
+        check_structure(cfgs)
+        cfg = self.cfg = cfgs[0]
+        self.device, self.refill = device, refill or (lambda: None)
+        self.stop_requested = False  # set from a signal handler: checkpoint and raise Preempted
+        self.env = VecEnv(cfg, [c.algo.gamma for c in cfgs], members=len(members))
+        self.agent = algos.make_population(cfgs, self.env, device)
+        self.slots: list[Slot | None] = [None] * len(members)
+        self.finished: list[Member] = []
+        self.obs = self.env.reset([m.seed + m.frame for m in members])
+        for k, member in enumerate(members):
+            self._start(k, member)
+
+    def _start(self, k: int, member: Member | None) -> None:
+        """Put `member` (fresh or from its checkpoint) in slot k; a finished one goes straight
+        to `finished` and the slot is offered to the next member."""
+        while member is not None:
+            self.agent.set_member(k, member.cfg.algo, member.seed)
+            state = member.load()
+            if not member.done:
+                break
+            self.finished.append(member)
+            member = self.refill()
+        if member is None:
+            self.slots[k] = None
+            self.agent.active[k] = False
+            return
+        rows = slice(k * self.env.num_envs, (k + 1) * self.env.num_envs)
+        self.obs[rows] = self.env.reset_member(k, member.seed + member.frame, member.cfg.algo.gamma)
+        if state is not None:
+            self.agent.load_member_state(k, state["agent"])
+            self.env.load_state_dict(state["env"], k)
+        eval_env = None
+        if member.cfg.eval_episodes:
+            eval_env = VecEnv(member.cfg, member.cfg.algo.gamma, training=False)
+        self.slots[k] = Slot(member, state is not None, eval_env)
+
+    def run(self) -> list[Member]:
+        """Train until every slot is empty; returns the members in the order they finished."""
+        env, agent, num_envs = self.env, self.agent, self.env.num_envs
+        frames = np.array([s.member.frame if s else 0 for s in self.slots])
+        try:
+            while any(self.slots):
+                self.obs, reward, terminated, truncated, final_obs = env.step(agent.act(self.obs))
+                frames += num_envs
+                agent.observe(self.obs, reward, terminated, truncated, final_obs)
+                losses = agent.update(frames)
+                for slot, returns in zip(self.slots, env.pop_member_episodes(), strict=True):
+                    if slot is not None:
+                        slot.member.recent.extend(returns)
+                        slot.episodes.extend(returns)
+                if not agent.at_boundary:
+                    continue
+                for k, slot in enumerate(self.slots):
+                    if slot is None:
+                        continue
+                    slot.member.frame = int(frames[k])
+                    if losses is not None:
+                        slot.losses = {key: float(v[k]) for key, v in losses.items()}
+                        if losses["failed"][k]:
+                            slot.member.error = (
+                                f"{self.cfg.algo.name.upper()} loss is "
+                                f"{slot.losses['policy_loss'] + slot.losses['value_loss']} "
+                                f"at frame {slot.member.frame}"
+                            )
+                    self._log_point(k, slot)
+                    if slot.member.done:
+                        self._finish(k, slot)
+                        self._start(k, self.refill())
+                        if self.slots[k] is not None:
+                            frames[k] = self.slots[k].member.frame
+                if self.stop_requested:
+                    for k, slot in enumerate(self.slots):
+                        if slot is not None:
+                            slot.member.wall = time.perf_counter() - slot.started
+                            self._save(k, slot)
+                    raise Preempted(f"population checkpointed at frame {frames.max()}")
+        finally:
+            self.close()
+        return self.finished
+
+    def _log_point(self, k: int, slot: Slot) -> None:
+        """At a log point (or the end) of member k: metrics, evaluation, report, checkpoint."""
+        member, cfg = slot.member, slot.member.cfg
+        if member.error is not None or (
+            member.frame < slot.next_log and member.frame < cfg.env.max_frame
+        ):
+            return
+        now = time.perf_counter()
+        row = {
+            "frame": member.frame,
+            "total_reward_ma": member.total_reward_ma,
+            "episode_return": float(np.mean(slot.episodes)) if slot.episodes else np.nan,
+            "fps": (member.frame - slot.last_frame) / (now - slot.last_time),
+        }
+        if slot.eval_env is not None:
+            row["eval_return"] = self._evaluate(k, slot)
+            best = member.summary()["eval_best"]
+            if np.isnan(best) or row["eval_return"] > best:
+                self._save_model(k, member, "_best")
+        slot.last_time = time.perf_counter()
+        member.wall = slot.last_time - slot.started
+        losses = {key: v for key, v in slot.losses.items() if key != "failed"}
+        member.history.append(row | {"wall_s": member.wall, **losses})
+        slot.logger.log(member.history)
+        slot.episodes, slot.last_frame = [], member.frame
+        slot.next_log = (member.frame // cfg.log_frequency + 1) * cfg.log_frequency
+        score = (
+            row.get("eval_return", np.nan) if cfg.objective == "eval" else row["total_reward_ma"]
+        )
+        if member.reporter is not None and not member.reporter(member.frame, score):
+            member.stopped_at = member.frame
+        self._save(k, slot)
+
+    def _evaluate(self, k: int, slot: Slot) -> float:
+        env, member = slot.eval_env, slot.member
+        env.obs_rms = self.env.obs_rms.member(k)
+        seed = EVAL_SEED + member.seed + member.frame
+        greedy = lambda obs: self.agent.greedy(obs, k)  # noqa: E731
+        return evaluate(env, greedy, seed, member.cfg.env.eval_epsilon)
+
+    def _save(self, k: int, slot: Slot) -> None:
+        slot.member.save(self.agent.member_state(k), self.env.state_dict(k))
+
+    def _save_model(self, k: int, member: Member, suffix: str = "") -> None:
+        """Member k's net (parameters by name, as one member) and optimiser state."""
+        path = member.run_dir / f"model_session{member.session}{suffix}.pt"
+        torch.save(self.agent.member_state(k), path)
+
+    def _finish(self, k: int, slot: Slot) -> None:
+        member = slot.member
+        if member.error is None:
+            self._save_model(k, member)
+        slot.logger.close()
+        if slot.eval_env is not None:
+            slot.eval_env.close()
+        self.finished.append(member)
+        self.slots[k] = None
+        self.agent.active[k] = False
+
+    def close(self) -> None:
+        for slot in self.slots:
+            if slot is not None:
+                slot.logger.close()
+                if slot.eval_env is not None:
+                    slot.eval_env.close()
+        self.env.close()
