@@ -48,6 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rlhp.sweep._history import best_history
 from rlhp.sweep._space import decode
+from rlhp.sweep._storage import journal_path, open_storage
 
 log = logging.getLogger("rlhp.analyze")
 
@@ -118,13 +119,10 @@ def _hydra_cfg(sweep_dir: Path) -> Any:
 
 def _storage(sweep_dir: Path, hydra_cfg: Any) -> Any:
     url = OmegaConf.select(hydra_cfg, "sweeper.storage", default=None) if hydra_cfg else None
-    if url is None or str(url).endswith(".journal"):
-        path = Path(url) if url else sweep_dir / "study.journal"
-        if not path.is_file():
-            raise AnalysisError(f"{sweep_dir} holds no study ({path.name} not found)")
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
-        return optuna.storages.JournalStorage(backend)
-    return url
+    path = journal_path(url, sweep_dir)
+    if path is not None and not path.is_file():
+        raise AnalysisError(f"{sweep_dir} holds no study ({path.name} not found)")
+    return open_storage(url, sweep_dir)
 
 
 def load(sweep_dir: Path) -> Sweep:
@@ -203,6 +201,8 @@ def _from_curve(curve: pd.DataFrame | None) -> dict[str, float]:
 
 def _note(trial: FrozenTrial) -> str:
     attrs = trial.user_attrs
+    if attrs.get("incomplete"):
+        return "never launched: the search stopped while sampling it"
     if "rejected" in attrs:
         return f"constraint: {attrs['rejected']}"
     if "error" in attrs:

@@ -1,11 +1,52 @@
 """Checks of a composed configuration, shared by the train entry point and the sweeper."""
 
+import math
 from types import SimpleNamespace
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from rlhp.asha import scheduler_settings
 from rlhp.errors import ConfigError
+
+# the domain of every numeric hyperparameter of conf/algo/*.yaml, as an interval
+DOMAINS = {
+    "lr": "(0, inf)",
+    "gamma": "(0, 1]",
+    "lam": "[0, 1]",
+    "clip_eps": "(0, inf)",
+    "entropy_coef": "[0, inf)",
+    "val_loss_coef": "[0, inf)",
+    "time_horizon": "[1, inf)",
+    "minibatch_size": "[1, inf)",
+    "training_epoch": "[1, inf)",
+    "clip_grad_val": "(0, inf)",
+    "batch_size": "[1, inf)",
+    "batch_episodes": "[1, inf)",
+    "memory_size": "[1, inf)",
+    "learning_starts": "[0, inf)",
+    "training_frequency": "[1, inf)",
+    "training_iter": "[1, inf)",
+    "target_update_frequency": "[1, inf)",
+    "tau": "(0, 1]",
+    "alpha": "(0, inf)",
+    "alpha_per": "[0, inf)",
+    "beta": "[0, 1]",
+    "explore_var_spec.start": "[0, 1]",
+    "explore_var_spec.end": "[0, 1]",
+    "explore_var_spec.end_step": "[1, inf)",
+}
+
+
+def outside(name: str, value: Any) -> str | None:
+    """The domain of hyperparameter `name` (e.g. `algo.lr`) when `value` lies outside it."""
+    domain = DOMAINS.get(name.removeprefix("algo.")) if name.startswith("algo.") else None
+    if domain is None or not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    low, high = (float(x) for x in domain[1:-1].split(","))
+    above = value > low if domain[0] == "(" else value >= low
+    below = value < high if domain[-1] == ")" else value <= high
+    return None if above and below and not math.isnan(value) else domain
 
 
 def check(cfg: DictConfig) -> None:
@@ -32,6 +73,10 @@ def check(cfg: DictConfig) -> None:
             scheduler_settings(OmegaConf.to_container(scheduler), cfg.env.max_frame)
         except ValueError as e:
             raise ConfigError(f"meta.search_scheduler: {e}") from None
+    for key in DOMAINS:
+        value = OmegaConf.select(cfg.algo, key, default=None)
+        if (domain := outside(f"algo.{key}", value)) is not None:
+            raise ConfigError(f"algo.{key}={value} is outside its domain {domain}")
     algo.check(cfg.algo.name)
     check_env_id(cfg.env.id)
     env = gym.make(cfg.env.id)

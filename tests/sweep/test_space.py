@@ -201,8 +201,51 @@ def test_prior_leaves_out_values_outside_the_space():
 
 def test_priors_override_the_config_values():
     space, _ = _space.parse(PARAMS, [])
-    prior = _space.prior(space, config(), {"algo.lr": 2e-4, "algo.gamma": 0.5})
-    assert prior == {"algo.lr": 2e-4}  # 0.5 is outside the gamma interval
+    prior = _space.prior(space, config(), {"algo.lr": 2e-4})
+    assert prior["algo.lr"] == 2e-4
+
+
+@pytest.mark.parametrize(
+    ("priors", "words"),
+    [
+        ({"algo.gamma": 0.5}, ["algo.gamma=0.5", "outside"]),  # below the gamma interval
+        ({"algo.nosuch": 1}, ["algo.nosuch", "unsearched"]),
+    ],
+)
+def test_priors_outside_the_space_are_refused(priors, words):
+    space, _ = _space.parse(PARAMS, [])
+    with pytest.raises(ConfigError) as e:
+        _space.prior(space, config(), priors)
+    assert all(w in str(e.value) for w in words), e.value
+
+
+@pytest.mark.parametrize(
+    ("dimension", "ok"),
+    [
+        ("interval(-1, 2)", False),
+        ("interval(0, 1)", False),  # gamma 0 is outside (0, 1]
+        ("interval(0.9, 1)", True),
+        ("choice(0.99, 1.5)", False),
+    ],
+)
+def test_searched_bounds_stay_in_the_hyperparameter_domain(dimension, ok):
+    space, _ = _space.parse({"algo.gamma": dimension}, [])
+    if ok:
+        _space.check_domains(space)
+    else:
+        with pytest.raises(ConfigError, match=r"algo.gamma.*\(0, 1\]"):
+            _space.check_domains(space)
+
+
+def test_a_changed_space_is_described_by_its_first_changed_dimension():
+    before, _ = _space.parse(PARAMS, [])
+    assert _space.changed(before, before) == ""
+    now, _ = _space.parse(PARAMS, ["algo.lr=interval(1e-4, 1e-3)"])
+    assert _space.changed(before, now).startswith("algo.lr was tag(log, interval(")
+    assert "now interval(0.0001, 0.001)" in _space.changed(before, now)
+    fewer = {k: v for k, v in before.items() if k != "algo.gamma"}
+    assert _space.changed(before, fewer).startswith("algo.gamma is no longer searched")
+    assert _space.changed(fewer, before) == "algo.gamma is searched now but was not before"
 
 
 def test_grid_of_discrete_dimensions():

@@ -1,8 +1,10 @@
-"""Constraint expressions over parameter names, parsed with `ast` and never `eval`ed.
+"""Constraint expressions over parameter names, checked with `ast`, evaluated by `simpleeval`.
 
 A constraint names a bad combination, e.g. `algo.lr > 5e-4 and algo.training_epoch > 8`: a
 sampled configuration for which any constraint is true is rejected. Allowed: dotted parameter
-names, numbers, strings, booleans, comparisons, and/or/not, and arithmetic.
+names, numbers, strings, booleans, comparisons, and/or/not, and arithmetic on numbers, in an
+expression of at most MAX_LENGTH characters nested at most MAX_DEPTH deep; simpleeval bounds
+powers and the size of what an operation builds.
 """
 
 import ast
@@ -10,7 +12,12 @@ import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from simpleeval import InvalidExpression, SimpleEval
+
 from rlhp.errors import ConfigError
+
+MAX_LENGTH = 1000
+MAX_DEPTH = 32
 
 _BINARY = {
     ast.Add: operator.add,
@@ -43,13 +50,19 @@ def _dotted(node: ast.AST) -> str | None:
 
 def names(expr: str) -> set[str]:
     """The parameter names an expression uses; ConfigError if it is not a plain expression."""
+    if len(expr) > MAX_LENGTH:
+        raise ConfigError(f"constraint {expr[:40]!r}...: longer than {MAX_LENGTH} characters")
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as e:
         raise ConfigError(f"constraint {expr!r} is not an expression: {e.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"constraint {expr!r}: nested deeper than {MAX_DEPTH}") from None
     found: set[str] = set()
 
-    def visit(node: ast.AST) -> None:
+    def visit(node: ast.AST, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"constraint {expr!r}: nested deeper than {MAX_DEPTH}")
         if (name := _dotted(node)) is not None:
             found.add(name)
         elif isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool):
@@ -59,11 +72,16 @@ def names(expr: str) -> set[str]:
                 raise ConfigError(f"constraint {expr!r}: operator not allowed")
             if isinstance(node, ast.BinOp) and type(node.op) not in _BINARY:
                 raise ConfigError(f"constraint {expr!r}: operator not allowed")
+            if isinstance(node, ast.BinOp) and any(
+                isinstance(side, ast.Constant) and isinstance(side.value, str)
+                for side in (node.left, node.right)
+            ):
+                raise ConfigError(f"constraint {expr!r}: no arithmetic on strings")
             if isinstance(node, ast.Compare) and any(type(op) not in _COMPARE for op in node.ops):
                 raise ConfigError(f"constraint {expr!r}: only ==, !=, <, <=, >, >= compare")
             for child in ast.iter_child_nodes(node):
                 if not isinstance(child, ast.operator | ast.boolop | ast.unaryop | ast.cmpop):
-                    visit(child)
+                    visit(child, depth + 1)
         else:
             what = type(node).__name__
             raise ConfigError(
@@ -71,7 +89,7 @@ def names(expr: str) -> set[str]:
                 " and/or/not and arithmetic)"
             )
 
-    visit(tree.body)
+    visit(tree.body, 0)
     return found
 
 
@@ -83,32 +101,31 @@ def check(exprs: Iterable[str], known: Iterable[str]) -> None:
             raise ConfigError(f"constraint {expr!r} names unknown parameter(s): {unknown}")
 
 
+def _nested(values: Mapping[str, Any]) -> dict[str, Any]:
+    """{"algo.lr": 1} -> {"algo": {"lr": 1}}: simpleeval reads `algo.lr` as an item of `algo`."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        *parents, leaf = name.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[leaf] = value
+    return out
+
+
 def evaluate(expr: str, values: Mapping[str, Any]) -> bool:
-    """Whether `expr` holds for the parameter values (call `check` first)."""
-
-    def ev(node: ast.AST) -> Any:
-        if (name := _dotted(node)) is not None:
-            return values[name]
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.BoolOp):
-            results = (ev(v) for v in node.values)
-            return all(results) if isinstance(node.op, ast.And) else any(results)
-        if isinstance(node, ast.UnaryOp):
-            return _UNARY[type(node.op)](ev(node.operand))
-        if isinstance(node, ast.BinOp):
-            return _BINARY[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.Compare):
-            left = ev(node.left)
-            for op, right_node in zip(node.ops, node.comparators, strict=True):
-                right = ev(right_node)
-                if not _COMPARE[type(op)](left, right):
-                    return False
-                left = right
-            return True
-        raise ConfigError(f"constraint {expr!r}: cannot evaluate {type(node).__name__}")
-
-    return bool(ev(ast.parse(expr.strip(), mode="eval").body))
+    """Whether `expr` holds for the parameter values (call `check` first); ConfigError for an
+    expression that cannot be evaluated on them (too large a number or string, bad types)."""
+    evaluator = SimpleEval(
+        operators={**_BINARY, **_UNARY, **_COMPARE}, functions={}, names=_nested(values)
+    )
+    try:
+        return bool(evaluator.eval(expr.strip()))
+    except (InvalidExpression, ArithmeticError, TypeError, ValueError, RecursionError) as e:
+        raise ConfigError(f"constraint {expr!r} cannot be evaluated: {e}") from None
 
 
 def violated(exprs: Iterable[str], values: Mapping[str, Any]) -> str | None:

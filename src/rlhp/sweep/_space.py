@@ -19,6 +19,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from rlhp.config import outside
 from rlhp.errors import ConfigError
 
 
@@ -78,6 +79,20 @@ def check_paths(space: Mapping[str, BaseDistribution], config: DictConfig) -> No
             raise ConfigError(f"searched parameter {name!r} does not exist in the composed config")
 
 
+def check_domains(space: Mapping[str, BaseDistribution]) -> None:
+    """ConfigError for a searched value outside its hyperparameter's domain (lr > 0, ...)."""
+    for name, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            values = [decode(c) for c in dist.choices]
+        else:
+            values = [dist.low, dist.high]
+        for value in values:
+            if (domain := outside(name, value)) is not None:
+                raise ConfigError(
+                    f"searched {name}={describe(dist)} leaves its domain {domain} at {value}"
+                )
+
+
 def leaves(config: DictConfig, prefix: str = "") -> dict[str, Any]:
     """Every leaf value of the config (without hydra's node) by dotted name."""
     out = {}
@@ -96,11 +111,18 @@ def prior(
     space: Mapping[str, BaseDistribution], config: DictConfig, priors: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The prior trial: `priors` or the config's current values, where the space holds them."""
+    if unknown := sorted(set(priors) - set(space)):
+        raise ConfigError(f"hydra.sweeper.priors names unsearched parameter(s): {unknown}")
     groups = config.hydra.runtime.choices
     out = {}
     for name, dist in space.items():
         if name in priors:
             value = priors[name]
+            if _encode(dist, value) is None:
+                raise ConfigError(
+                    f"hydra.sweeper.priors.{name}={value} is outside its search space "
+                    f"{describe(dist)}"
+                )
         elif name in groups:
             value = groups[name]
         else:
@@ -140,3 +162,26 @@ def grid(space: Mapping[str, BaseDistribution]) -> dict[str, list]:
         else:
             raise ConfigError(f"grid search needs discrete dimensions; {name!r} is continuous")
     return out
+
+
+def describe(dist: BaseDistribution) -> str:
+    """A distribution in the search grammar, e.g. `tag(log, interval(0.0001, 0.001))`."""
+    if isinstance(dist, CategoricalDistribution):
+        return f"choice({', '.join(str(c) for c in dist.choices)})"
+    if dist.step is not None and (isinstance(dist, FloatDistribution) or dist.step != 1):
+        return f"range({dist.low}, {dist.high}, {dist.step})"
+    text = f"interval({dist.low}, {dist.high})"
+    text = f"int({text})" if isinstance(dist, IntDistribution) else text
+    return f"tag(log, {text})" if dist.log else text
+
+
+def changed(before: Mapping[str, BaseDistribution], now: Mapping[str, BaseDistribution]) -> str:
+    """The first difference between two search spaces in words; '' when they are the same."""
+    for name in [*before, *now]:
+        if name not in now:
+            return f"{name} is no longer searched (was {describe(before[name])})"
+        if name not in before:
+            return f"{name} is searched now but was not before"
+        if before[name] != now[name]:
+            return f"{name} was {describe(before[name])}, now {describe(now[name])}"
+    return ""

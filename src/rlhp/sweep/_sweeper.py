@@ -24,14 +24,46 @@ from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.trial import Trial, TrialState
 
 from rlhp.config import check
 from rlhp.errors import ConfigError
-from rlhp.sweep import _constraint, _space, _state
+from rlhp.sweep import _constraint, _local, _space, _state, _storage
 
 log = logging.getLogger("rlhp.sweep")
-MAX_REJECTIONS = 1000  # consecutive rejected samples before the constraints are called hopeless
+MAX_REJECTIONS = 100  # consecutive rejected samples before the constraints are called hopeless
+
+
+def _check_settings(cfg: DictConfig) -> None:
+    """ConfigError for a hydra.sweeper setting out of its range."""
+    bad = [
+        ("n_trials", cfg.n_trials, "an integer >= 1", cfg.n_trials < 1),
+        (
+            "max_concurrent",
+            cfg.max_concurrent,
+            "null (CPU cores) or >= 1",
+            cfg.max_concurrent is not None and cfg.max_concurrent < 1,
+        ),
+        (
+            "budget_hours",
+            cfg.budget_hours,
+            "null or > 0",
+            cfg.budget_hours is not None and cfg.budget_hours <= 0,
+        ),
+        ("max_failure_rate", cfg.max_failure_rate, "in [0, 1]", not 0 <= cfg.max_failure_rate <= 1),
+        (
+            "direction",
+            cfg.direction,
+            "maximize or minimize",
+            cfg.direction not in ("maximize", "minimize"),
+        ),
+        ("validate.top_k", cfg.validate.top_k, ">= 0", cfg.validate.top_k < 0),
+        ("validate.sessions", cfg.validate.sessions, ">= 1", cfg.validate.sessions < 1),
+    ]
+    for name, value, allowed, wrong in bad:
+        if wrong:
+            raise ConfigError(f"hydra.sweeper.{name} must be {allowed}, got {value!r}")
 
 
 def _tell(study: optuna.Study, trial: Trial, *args: Any, **kwargs: Any) -> None:
@@ -64,19 +96,36 @@ class SweeperImpl:
         except ConfigError as e:
             print(f"rlhp: error: {e}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            print("\nrlhp: interrupted; run the same command to resume", file=sys.stderr)
+            sys.exit(130)
+        except OSError as e:
+            if (number := _storage.disk_errno(e)) is None:
+                raise
+            print(
+                f"rlhp: error: cannot write to {self.sweep_dir}: {os.strerror(number)}"
+                f"{f' ({e.filename})' if e.filename else ''}; fix it and run the same command"
+                " to resume",
+                file=sys.stderr,
+            )
+            sys.exit(1)
 
     # -- set-up: everything that can be wrong is found here, before anything is launched
 
     def _prepare(self, arguments: list[str]) -> None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        _check_settings(self.cfg)
         self.space, self.fixed = _space.parse(self.cfg.params, arguments)
         if not self.space:
             raise ConfigError("nothing to search: hydra.sweeper.params is empty")
         _space.check_paths(self.space, self.config)
+        _space.check_domains(self.space)
         self.constraints = list(self.cfg.constraints)
-        known = set(self.space) | set(_space.leaves(self.config))
-        _constraint.check(self.constraints, known)
+        self.leaves = _space.leaves(self.config)
+        _constraint.check(self.constraints, set(self.space) | set(self.leaves))
         self.prior = _space.prior(self.space, self.config, self.cfg.priors)
         check(self._trial_config({**self._any_params(), **self.prior}))
+        self._check_feasible()
         self.sampler = instantiate(
             self.sampler_cfg,
             _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*"),
@@ -86,8 +135,6 @@ class SweeperImpl:
             self.grid = _space.grid(self.space)
             self.sampler = self.sampler(self.grid)
         self.n_trials = self.cfg.n_trials
-        if self.n_trials <= 0:
-            raise ConfigError(f"hydra.sweeper.n_trials must be positive, got {self.n_trials}")
         kind = type(self.launcher).__name__
         local = kind in ("LocalLauncher", "BasicLauncher")
         self.slots = self.cfg.max_concurrent or (os.cpu_count() if local else self.n_trials)
@@ -96,9 +143,7 @@ class SweeperImpl:
             self.slots = 1
         self.packer = None
         if kind == "LocalLauncher":
-            from rlhp.sweep import _local
-
-            _local.done_on_result()
+            _local.install()
         if kind == "SlurmLauncher":
             self._slurm()
 
@@ -114,6 +159,18 @@ class SweeperImpl:
             per_gpu = round(1 / gpu)
             self.packer = _slurm.Packer(self.launcher, self.sweep_dir, per_gpu, self.cfg.requeue)
             log.info("%d trials share each GPU (meta.search_resources.gpu=%s)", per_gpu, gpu)
+
+    def _check_feasible(self) -> None:
+        """ConfigError, before any study is written, when the constraints reject every one of
+        MAX_REJECTIONS random samples (they would reject the search's samples too)."""
+        if not self.constraints:
+            return
+        probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(MAX_REJECTIONS):
+            trial = probe.ask(self.space)
+            if _constraint.violated(self.constraints, self._values(trial.params)) is None:
+                return
+        raise ConfigError(f"the constraints rejected {MAX_REJECTIONS} samples in a row")
 
     def _any_params(self) -> dict[str, Any]:
         """One valid value per dimension (the low end), to compose a config to check."""
@@ -141,7 +198,6 @@ class SweeperImpl:
 
     def _sweep(self, arguments: list[str]) -> None:
         self._prepare(arguments)
-        self.leaves = _space.leaves(self.config)
         if self.cfg.dry_run:
             return self._dry_run()
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -152,32 +208,69 @@ class SweeperImpl:
             raise ConfigError(f"another rlhp sweep is running in {self.sweep_dir}") from None
         with lock:
             study = self._study()
-            self._run(study)
-            self._finish(study)
+            try:
+                stopped = self._run(study)
+            except KeyboardInterrupt:
+                self._finish(study, validate=False)  # what ran so far; the trials resume
+                raise
+            self._finish(study, validate=stopped is None)
+            if stopped:
+                raise ConfigError(stopped)
 
     def _study(self) -> optuna.Study:
-        storage = self.cfg.storage
-        if storage is None or storage.endswith(".journal"):
-            path = storage or str(self.sweep_dir / "study.journal")
-            backend = optuna.storages.journal.JournalFileBackend(path)
-            storage = optuna.storages.JournalStorage(backend)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
             study_name=self.cfg.study_name,
-            storage=storage,
+            storage=_storage.open_storage(self.cfg.storage, self.sweep_dir),
             sampler=self.sampler,
             direction=self.cfg.direction,
             load_if_exists=True,
         )
-        # a grid runs every point anyway; an enqueued prior would get no grid point of its own
-        prior = self.cfg.prior and self.prior and not self.is_grid
-        if prior and not study.get_trials(deepcopy=False):
-            study.enqueue_trial(self.prior, user_attrs={"prior": True})
+        trials = study.get_trials(deepcopy=False)
+        if difference := _space.changed(self._stored_space(study, trials), self.space):
+            raise ConfigError(
+                f"the search space of {self.sweep_dir} changed: {difference}; resume with the "
+                "space it began with, or search in a new dir (hydra.sweep.dir=...)"
+            )
+        if not trials:
+            space = {k: distribution_to_json(v) for k, v in self.space.items()}
+            study.set_user_attr("space", space)
+            # a grid runs every point anyway; an enqueued prior would get no grid point of its own
+            if self.cfg.prior and self.prior and not self.is_grid:
+                study.enqueue_trial(self.prior, user_attrs={"prior": True})
         return study
 
-    def _run(self, study: optuna.Study) -> None:
+    def _stored_space(self, study: optuna.Study, trials: list) -> dict[str, BaseDistribution]:
+        """The space the study began with (read from its trials for studies older than the
+        `space` attribute); this search's own for a new study."""
+        if stored := study.user_attrs.get("space"):
+            return {k: json_to_distribution(v) for k, v in stored.items()}
+        space = {k: d for t in trials for k, d in t.distributions.items()}
+        return space or dict(self.space)
+
+    def _resumable(self, study: optuna.Study) -> list[Trial]:
+        """The trials that were running, to launch again; a trial whose sampling was cut short
+        (some parameters missing) or that a constraint rejects was never launched: rejected."""
+        out = []
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            trial = Trial(study, frozen._trial_id)
+            if set(frozen.params) != set(self.space):
+                trial.set_user_attr("rejected", "incomplete sample")
+                trial.set_user_attr("incomplete", True)
+                _tell(study, trial, state=TrialState.FAIL)
+                log.info("trial %d was never launched: its sampling was cut short", trial.number)
+            elif expr := _constraint.violated(self.constraints, self._values(frozen.params)):
+                trial.set_user_attr("rejected", expr)
+                _tell(study, trial, state=TrialState.FAIL)
+            else:
+                out.append(trial)
+        return out
+
+    def _run(self, study: optuna.Study) -> str | None:
+        """Launch trials until n_trials ran (or the grid, the budget, the failures allow);
+        why the search stopped early, or None."""
+        resumed = self._resumable(study)
         trials = study.get_trials(deepcopy=False)
-        resumed = [Trial(study, t._trial_id) for t in trials if t.state == TrialState.RUNNING]
         launched = sum(1 for t in trials if _state.status(t) not in ("rejected", "waiting"))
         self.elapsed0 = float(study.user_attrs.get("elapsed_s", 0.0))
         self.start = time.time()
@@ -186,7 +279,8 @@ class SweeperImpl:
         failed = sum(1 for t in trials if _state.status(t) == "failed")
         exhausted = False
         running: dict[Future, Trial] = {}
-        with ThreadPoolExecutor(self.slots) as pool:
+        pool = ThreadPoolExecutor(self.slots)
+        try:
             for trial in resumed:
                 running[pool.submit(self._launch, trial)] = trial
             while True:
@@ -210,13 +304,19 @@ class SweeperImpl:
                 for future in done:
                     failed += not self._tell(study, running.pop(future), future)
                 study.set_user_attr("elapsed_s", self._elapsed())
-        if self.packer is not None:
-            self.packer.close()
+        except BaseException:  # Ctrl+C, a full disk: running trials stay RUNNING and resume
+            _local.stop()  # local trials checkpoint and end; their results are not recorded
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if self.packer is not None:
+                self.packer.close()
         if failed > self.cfg.max_failure_rate * self.n_trials:
-            raise ConfigError(
+            return (
                 f"{failed} trials failed, more than max_failure_rate="
                 f"{self.cfg.max_failure_rate} of n_trials={self.n_trials}; see state.yaml"
             )
+        return None
 
     def _elapsed(self) -> float:
         return self.elapsed0 + time.time() - self.start
@@ -265,6 +365,8 @@ class SweeperImpl:
             run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
             result = OmegaConf.load(run_dir / "result.yaml")
         except Exception as e:
+            if (number := _storage.disk_errno(e, self.sweep_dir)) is not None:
+                raise OSError(number, os.strerror(number)) from e  # not the trial's fault
             error = "".join(traceback.format_exception_only(e)).strip()
             trial.set_user_attr("error", error[-2000:])
             _tell(study, trial, state=TrialState.FAIL)
@@ -290,7 +392,7 @@ class SweeperImpl:
         _state.write(self.sweep_dir, state)
         _state.progress(state)
 
-    def _finish(self, study: optuna.Study) -> None:
+    def _finish(self, study: optuna.Study, validate: bool = True) -> None:
         """optimization_results.yaml, the analysis (CSV, graphs, importance, best.yaml) and,
         when asked, the validation stage."""
         from rlhp.analyze import analyze
@@ -307,7 +409,7 @@ class SweeperImpl:
         else:
             log.warning("no trial completed")
         analyze(self.sweep_dir)
-        if complete and (top_k := self.cfg.validate.top_k) > 0:
+        if validate and complete and (top_k := self.cfg.validate.top_k) > 0:
             from rlhp.validate import validate
 
             validate(self.sweep_dir, top_k, self.cfg.validate.sessions, self.slots)
