@@ -453,3 +453,129 @@ def test_not_a_sweep_dir(tmp_path):
     )
     assert proc.returncode == 1 and "holds no study" in proc.stderr
     assert not (tmp_path / "study.journal").exists()
+
+
+# -- best-history, --metric, --compare, validation.png (issue 15)
+
+
+def analyze_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rlhp.analyze", *map(str, args)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def sweep_copy(sweep, tmp_path) -> Path:
+    """A copy of the real search that a test may rewrite."""
+    import shutil
+
+    return Path(shutil.copytree(sweep, tmp_path / "sweep"))
+
+
+def test_experiment_df_keeps_slm_labs_total_reward_ma(sweep):
+    df = pd.read_csv(sweep / "experiment_df.csv")
+    cols = list(df.columns)
+    assert cols.index("total_reward_ma") == cols.index("objective_std") + 1
+    complete = df[df["state"] == "complete"]
+    assert complete["total_reward_ma"].notna().all()
+    assert (complete["total_reward_ma"] == complete["final"]).all()
+
+
+def test_best_history_judges_rerun_configurations_by_their_mean():
+    def run(number, value, lr):
+        t = create_trial(
+            value=value,
+            params={"algo.lr": lr},
+            distributions={"algo.lr": CategoricalDistribution([1, 2, 3])},
+        )
+        t.number = number
+        return t
+
+    from rlhp.sweep._history import best_history
+
+    # a: 10, b: 12 (best), a again: 15 -> a's mean 12.5 beats b's 12; c: 20 once; a: 9
+    trials = [run(0, 10, 1), run(1, 12, 2), run(2, 15, 1), run(3, 20, 3), run(4, 9, 1)]
+    steps = best_history(trials, maximize=True)
+    assert [(s.best, s.runs, s.held) for s in steps] == [
+        (0, 1, 1),
+        (1, 1, 1),
+        (0, 2, 1),
+        (3, 1, 1),
+        (3, 1, 2),
+    ]
+    assert steps[2].estimate == pytest.approx(12.5)
+    assert [s.run for s in steps] == [1, 2, 3, 4, 5]
+    assert best_history(trials, maximize=False)[-1].best == 0  # a: (10+15+9)/3 = 11.33 < 12
+
+
+def test_history_cli_prints_the_best_after_each_run(sweep_copy):
+    proc = analyze_cli(sweep_copy, "--history")
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout[proc.stdout.index(" run ") :].splitlines()
+    header, rows = table[0].split(), [ln.split() for ln in table[1:]]
+    assert header[:7] == ["run", "trial", "value", "best", "runs", "estimate", "held"]
+    complete = [t for t in study_trials(sweep_copy) if t.state == TrialState.COMPLETE]
+    assert len(rows) == len(complete) == 3
+    assert [int(r[0]) for r in rows] == [1, 2, 3]
+    # each run's own value, and the best's estimate never below (maximize) the best single run
+    by_number = {t.number: t.value for t in complete}
+    for r in rows:
+        assert float(r[2]) == pytest.approx(by_number[int(r[1])], rel=1e-3)
+    best = max(complete, key=lambda t: t.value)  # every configuration ran once here
+    assert int(rows[-1][3]) == best.number and int(rows[-1][4]) == 1
+    shape, _, saturated = colours(sweep_copy / "best_history.png")
+    assert shape[1] >= 500 and saturated >= 5
+
+
+def test_metric_and_sort_rank_on_another_recorded_metric(sweep_copy):
+    proc = analyze_cli(sweep_copy, "--metric", "wall_s", "--sort", "asc")
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(sweep_copy / "experiment_df.csv")
+    complete = df[df["state"] == "complete"]
+    assert complete["wall_s"].is_monotonic_increasing
+    assert list(complete["rank"]) == [1, 2, 3]
+    best = yaml.safe_load((sweep_copy / "importance.yaml").read_text())["top_configurations"][0]
+    assert best["trial"] == complete["trial"].iloc[0]
+    # a metrics.csv key that is not a column: its last value, mean over sessions
+    proc = analyze_cli(sweep_copy, "--metric", "fps", "--sort", "desc")
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(sweep_copy / "experiment_df.csv")
+    assert df[df["state"] == "complete"]["fps"].is_monotonic_decreasing
+    proc = analyze_cli(sweep_copy, "--metric", "no_such_metric")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("rlhp.analyze: error: no trial recorded 'no_such_metric'")
+
+
+def test_compare_puts_searches_side_by_side(sweep, sweep_copy, tmp_path):
+    other = sweep_copy.parent / "other"
+    sweep_copy.rename(other)
+    out = tmp_path / "cmp.png"
+    proc = analyze_cli(sweep, other, "--compare", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert str(sweep) in proc.stdout and str(other) in proc.stdout
+    line = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith(str(sweep)))
+    assert line.split()[1:3] == [str(len(study_trials(sweep))), "3"]  # trials, complete
+    shape, _, saturated = colours(out)
+    assert shape[1] >= 800 and saturated >= 2  # two lines (here on top of each other)
+    proc = analyze_cli(sweep, other)
+    assert proc.returncode == 1 and "--compare" in proc.stderr
+
+
+def test_validation_png_after_validate(sweep_copy, conf_dir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlhp.validate", str(sweep_copy), "top_k=2", "sessions=2"],
+        cwd=sweep_copy.parent,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = analyze_cli(sweep_copy)
+    assert proc.returncode == 0, proc.stderr
+    shape, _, saturated = colours(sweep_copy / "validation.png")
+    assert shape[1] >= 1000 and saturated >= 5

@@ -10,7 +10,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlhp.algo.a2c import A2C, gae
+from rlhp.algo.a2c import A2C
+from rlhp.algo.rollout import gae
 
 CONF = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "algo" / "a2c.yaml")
 
@@ -22,7 +23,9 @@ def make_agent(num_envs=2, action_space=None, **overrides) -> A2C:
         observation_space=gym.spaces.Box(-1, 1, (2,)),
         action_space=action_space or gym.spaces.Discrete(2),
     )
-    return A2C(cfg, env, "mlp", 10_000, torch.device("cpu"))
+    agent = A2C([cfg], env, "mlp", 10_000, torch.device("cpu"))
+    agent.set_member(0, cfg, seed=0)
+    return agent
 
 
 # one env, 3 steps; the episode ends after step 1
@@ -60,7 +63,7 @@ def test_time_limit_bootstraps_from_the_final_obs():
     agent.observe(
         obs, np.array([1.0, 1.0]), np.array([False, True]), np.array([True, False]), final
     )
-    v = agent.model.value(torch.as_tensor(final[:1])).item()
+    v = agent.model.value(torch.as_tensor(final[None, :1])).item()
     np.testing.assert_allclose(agent.rollout.rewards[0].numpy(), [1.0 + 0.9 * v, 1.0], rtol=1e-5)
     np.testing.assert_array_equal(agent.rollout.dones[0].numpy(), [1.0, 1.0])
 
@@ -69,17 +72,17 @@ def test_one_gradient_step_per_rollout():
     agent = make_agent(num_envs=2, time_horizon=3)
     steps = []
     step = agent.optimizer.step
-    agent.optimizer.step = lambda: (steps.append(1), step())[1]
+    agent.optimizer.step = lambda lr: (steps.append(1), step(lr))[1]
     obs, zeros = np.zeros((2, 2), np.float32), np.zeros(2, bool)
     results = []
     for frame in range(2, 13, 2):
         assert agent.at_boundary == (frame % 6 == 2)
         agent.act(obs)
         agent.observe(obs, np.ones(2), zeros, zeros, None)
-        results.append(agent.update(frame))
+        results.append(agent.update(np.array([frame])))
     assert [r is not None for r in results] == [False, False, True] * 2
     assert len(steps) == 2 and agent.at_boundary
-    assert set(results[2]) == {"policy_loss", "value_loss", "entropy", "lr"}
+    assert set(results[2]) == {"policy_loss", "value_loss", "entropy", "lr", "failed"}
 
 
 @pytest.mark.parametrize("continuous", [False, True])
@@ -87,15 +90,14 @@ def test_policy_moves_towards_the_better_action(continuous):
     """A one-step bandit: reward = 1 for action 1 (discrete) or -(a - 1)^2 (continuous)."""
     space = gym.spaces.Box(-2, 2, (1,)) if continuous else None
     agent = make_agent(num_envs=16, action_space=space, time_horizon=4, lr=3e-3)
-    torch.manual_seed(0)
     obs, done = np.zeros((16, 2), np.float32), np.ones(16, bool)
     for frame in range(16, 16 * 200 + 1, 16):
         action = agent.act(obs)
         reward = -((action[:, 0] - 1.0) ** 2) if continuous else (action == 1).astype(float)
         agent.observe(obs, reward, done, ~done, None)
-        agent.update(frame)
-    dist = agent.model.dist(torch.zeros(1, 2))
+        agent.update(np.array([frame]))
+    dist = agent.model.dist(agent.model.logits(torch.zeros(1, 1, 2)))
     if continuous:
         assert dist.mean.item() == pytest.approx(1.0, abs=0.3)
     else:
-        assert dist.probs[0, 1].item() > 0.9
+        assert dist.probs[0, 0, 1].item() > 0.9

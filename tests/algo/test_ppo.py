@@ -8,7 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlhp.algo.ppo import PPO, gae, ppo_loss
+from rlhp.algo.ppo import PPO, ppo_loss
+from rlhp.algo.rollout import gae
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -119,7 +120,9 @@ class FakeVecEnv:
 
 def make_agent(**overrides) -> PPO:
     cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "algo" / "ppo.yaml"), overrides)
-    return PPO(cfg, FakeVecEnv(), "mlp", max_frame=1000, device=torch.device("cpu"))
+    agent = PPO([cfg], FakeVecEnv(), "mlp", max_frame=1000, device=torch.device("cpu"))
+    agent.set_member(0, cfg, seed=0)
+    return agent
 
 
 def test_time_limit_bootstraps_from_the_final_observation():
@@ -132,19 +135,21 @@ def test_time_limit_bootstraps_from_the_final_observation():
     terminated = np.array([False, True])  # env 1 both terminated and truncated: no bootstrap
     agent.observe(obs, np.array([1.0, 1.0]), terminated, truncated, final_obs)
     with torch.no_grad():
-        v0 = agent.model.value(torch.as_tensor(final_obs[:1])).item()
+        v0 = agent.model.value(torch.as_tensor(final_obs[None, :1])).item()
     assert agent.rollout.rewards[0, 0].item() == pytest.approx(1.0 + 0.9 * v0, rel=1e-5)
     assert agent.rollout.rewards[0, 1].item() == 1.0
     assert agent.rollout.dones[0].tolist() == [1.0, 1.0]
 
 
-def test_update_fails_on_a_non_finite_loss():
-    torch.manual_seed(0)
+def test_a_non_finite_loss_fails_the_member_and_freezes_it():
     agent = make_agent(time_horizon=2, minibatch_size=4, training_epoch=1)
     obs = np.zeros((2, 3), np.float32)
     no = np.array([False, False])
     for reward in ([1.0, 0.0], [float("nan"), 0.0]):
         agent.act(obs)
         agent.observe(obs, np.array(reward), no, no, None)
-    with pytest.raises(FloatingPointError, match="loss"):
-        agent.update(frame=4)
+    before = agent.model.flat.clone()
+    result = agent.update(frames=np.array([4]))
+    assert result["failed"].tolist() == [True]
+    assert not agent.active[0]
+    torch.testing.assert_close(agent.model.flat, before)  # lr 0: left as it was
