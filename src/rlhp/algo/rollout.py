@@ -201,8 +201,9 @@ class OnPolicy:
         failed = ~torch.isfinite(loss.detach()) & self.active
         self.active &= ~failed
         self.model.grad.zero_()
-        # where, not a mask product: NaN * 0 would still be NaN
+        # where and masked_fill, not a mask product: NaN * 0 would still be NaN
         torch.where(self.active, loss, 0.0).sum().backward()
+        self.model.grad.masked_fill_(~self.active.unsqueeze(1), 0.0)
         optim.clip_grad_norm(self.model.grad, self.hp.clip_grad_val)
         self.optimizer.step(lr * self.active)
         return failed
