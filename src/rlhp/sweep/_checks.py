@@ -1,0 +1,38 @@
+"""Warnings before launch: a search too small for its space, searched keys that cannot change
+the run."""
+
+from collections.abc import Mapping
+from typing import Any
+
+TRIALS_PER_DIMENSION = 3  # SLM-Lab's rule of thumb
+
+# searched key -> (the key it depends on, the values of that key under which it does nothing)
+INERT = {
+    "env.eval_epsilon": ("eval_episodes", (0,)),
+    "algo.alpha_per": ("algo.prioritized", (False,)),
+    "algo.beta": ("algo.prioritized", (False,)),
+    "algo.clip_vloss": ("algo.val_loss_coef", (0, 0.0)),
+}
+INERT_PREFIX = {"meta.search_scheduler.": ("meta.search_scheduler", (None,))}
+
+
+def warnings(space: Mapping[str, Any], leaves: Mapping[str, Any], n_trials: int) -> list[str]:
+    """What to warn about before launch (pure: the space, the config's leaves, n_trials)."""
+    out = []
+    want = TRIALS_PER_DIMENSION * len(space)
+    if n_trials < want:
+        out.append(
+            f"n_trials={n_trials} is below {TRIALS_PER_DIMENSION} per searched dimension "
+            f"({len(space)} dimensions: {want}); the search will barely explore its space"
+        )
+    for name in space:
+        rule = INERT.get(name) or next(
+            (r for p, r in INERT_PREFIX.items() if name.startswith(p)), None
+        )
+        if rule is None or rule[0] in space or rule[0] not in leaves:
+            continue
+        key, values = rule
+        value = leaves[key]
+        if any(value is v or value == v and type(value) is type(v) for v in values):
+            out.append(f"searched {name} cannot change the run while {key}={value}")
+    return out
