@@ -712,6 +712,14 @@ def compare(sweep_dirs: list[Path], out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def validation_graph(sweep_dir: Path) -> None:
+    """validation.png of a validated search (rlhp.validate wrote validation.csv)."""
+    from rlhp import _plots
+
+    sweep = load(Path(sweep_dir))
+    _plots.validation_graph(sweep, pd.read_csv(sweep.dir / "validation.csv"))
+
+
 # -- the whole analysis
 
 
@@ -759,8 +767,7 @@ def analyze(
     steps = best_history(sweep.trials, sweep.maximize)
     step("best_history.png", _plots.best_history_graph, sweep, steps)
     if (sweep.dir / "validation.csv").is_file():
-        validation = pd.read_csv(sweep.dir / "validation.csv")
-        step("validation.png", _plots.validation_graph, sweep, validation)
+        step("validation.png", validation_graph, sweep.dir)
     tb = step("tensorboard", write_tensorboard, sweep)
     _print_summary(sweep, df, configs, imp, tb)
     if failed and strict:

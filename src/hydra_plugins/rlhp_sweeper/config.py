@@ -35,9 +35,24 @@ class RlhpSweeperConf:
     priors: dict[str, Any] = field(default_factory=dict)  # per-dimension prior values
     requeue: bool = False  # a trial whose job was cancelled or killed runs again (else FAILED)
     dry_run: bool = False  # print the sampled configurations after constraints, train nothing
+    prior_spread: float | None = None  # random/startup draws centred on the prior, std S * range
+    stop_when_best_holds: int | None = None  # stop when the best config held for N more runs
+    seed_per_trial: bool = False  # default: every trial uses the same seeds (common random numbers)
     validate: ValidateConf = field(default_factory=ValidateConf)
+
+
+@dataclass
+class DGDSamplerConf:
+    """hydra/sweeper/sampler=dgd: Distributed Grid Descent (rlhp.sweep._dgd)."""
+
+    _target_: str = "rlhp.sweep._dgd.DGDSampler"
+    _partial_: bool = True  # the sweeper hands it the grid of the space
+    seed: int | None = None
 
 
 ConfigStore.instance().store(
     group="hydra/sweeper", name="rlhp", node=RlhpSweeperConf, provider="rlhp"
+)
+ConfigStore.instance().store(
+    group="hydra/sweeper/sampler", name="dgd", node=DGDSamplerConf, provider="rlhp"
 )

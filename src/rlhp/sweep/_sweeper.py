@@ -14,11 +14,13 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 from filelock import FileLock, Timeout
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
@@ -29,9 +31,10 @@ from optuna.trial import Trial, TrialState
 
 from rlhp.config import check
 from rlhp.errors import ConfigError
-from rlhp.sweep import _constraint, _local, _space, _state, _storage
+from rlhp.sweep import _centred, _checks, _constraint, _history, _local, _space, _state, _storage
 
 log = logging.getLogger("rlhp.sweep")
+_METRIC = {"final": "total_reward_ma", "auc": "total_reward_ma (mean)", "eval": "eval_return"}
 MAX_REJECTIONS = 100  # consecutive rejected samples before the constraints are called hopeless
 
 
@@ -60,6 +63,18 @@ def _check_settings(cfg: DictConfig) -> None:
         ),
         ("validate.top_k", cfg.validate.top_k, ">= 0", cfg.validate.top_k < 0),
         ("validate.sessions", cfg.validate.sessions, ">= 1", cfg.validate.sessions < 1),
+        (
+            "prior_spread",
+            cfg.prior_spread,
+            "null or in (0, 1]",
+            cfg.prior_spread is not None and not 0 < cfg.prior_spread <= 1,
+        ),
+        (
+            "stop_when_best_holds",
+            cfg.stop_when_best_holds,
+            "null or >= 1",
+            cfg.stop_when_best_holds is not None and cfg.stop_when_best_holds < 1,
+        ),
     ]
     for name, value, allowed, wrong in bad:
         if wrong:
@@ -128,13 +143,23 @@ class SweeperImpl:
         self._check_feasible()
         self.sampler = instantiate(
             self.sampler_cfg,
-            _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*"),
+            _execution_whitelist_=(
+                "optuna.samplers.*",
+                "hydra_plugins.hydra_optuna_sweeper.*",
+                "rlhp.sweep._dgd.*",
+            ),
         )
-        self.is_grid = getattr(self.sampler, "func", None) is optuna.samplers.GridSampler
-        if self.is_grid:
+        func = getattr(self.sampler, "func", None)
+        self.is_grid = func is optuna.samplers.GridSampler
+        if func is not None:  # grid and dgd take the grid of the space
             self.grid = _space.grid(self.space)
             self.sampler = self.sampler(self.grid)
+        if self.cfg.prior_spread is not None:
+            seed = OmegaConf.select(self.sampler_cfg, "seed", default=None)
+            self.sampler = _centred.centred(self.sampler, self.prior, self.cfg.prior_spread, seed)
         self.n_trials = self.cfg.n_trials
+        for warning in _checks.warnings(self.space, self.leaves, self.n_trials):
+            log.warning("rlhp: warning: %s", warning)
         kind = type(self.launcher).__name__
         local = kind in ("LocalLauncher", "BasicLauncher")
         self.slots = self.cfg.max_concurrent or (os.cpu_count() if local else self.n_trials)
@@ -235,6 +260,9 @@ class SweeperImpl:
         if not trials:
             space = {k: distribution_to_json(v) for k, v in self.space.items()}
             study.set_user_attr("space", space)
+            with warnings.catch_warnings():  # experimental since optuna 3.2, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([_METRIC.get(self.leaves.get("objective"), "objective")])
             # a grid runs every point anyway; an enqueued prior would get no grid point of its own
             if self.cfg.prior and self.prior and not self.is_grid:
                 study.enqueue_trial(self.prior, user_attrs={"prior": True})
@@ -290,6 +318,7 @@ class SweeperImpl:
                     and launched < self.n_trials
                     and failed <= self.cfg.max_failure_rate * self.n_trials
                     and not self._over_budget()
+                    and not self._best_holds(study)
                 ):
                     trial = self._ask(study)
                     if trial is None:
@@ -321,6 +350,17 @@ class SweeperImpl:
     def _elapsed(self) -> float:
         return self.elapsed0 + time.time() - self.start
 
+    def _best_holds(self, study: optuna.Study) -> bool:
+        """The best configuration (by the mean over its runs) held for stop_when_best_holds
+        completed runs: no new trial starts."""
+        if (n := self.cfg.stop_when_best_holds) is None:
+            return False
+        trials = study.get_trials(deepcopy=False)
+        steps = _history.best_history(trials, self.cfg.direction == "maximize")
+        if held := bool(steps) and steps[-1].held >= n:
+            log.info("the best configuration (trial %d's) held for %d runs", steps[-1].best, n)
+        return held
+
     def _over_budget(self) -> bool:
         hours = self.cfg.budget_hours
         return hours is not None and self._elapsed() > hours * 3600
@@ -343,8 +383,15 @@ class SweeperImpl:
         taken = {t.system_attrs.get("grid_id") for t in study.get_trials(deepcopy=False)}
         return taken >= set(range(math.prod(len(v) for v in self.grid.values())))
 
+    def _seed(self, number: int) -> list[str]:
+        """seed_per_trial: trial N's sessions start at seed + N * max_session; by default
+        every trial uses the same seeds (common random numbers: less noisy comparisons)."""
+        if not self.cfg.seed_per_trial:
+            return []
+        return [f"seed={self.leaves['seed'] + number * self.leaves['max_session']}"]
+
     def _launch(self, trial: Trial):
-        overrides = self._overrides(trial.params)
+        overrides = self._overrides(trial.params) + self._seed(trial.number)
         if self.packer is not None:
             return self.packer.run(trial.number, overrides)
         for attempt in itertools.count(1):
@@ -379,6 +426,7 @@ class SweeperImpl:
             trial.set_user_attr("error", "objective is NaN (no episode finished?)")
             _tell(study, trial, state=TrialState.FAIL)
             return False
+        self._report_curve(trial, run_dir, result.get("stopped_at"))
         if result.state == "stopped":
             trial.set_user_attr("stopped_at", result.stopped_at)
             trial.report(value, step=result.stopped_at)
@@ -386,6 +434,18 @@ class SweeperImpl:
         else:
             _tell(study, trial, value)
         return True
+
+    def _report_curve(self, trial: Trial, run_dir: Path, stopped_at: int | None) -> None:
+        """The ranked metric at each log point (what ASHA judges), mean over sessions, as the
+        trial's intermediate values: optuna-dashboard draws them as its curves."""
+        key = "eval_return" if self.leaves.get("objective") == "eval" else "total_reward_ma"
+        try:
+            curve = pd.read_csv(run_dir / "metrics.csv").dropna(subset=[key])
+        except (OSError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            return
+        for frame, value in curve.groupby("frame")[key].mean().items():
+            if stopped_at is None or frame < stopped_at:
+                trial.report(float(value), step=int(frame))
 
     def _report(self, study: optuna.Study) -> None:
         state = _state.summary(study, self.n_trials, self._elapsed(), self.slots)
@@ -395,7 +455,7 @@ class SweeperImpl:
     def _finish(self, study: optuna.Study, validate: bool = True) -> None:
         """optimization_results.yaml, the analysis (CSV, graphs, importance, best.yaml) and,
         when asked, the validation stage."""
-        from rlhp.analyze import analyze
+        from rlhp.analyze import analyze, validation_graph
 
         if sys.stderr.isatty():
             print(file=sys.stderr)
@@ -413,6 +473,7 @@ class SweeperImpl:
             from rlhp.validate import validate
 
             validate(self.sweep_dir, top_k, self.cfg.validate.sessions, self.slots)
+            validation_graph(self.sweep_dir)
 
     def _dry_run(self) -> None:
         """Print the first n_trials sampled configurations after constraints; train nothing."""
