@@ -1,13 +1,17 @@
 """ASHA coordinator shared by the trials of a sweep through files in one directory."""
 
+import base64
 import json
 import logging
 import math
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+
+import numpy as np
 
 from rlhp.asha._lock import LOCKS, lock_warning
 from rlhp.asha._rule import bracket_of, cutoff, decide, milestones, reached
@@ -16,7 +20,7 @@ from rlhp.asha._store import JsonLines
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_BYTES = 32 * 1024  # a snapshot each time rungs.jsonl grows past a multiple of this
+SNAPSHOT_BYTES = 16 * 1024  # a snapshot each time rungs.jsonl grows past a multiple of this
 
 
 class Coordinator:
@@ -24,7 +28,8 @@ class Coordinator:
 
     State lives in ``path``: ``rungs.jsonl`` (one line per trial and rung: bracket, rung, trial,
     value, stop), the source of truth; ``rungs.snapshot.json``, the rungs up to a byte offset of
-    ``rungs.jsonl``, so that a new process reads only the tail; and ``decisions.jsonl``, a log of
+    ``rungs.jsonl`` (trials, values as base64 float64, stopped trials), so that a new process
+    reads only the tail; and ``decisions.jsonl``, a log of
     every decision (time, trial, bracket, rung, frame, value, cutoff, decision). Every
     read-modify-write holds the ``lock`` (``flock`` or ``symlink``, see ``rlhp.asha._lock``).
     ``config.json`` pins the schedule so that a resumed sweep cannot mix rungs of different
@@ -106,15 +111,18 @@ class Coordinator:
                     "value": value,
                     "cutoff": cut,
                     "decision": "continue" if go else "stop",
-                }
+                },
+                sync=False,  # a log: rungs.jsonl is the record
             )
             self._refresh()
             snapshot = None
             if before // SNAPSHOT_BYTES != after // SNAPSHOT_BYTES:
                 snapshot = {
                     "offset": self._rungs_file.offset,
-                    "rungs": [[*key, dict(values)] for key, values in self._rungs.items()],
-                    "stopped": dict(self._stopped),
+                    "rungs": [
+                        [*key, list(values), _pack(values.values()), self._stopped_at_rung(key)]
+                        for key, values in self._rungs.items()
+                    ],
                 }
         if snapshot is not None:  # one reporter per SNAPSHOT_BYTES writes it, after the lock
             _write_atomic(self._snapshot, json.dumps(snapshot))
@@ -152,19 +160,23 @@ class Coordinator:
         try:
             snapshot = json.loads(self._snapshot.read_text())
             offset = int(snapshot["offset"])
-            rungs = {(int(b), int(r)): values for b, r, values in snapshot["rungs"]}
-            stopped = dict(snapshot["stopped"])
             if offset > self._rungs_file.path.stat().st_size:
                 raise ValueError(f"offset {offset} is past the end of {self._rungs_file.path}")
+            rungs, stopped, last = {}, {}, {}
+            for bracket, rung, trials, values, stops in sorted(snapshot["rungs"], key=_rung):
+                rungs[int(bracket), int(rung)] = dict(zip(trials, _unpack(values), strict=True))
+                last.update(dict.fromkeys(trials, int(rung)))
+                stopped.update(dict.fromkeys(stops, int(rung)))
         except FileNotFoundError:
             return
         except (ValueError, TypeError, KeyError) as e:
             warnings.warn(f"{self._snapshot}: ignored ({e}); reading every record", stacklevel=3)
             return
-        for (_, rung), values in sorted(rungs.items(), key=lambda item: item[0][1]):
-            self._last.update(dict.fromkeys(values, rung))
-        self._rungs, self._stopped = rungs, stopped
+        self._rungs, self._stopped, self._last = rungs, stopped, last
         self._rungs_file.skip_to(offset)
+
+    def _stopped_at_rung(self, key: tuple[int, int]) -> list[str]:
+        return [trial for trial in self._rungs[key] if self._stopped.get(trial) == key[1]]
 
     def _refresh(self) -> None:
         for record in self._rungs_file.read_new():
@@ -186,3 +198,16 @@ def _write_atomic(file: Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=file.parent, prefix=file.name, delete=False) as f:
         f.write(text)
     os.replace(f.name, file)
+
+
+def _rung(entry: list) -> int:
+    return int(entry[1])
+
+
+def _pack(values: Iterable[float]) -> str:
+    """Float64 values as base64 text: exact, and 2-3x faster to load than JSON numbers."""
+    return base64.b64encode(np.fromiter(values, dtype="<f8").tobytes()).decode()
+
+
+def _unpack(text: str) -> list[float]:
+    return np.frombuffer(base64.b64decode(text, validate=True), dtype="<f8").tolist()

@@ -66,7 +66,7 @@ class SymlinkLock:
                 self._break(holder)
                 continue
             time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(2 * delay, 0.02)
+            delay = min(2 * delay, 0.005)
 
     def __exit__(self, *exc: object) -> None:
         if _readlink(self.path) == self._token:

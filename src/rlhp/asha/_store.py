@@ -36,10 +36,15 @@ class JsonLines:
         except FileNotFoundError:
             return []
         self._offset += len(data)
+        lines = [line for line in data.split(b"\n") if line.strip()]
+        try:  # one parse for the whole tail; line by line only when some line is bad
+            objs = json.loads(b"[" + b",".join(lines) + b"]")
+            if len(objs) == len(lines) and all(isinstance(obj, dict) for obj in objs):
+                return objs
+        except ValueError:
+            pass
         out = []
-        for line in data.split(b"\n"):
-            if not line.strip():
-                continue
+        for line in lines:
             try:
                 obj = json.loads(line)
             except ValueError:
@@ -50,10 +55,10 @@ class JsonLines:
                 warnings.warn(f"{self.path}: skipping torn line {line[:80]!r}", stacklevel=2)
         return out
 
-    def append(self, obj: dict[str, Any]) -> int:
-        """Append ``obj`` as a whole line in one write, ending a torn last line first; fsync.
+    def append(self, obj: dict[str, Any], sync: bool = True) -> int:
+        """Append ``obj`` as a whole line in one write, ending a torn last line first.
 
-        Returns the size of the file after the write.
+        ``sync``: fsync before returning. Returns the size of the file after the write.
         """
         data = json.dumps(obj).encode() + b"\n"
         with self.path.open("ab+") as f:
@@ -63,5 +68,6 @@ class JsonLines:
                     data = b"\n" + data
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
             return f.tell()
