@@ -37,8 +37,13 @@ def run_sweep(sweep_dir: Path, *overrides: str, timeout: float = 480):
     )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # pytest may run where SIGINT is ignored
+
+
 def start_sweep(sweep_dir: Path, *overrides: str, log: Path) -> subprocess.Popen:
-    """A sweep in its own process group (its trials too), so that the group can be killed."""
+    """A sweep in its own process group (its trials too), so that the group can be killed or
+    interrupted (SIGINT to the group, as Ctrl+C in a terminal)."""
     sweep_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         return subprocess.Popen(
@@ -48,6 +53,7 @@ def start_sweep(sweep_dir: Path, *overrides: str, log: Path) -> subprocess.Popen
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_default_sigint,
         )
 
 

@@ -102,5 +102,8 @@ class _Controller(Controller):
 
 if __name__ == "__main__":
     controller = _Controller(Path(sys.argv[1]))
-    controller.run()
+    try:
+        controller.run()
+    except KeyboardInterrupt:  # Ctrl+C reaches the whole process group: the sweeper reports it
+        sys.exit(128 + signal.SIGINT)
     sys.exit(128 + controller.killed if controller.killed else 0)
