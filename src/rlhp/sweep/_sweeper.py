@@ -243,14 +243,19 @@ class SweeperImpl:
                 raise ConfigError(stopped)
 
     def _study(self) -> optuna.Study:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(
-            study_name=self.cfg.study_name,
-            storage=_storage.open_storage(self.cfg.storage, self.sweep_dir),
-            sampler=self.sampler,
-            direction=self.cfg.direction,
-            load_if_exists=True,
-        )
+        storage = _storage.open_storage(self.cfg.storage, self.sweep_dir)
+        name, direction = self.cfg.study_name, self.cfg.direction
+        if name in optuna.get_all_study_names(storage):  # resume, writing nothing before checks
+            study = optuna.load_study(study_name=name, storage=storage, sampler=self.sampler)
+            if study.direction.name.lower() != direction:
+                raise ConfigError(
+                    f"the study in {self.sweep_dir} is to {study.direction.name.lower()}, "
+                    f"not to {direction}; search in a new dir (hydra.sweep.dir=...)"
+                )
+        else:
+            study = optuna.create_study(
+                study_name=name, storage=storage, sampler=self.sampler, direction=direction
+            )
         trials = study.get_trials(deepcopy=False)
         if difference := _space.changed(self._stored_space(study, trials), self.space):
             raise ConfigError(
