@@ -185,7 +185,8 @@ class VecEnv:
             obs, _ = self.env.reset(seed=np.array(seeds))
         else:
             copies = [s + j for s in seeds for j in range(self.num_envs)]
-            obs, _ = self.env.reset(seed=copies if len(copies) > 1 else copies[0])
+            sync = isinstance(self.env, gym.vector.SyncVectorEnv)
+            obs, _ = self.env.reset(seed=copies if sync else np.array(copies))
         self.returns[:] = 0
         self.lengths[:] = 0
         self.discounted[:] = 0

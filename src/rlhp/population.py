@@ -205,10 +205,9 @@ class Population:
                     slot.member.frame = int(frames[k])
                     if losses is not None:
                         slot.losses = {key: float(v[k]) for key, v in losses.items()}
-                        if losses["failed"][k]:
+                        if losses["failed"][k] != 0:
                             slot.member.error = (
-                                f"{self.cfg.algo.name.upper()} loss is "
-                                f"{slot.losses['policy_loss'] + slot.losses['value_loss']} "
+                                f"{self.cfg.algo.name.upper()} loss is {losses['failed'][k]} "
                                 f"at frame {slot.member.frame}"
                             )
                     self._log_point(k, slot)

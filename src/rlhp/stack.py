@@ -227,13 +227,13 @@ class StackedActorCritic(nn.Module):
 
 
 class MemberParams:
-    """Per-member hyperparameters as [K] tensors: `hp.lr[k]` is member k's lr; booleans are
-    0/1, and None (e.g. `clip_grad_val: null`, no clipping) is inf."""
+    """Per-member hyperparameters as [K] tensors on the device: `hp.lr[k]` is member k's lr;
+    booleans are 0/1, and None (e.g. `clip_grad_val: null`, no clipping) is inf. `hp.exact`
+    holds the same values as float64 numpy arrays (schedules and reported figures)."""
 
     def __init__(self, keys: tuple[str, ...], cfgs: list, device: torch.device):
-        self.keys = keys
-        for key in keys:
-            setattr(self, key, torch.zeros(len(cfgs), device=device))
+        self.keys, self.device = keys, device
+        self.exact = {key: np.zeros(len(cfgs)) for key in keys}
         for k, cfg in enumerate(cfgs):
             self.set(k, cfg)
 
@@ -241,4 +241,11 @@ class MemberParams:
         """Member k's values from its algo config."""
         for key in self.keys:
             value = cfg[key]
-            getattr(self, key)[k] = float("inf") if value is None else float(value)
+            self.exact[key][k] = float("inf") if value is None else float(value)
+            setattr(
+                self, key, torch.as_tensor(self.exact[key], dtype=torch.float32).to(self.device)
+            )
+
+    def annealed(self, key: str, decay: np.ndarray) -> np.ndarray:
+        """`key` times `decay` for the members whose `<key>_anneal` is on (float64)."""
+        return self.exact[key] * np.where(self.exact[f"{key}_anneal"] > 0, decay, 1.0)

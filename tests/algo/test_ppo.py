@@ -150,6 +150,6 @@ def test_a_non_finite_loss_fails_the_member_and_freezes_it():
         agent.observe(obs, np.array(reward), no, no, None)
     before = agent.model.flat.clone()
     result = agent.update(frames=np.array([4]))
-    assert result["failed"].tolist() == [True]
+    assert np.isnan(result["failed"][0])
     assert not agent.active[0]
     torch.testing.assert_close(agent.model.flat, before)  # lr 0: left as it was

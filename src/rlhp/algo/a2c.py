@@ -37,12 +37,13 @@ class A2C(OnPolicy):
 
     def update(self, frames: np.ndarray) -> dict[str, np.ndarray] | None:
         """One gradient step per member once the rollout holds time_horizon steps; returns each
-        member's losses ([K] arrays) and `failed`: True for a member whose loss went non-finite."""
+        member's losses ([K] arrays) and `failed`: the loss of a member whose loss went non-finite
+        (nan or inf), 0 for the others."""
         cfg, hp, rollout, members = self.cfg, self.hp, self.rollout, self.members
         if not rollout.full:
             return None
         rollout.step = 0
-        lr = hp.lr * torch.where(hp.lr_anneal > 0, self.decay(frames), 1.0)
+        lrs, lr = self.annealed("lr", frames)
         obs, actions = rollout.by_member(rollout.obs), rollout.by_member(rollout.actions)
         logits, values = self.model.logits_value(obs)
         with torch.no_grad():
@@ -71,6 +72,6 @@ class A2C(OnPolicy):
             "policy_loss": losses[0],
             "value_loss": losses[1],
             "entropy": losses[2],
-            "lr": lr.cpu().numpy(),
+            "lr": lrs,
             "failed": failed.cpu().numpy(),
         }

@@ -62,14 +62,14 @@ class PPO(OnPolicy):
 
     def update(self, frames: np.ndarray) -> dict[str, np.ndarray] | None:
         """Train on the rollout once it holds time_horizon steps; returns each member's losses
-        then ([K] arrays) and `failed`: True for a member whose loss went non-finite."""
+        then ([K] arrays) and `failed`: the loss of a member whose loss went non-finite (nan or
+        inf), 0 for the others."""
         cfg, hp, rollout, members = self.cfg, self.hp, self.rollout, self.members
         if not rollout.full:
             return None
         rollout.step = 0
-        decay = self.decay(frames)
-        lr = hp.lr * torch.where(hp.lr_anneal > 0, decay, 1.0)
-        clip_eps = (hp.clip_eps * torch.where(hp.clip_eps_anneal > 0, decay, 1.0)).unsqueeze(1)
+        lrs, lr = self.annealed("lr", frames)
+        clip_eps = self.annealed("clip_eps", frames)[1].unsqueeze(1)
         with torch.no_grad():
             shape = (cfg.time_horizon, members, self.num_envs)
             advantages, returns = gae(
@@ -86,7 +86,7 @@ class PPO(OnPolicy):
         advantages = by_member(advantages.view(rollout.rewards.shape))
         returns = by_member(returns.view(rollout.rewards.shape))
         batch, rows = obs.shape[1], torch.arange(members, device=self.device).unsqueeze(1)
-        failed = torch.zeros(members, dtype=torch.bool, device=self.device)
+        failed = torch.zeros(members, device=self.device)
         stats = []
         for _ in range(cfg.training_epoch):
             perm = torch.stack(
@@ -112,13 +112,14 @@ class PPO(OnPolicy):
                 )
                 entropy = self.model.entropy(dist).mean(1)
                 loss = policy_loss + hp.val_loss_coef * value_loss - hp.entropy_coef * entropy
-                failed |= self.step(loss, lr)
+                now = self.step(loss, lr)
+                failed = torch.where(now != 0, now, failed)
                 stats.append(torch.stack([policy_loss, value_loss, entropy]).detach())
         policy_loss, value_loss, entropy = torch.stack(stats).mean(0).cpu().numpy()
         return {
             "policy_loss": policy_loss,
             "value_loss": value_loss,
             "entropy": entropy,
-            "lr": lr.cpu().numpy(),
+            "lr": lrs,
             "failed": failed.cpu().numpy(),
         }

@@ -37,10 +37,10 @@ def gae(
     return advantages, advantages + values
 
 
-def linear_decay(frames: torch.Tensor, offset: int, max_frame: int) -> torch.Tensor:
+def linear_decay(frames: np.ndarray, offset: int, max_frame: int) -> np.ndarray:
     """1 - (frames - offset) / max_frame, floored at 0: the factor of linear annealing to 0, as
     of the frames before the current rollout (`offset` frames ago)."""
-    return (1.0 - (frames - offset) / max_frame).clamp(min=0.0)
+    return np.maximum(1.0 - (frames - offset) / max_frame, 0.0)
 
 
 class Rollout:
@@ -190,14 +190,17 @@ class OnPolicy:
             next_obs, reward, terminated, truncated, final_obs, self.value, self.gammas
         )
 
-    def decay(self, frames: np.ndarray) -> torch.Tensor:
-        """Each member's linear annealing factor for the rollout just collected."""
-        offset = self.num_envs * self.cfg.time_horizon
-        return linear_decay(torch.as_tensor(frames, device=self.device), offset, self.max_frame)
+    def annealed(self, key: str, frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """Each member's `key` (lr, clip_eps), linearly annealed to 0 over max_frame where
+        `<key>_anneal` is on, for the rollout just collected: float64 values and a tensor."""
+        decay = linear_decay(frames, self.num_envs * self.cfg.time_horizon, self.max_frame)
+        values = self.hp.annealed(key, decay)
+        return values, torch.as_tensor(values, dtype=torch.float32).to(self.device)
 
     def step(self, loss: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
         """One optimiser step on the members' losses [K]: a member whose loss is not finite is
-        marked failed and left out of this and every later step; returns who failed now."""
+        marked failed and left out of this and every later step. Returns the non-finite loss
+        of each member that failed now, 0 for the others."""
         failed = ~torch.isfinite(loss.detach()) & self.active
         self.active &= ~failed
         self.model.grad.zero_()
@@ -206,7 +209,7 @@ class OnPolicy:
         self.model.grad.masked_fill_(~self.active.unsqueeze(1), 0.0)
         optim.clip_grad_norm(self.model.grad, self.hp.clip_grad_val)
         self.optimizer.step(lr * self.active)
-        return failed
+        return torch.where(failed, loss.detach(), 0.0)
 
     def member_state(self, k: int) -> dict:
         return {"model": self.model.member_state(k), "optimizer": self.optimizer.member_state(k)}
