@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from rlhp.asha import Coordinator, _lock
 from rlhp.asha._lock import LOCKS, SymlinkLock, flock_risk
 
 CTX = mp.get_context("fork")
@@ -95,3 +96,17 @@ def test_filesystems_with_node_local_or_no_flock(path, words):
 )
 def test_filesystems_with_a_shared_flock(path):
     assert flock_risk(path, MOUNTS) is None
+
+
+@pytest.mark.parametrize(("lock", "warns"), [("flock", True), ("symlink", False)])
+def test_coordinator_warns_when_flock_may_be_node_local(tmp_path, monkeypatch, caplog, lock, warns):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/sda1 / ext4 rw 0 0\nfs1 {tmp_path} gpfs rw 0 0\n")
+    monkeypatch.setattr(_lock, "MOUNTS", mounts)
+    Coordinator(tmp_path / "asha", grace_period=1, reduction_factor=2, max_t=8, lock=lock)
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if warns:
+        assert len(lines) == 1
+        assert "GPFS" in lines[0] and "++meta.search_scheduler.lock=symlink" in lines[0]
+    else:
+        assert lines == []

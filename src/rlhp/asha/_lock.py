@@ -92,6 +92,7 @@ class SymlinkLock:
 
 
 LOCKS = {"flock": Flock, "symlink": SymlinkLock}
+MOUNTS = Path("/proc/mounts")
 
 
 def _readlink(path: Path) -> str | None:
@@ -137,7 +138,7 @@ def flock_risk(path: str | os.PathLike[str], mounts: str) -> str | None:
 def lock_warning(path: str | os.PathLike[str]) -> str | None:
     """A one-line warning when the ``flock`` lock in ``path`` may be node-local, else None."""
     try:
-        mounts = Path("/proc/mounts").read_text()
+        mounts = MOUNTS.read_text()
     except OSError:
         return None
     risk = flock_risk(path, mounts)
@@ -145,5 +146,5 @@ def lock_warning(path: str | os.PathLike[str]) -> str | None:
         return None
     return (
         f"ASHA's flock lock may not work across nodes: {risk}; with trials on several nodes "
-        "set meta.search_scheduler.lock=symlink"
+        "set ++meta.search_scheduler.lock=symlink"
     )
