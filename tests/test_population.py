@@ -1,0 +1,119 @@
+"""Populations: a member trains exactly as it would alone, whatever the other members'
+hyperparameters; structure is checked; freed slots are refilled; a failing member leaves alone."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from rlhp.errors import ConfigError
+from rlhp.population import Member, Population, check_structure, signature
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF)):
+        return compose("config", overrides=list(overrides))
+
+
+def params(run_dir: Path, session: int = 0) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / f"model_session{session}.pt")["model"]["params"]
+
+
+def assert_same_run(a: Path, b: Path, atol: float = 1e-5) -> None:
+    """Two run dirs hold the same training: metrics (losses, returns) and final weights."""
+    ma, mb = pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv")
+    cols = ["frame", "total_reward_ma", "policy_loss", "value_loss", "entropy", "lr"]
+    np.testing.assert_allclose(ma[cols].to_numpy(), mb[cols].to_numpy(), rtol=1e-4, atol=atol)
+    pa, pb = params(a), params(b)
+    assert pa.keys() == pb.keys()
+    for name in pa:
+        torch.testing.assert_close(pa[name], pb[name], atol=atol, rtol=1e-4)
+
+
+# PPO on CartPole (gymnasium's numpy-batched CartPole); A2C on Pendulum (continuous actions,
+# SyncVectorEnv, observation normalisation and reward scaling per member)
+CASES = {
+    "ppo": ["algo=ppo", "env=cartpole", "env.max_frame=2048", "log_frequency=512"],
+    "a2c": ["algo=a2c", "env=pendulum", "env.max_frame=2000", "log_frequency=500"],
+}
+HPARAMS = [  # three members that differ in every per-member hyperparameter
+    ["seed=0", "algo.lr=1e-3", "algo.gamma=0.9", "algo.lam=0.8", "algo.entropy_coef=0.01"],
+    ["seed=5", "algo.lr=3e-4", "algo.gamma=0.99", "algo.lam=0.95", "algo.entropy_coef=0.0"],
+    ["seed=7", "algo.lr=3e-3", "algo.gamma=0.95", "algo.lam=1.0", "algo.entropy_coef=0.1"],
+]
+
+
+@pytest.mark.parametrize("algo", CASES)
+def test_member_trains_as_a_single_run_whatever_the_other_members(algo, tmp_path):
+    cfgs = [config(*CASES[algo], *h, "algo.clip_grad_val=1.0") for h in HPARAMS]
+    if algo == "ppo":
+        cfgs[2].algo.clip_eps = 0.1
+    assert cfgs[0].env.obs_norm or algo == "ppo"
+    Population([Member(c, tmp_path / f"m{i}") for i, c in enumerate(cfgs)], CPU).run()
+    Population([Member(cfgs[1], tmp_path / "alone")], CPU).run()
+    assert_same_run(tmp_path / "m1", tmp_path / "alone")
+    # the members really differ: other weights, other returns
+    assert not torch.allclose(
+        params(tmp_path / "m0")["actor.weight"], params(tmp_path / "m1")["actor.weight"]
+    )
+    for i in range(3):
+        df = pd.read_csv(tmp_path / f"m{i}" / "metrics.csv")
+        assert df.frame.iloc[-1] >= cfgs[i].env.max_frame and len(df) == 4
+        assert (tmp_path / f"m{i}" / "checkpoints" / "session0.pt").exists()
+
+
+def test_members_differing_in_structure_are_refused_naming_the_key():
+    base = config(*CASES["ppo"])
+    check_structure([base, config(*CASES["ppo"], "algo.lr=0.1", "seed=3")])
+    with pytest.raises(ConfigError, match=r"algo\.time_horizon"):
+        check_structure([base, config(*CASES["ppo"], "algo.time_horizon=64")])
+    with pytest.raises(ConfigError, match=r"env\.num_envs"):
+        check_structure([base, config(*CASES["ppo"], "env.num_envs=4")])
+    assert "algo.lr" not in signature(base) and "algo.hid_layers" in signature(base)
+
+
+def test_a_stopped_member_frees_its_slot_for_a_fresh_member(tmp_path):
+    """Member 0 is stopped at its first log point; its slot trains a new member, which ends
+    exactly as the same config trained alone (fresh weights, env copies, statistics)."""
+    cfgs = [config(*CASES["ppo"], *h) for h in HPARAMS]
+    stopped = Member(cfgs[0], tmp_path / "stopped", reporter=lambda frame, value: False)
+    queue = [Member(cfgs[2], tmp_path / "refill")]
+    population = Population(
+        [stopped, Member(cfgs[1], tmp_path / "m1")],
+        CPU,
+        refill=lambda: queue.pop() if queue else None,
+    )
+    finished = population.run()
+    assert [m.run_dir.name for m in finished] == ["stopped", "m1", "refill"]
+    assert stopped.stopped_at == 512 and stopped.frame == 512
+    Population([Member(cfgs[2], tmp_path / "alone2")], CPU).run()
+    Population([Member(cfgs[1], tmp_path / "alone1")], CPU).run()
+    assert_same_run(tmp_path / "refill", tmp_path / "alone2")
+    assert_same_run(tmp_path / "m1", tmp_path / "alone1")
+
+
+def test_a_member_with_a_non_finite_loss_fails_alone(tmp_path):
+    cfgs = [config(*CASES["ppo"], *h) for h in HPARAMS]
+    members = [Member(c, tmp_path / f"m{i}") for i, c in enumerate(cfgs)]
+    population = Population(members, CPU)
+    population.agent.model.flat[1] = float("nan")  # member 1's weights are poisoned
+    population.run()
+    assert members[1].error is not None and "loss is nan" in members[1].error
+    assert not (tmp_path / "m1" / "model_session0.pt").exists()
+    Population([Member(cfgs[2], tmp_path / "alone")], CPU).run()
+    assert_same_run(tmp_path / "m2", tmp_path / "alone")
+    assert members[0].error is None and members[0].frame >= 2048
