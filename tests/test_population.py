@@ -1,6 +1,8 @@
 """Populations: a member trains exactly as it would alone, whatever the other members'
 hyperparameters; structure is checked; freed slots are refilled; a failing member leaves alone."""
 
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,8 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing import event_accumulator
 
 from rlhp.errors import ConfigError
 from rlhp.population import Member, Population, check_structure, signature
@@ -117,3 +121,69 @@ def test_a_member_with_a_non_finite_loss_fails_alone(tmp_path):
     Population([Member(cfgs[2], tmp_path / "alone")], CPU).run()
     assert_same_run(tmp_path / "m2", tmp_path / "alone")
     assert members[0].error is None and members[0].frame >= 2048
+
+
+# -- through the real CLI: max_session sessions train as one population
+
+
+def test_sessions_train_in_lockstep_each_with_its_own_outputs(rlhp_cli, tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = ["env.max_frame=2048", "log_frequency=512", "max_session=4", "eval_episodes=2"]
+    proc = rlhp_cli(*overrides, run_dir=run_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(run_dir / "metrics.csv")
+    assert sorted(df.session.unique()) == [0, 1, 2, 3]
+    assert (df.groupby("session").frame.max() == 2048).all()
+    # four seeds, four different runs
+    assert df.groupby("session").policy_loss.first().nunique() == 4
+    for s in range(4):
+        assert (run_dir / f"model_session{s}.pt").exists()
+        assert (run_dir / f"model_session{s}_best.pt").exists()
+        assert (run_dir / "checkpoints" / f"session{s}.pt").exists()
+        acc = event_accumulator.EventAccumulator(str(run_dir / "tb" / f"session{s}"))
+        acc.Reload()
+        steps = [e.step for e in acc.Scalars("total_reward_ma")]
+        assert steps == df[df.session == s].frame.tolist()
+    result = OmegaConf.load(run_dir / "result.yaml")
+    finals = df.sort_values("frame").groupby("session").total_reward_ma.last()
+    assert result.objective == pytest.approx(finals.mean())
+    assert len(result.sessions) == 4 and result.frame == 4 * 2048
+
+
+def test_killed_population_resumes_every_member_from_its_checkpoint(
+    rlhp_cli, rlhp_cli_background, tmp_path
+):
+    run_dir, log = tmp_path / "run", 1024
+    common = [f"log_frequency={log}", "max_session=3"]
+    ckpts = [run_dir / "checkpoints" / f"session{s}.pt" for s in range(3)]
+    proc = rlhp_cli_background(*common, "env.max_frame=500000", run_dir=run_dir)
+    try:
+        deadline = time.monotonic() + 120
+        while not all(p.exists() and frame_of(p) >= 2 * log for p in ckpts):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    at_kill = [frame_of(p) for p in ckpts]
+    new_max = max(at_kill) + 2 * log
+    proc = rlhp_cli(*common, f"env.max_frame={new_max}", run_dir=run_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(run_dir / "metrics.csv")
+    for s in range(3):
+        frames = df[df.session == s].frame.to_numpy()
+        assert (np.diff(frames) > 0).all()  # each frame once, in order
+        assert frames[-1] >= new_max
+        # the rows before the kill are the first run's, continued (not restarted from 0)
+        history = pd.DataFrame(torch.load(ckpts[s], weights_only=False)["history"])
+        assert history.frame.tolist() == frames.tolist()
+        assert (frames <= at_kill[s]).sum() == at_kill[s] // log
+    result = OmegaConf.load(run_dir / "result.yaml")
+    assert result.frame == df.groupby("session").frame.max().sum()
+
+
+def frame_of(path: Path) -> int:
+    try:
+        return torch.load(path, weights_only=False)["frame"]
+    except (EOFError, RuntimeError):  # caught mid-replace
+        return 0
