@@ -1,17 +1,18 @@
 """Breakout: rlhp PPO training frames/s against the raw ale_py AtariVectorEnv step rate.
 
-Both use the env rlhp builds for `env=breakout` (ALE/Breakout-v5 through ale_py's
-AtariVectorEnv: 8 envs, 84x84 gray, frame skip 4, 4-frame stack, sticky actions 0.25,
-same-step autoreset; num_threads from the config). "Raw" steps it with uniformly random actions
-and nothing else; "rlhp" runs `Session.run()` (default PPO Atari settings: conf/algo/ppo.yaml +
-conf/tuned/ppo_breakout.yaml, Nature CNN, 128-step rollouts, 4 epochs of 256-sample
-minibatches, CPU, torch_threads from the config) for a few thousand frames. A frame is one
-env step of one env (= 4 ALE frames), as rlhp counts them. Each measurement is a fresh
-subprocess timing only the stepping/training; raw and rlhp alternate; medians and the ratio
-rlhp/raw (how close training gets to the env's limit) are printed, with rlhp's time split
-into rollout (act + env step) and PPO update.
+Both use the env rlhp builds for `env=breakout` (ALE/Breakout-v5 through ale_py's AtariVectorEnv: 8
+envs, 84x84 gray, frame skip 4, 4-frame stack, sticky actions 0.25, same-step autoreset;
+num_threads from the config). "Raw" steps it with uniformly random actions and nothing else; "rlhp"
+runs `Population.run()` of one member (default PPO Atari settings: conf/algo/ppo.yaml +
+conf/tuned/ppo_breakout.yaml, Nature CNN, 128-step rollouts, 4 epochs of 256-sample minibatches,
+CPU, torch_threads from the config) for a few thousand frames. A frame is one env step of one env
+(= 4 ALE frames), as rlhp counts them. Each measurement is a fresh subprocess timing only the
+stepping/training; raw and rlhp alternate; medians and the ratio rlhp/raw (how close training gets
+to the env's limit) are printed, with rlhp's time split into rollout (act + env step) and PPO
+update.
 
     python benchmarks/atari_speed.py [--frames 4096] [--raw-frames 20000] [--reps 2]
+
 """
 
 import argparse
@@ -58,26 +59,27 @@ def run_raw(frames: int) -> dict:
 
 def run_rlhp(frames: int) -> dict:
     from rlhp.algo.ppo import PPO
-    from rlhp.loop import Session
+    from rlhp.population import Member, Population
 
     cfg = compose_cfg(frames)
     torch.set_num_threads(cfg.torch_threads)
     spent = [0.0]
     update = PPO.update
 
-    def timed_update(self, frame):
+    def timed_update(self, frames):
         t = time.perf_counter()
-        out = update(self, frame)
+        out = update(self, frames)
         spent[0] += time.perf_counter() - t
         return out
 
     PPO.update = timed_update
     with tempfile.TemporaryDirectory() as run_dir:
-        session = Session(cfg, Path(run_dir), 0, torch.device("cpu"))
+        member = Member(cfg, Path(run_dir))
+        population = Population([member], torch.device("cpu"))  # a single run: K = 1
         start = time.perf_counter()
-        session.run()
+        population.run()
         wall = time.perf_counter() - start
-    return {"frames": session.frame, "wall_s": wall, "update_s": spent[0]}
+    return {"frames": member.frame, "wall_s": wall, "update_s": spent[0]}
 
 
 def worker(which: str, frames: int) -> dict:

@@ -2,19 +2,20 @@
 
 Both train CartPole-v1 from the composed rlhp config (`env=cartpole`, i.e. conf/algo/ppo.yaml +
 conf/tuned/ppo_cartpole.yaml): 8 envs, n_steps = time_horizon, batch_size = minibatch_size,
-n_epochs = training_epoch, lr (linearly annealed in both), gamma, gae_lambda = lam,
-clip_range = clip_eps (annealed when clip_eps_anneal), clip_range_vf = clip_eps when
-clip_vloss, ent_coef, vf_coef, max_grad_norm, advantage normalisation, Adam eps 1e-5,
-separate [64, 64] tanh pi/vf nets with orthogonal init, CPU, 1 torch thread. Each repetition
-runs in a fresh subprocess that times only training (rlhp: `Session.run()`, built from hydra's
-compose API; SB3: `PPO.learn()`), so start-up, imports and model construction are excluded
-for both. Runs alternate rlhp/SB3 (ABBA order) in one invocation; the figures are medians over
-repetitions of wall-clock and CPU-time frames/s and the ratio rlhp/SB3 of the medians.
+n_epochs = training_epoch, lr (linearly annealed in both), gamma, gae_lambda = lam, clip_range =
+clip_eps (annealed when clip_eps_anneal), clip_range_vf = clip_eps when clip_vloss, ent_coef,
+vf_coef, max_grad_norm, advantage normalisation, Adam eps 1e-5, separate [64, 64] tanh pi/vf nets
+with orthogonal init, CPU, 1 torch thread. Each repetition runs in a fresh subprocess that times
+only training (rlhp: `Population.run()` of one member, built from hydra's compose API; SB3:
+`PPO.learn()`), so start-up, imports and model construction are excluded for both. Runs alternate
+rlhp/SB3 (ABBA order) in one invocation; the figures are medians over repetitions of wall-clock and
+CPU-time frames/s and the ratio rlhp/SB3 of the medians.
 
     python benchmarks/ppo_speed.py [--frames 50000] [--reps 3] [--profile]
 
-`--profile` also runs rlhp's Session.run() once under cProfile and prints the hot spots
+`--profile` also runs rlhp's Population.run() once under cProfile and prints the hot spots
 (`--reps 0 --profile`: only that).
+
 """
 
 import argparse
@@ -47,20 +48,26 @@ def compose_cfg(frames: int, seed: int):
 
 
 def run_rlhp(frames: int, seed: int, profiler: cProfile.Profile | None = None) -> dict:
-    from rlhp.loop import Session
+    from rlhp.population import Member, Population
 
     cfg = compose_cfg(frames, seed)
     torch.set_num_threads(cfg.torch_threads)
     with tempfile.TemporaryDirectory() as run_dir:
-        session = Session(cfg, Path(run_dir), 0, torch.device("cpu"))
+        member = Member(cfg, Path(run_dir))
+        population = Population([member], torch.device("cpu"))  # a single run: K = 1
         if profiler is not None:
             profiler.enable()
         start, cpu = time.perf_counter(), time.process_time()
-        summary = session.run()
+        population.run()
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         if profiler is not None:
             profiler.disable()
-    return {"frames": session.frame, "wall_s": wall, "cpu_s": cpu, "final": summary["final"]}
+    return {
+        "frames": member.frame,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "final": member.summary()["final"],
+    }
 
 
 def run_sb3(frames: int, seed: int) -> dict:
@@ -131,13 +138,12 @@ def worker(which: str, frames: int, seed: int) -> dict:
 
 def profile_rlhp(frames: int, seed: int, top: int) -> str:
     prof = cProfile.Profile()
-    result = run_rlhp(frames, seed, prof)  # profiles Session.run() only
+    result = run_rlhp(frames, seed, prof)  # profiles Population.run() only
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf).strip_dirs()
     stats.sort_stats("tottime").print_stats(top)
-    head = (
-        f"rlhp Session.run() under cProfile: {result['frames']} frames, {result['wall_s']:.1f} s\n"
-    )
+    head = f"rlhp Population.run() under cProfile: {result['frames']} frames, "
+    head += f"{result['wall_s']:.1f} s\n"
     return head + buf.getvalue()
 
 
