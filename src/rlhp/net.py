@@ -9,7 +9,29 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+class _Tanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y)
+
+
+class Tanh(nn.Module):
+    """tanh(x) = 2 sigmoid(2x) - 1 (to 2e-7): torch's CPU tanh is about 6x slower than its
+    sigmoid here, and tanh layers were half the update time of a PPO population."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _Tanh.apply(x)
+
+
+ACTIVATIONS = {"tanh": Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 
 def init_layer(layer: nn.Module, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Module:
