@@ -269,12 +269,12 @@ def _submitit_names(params: dict) -> dict:
     return {k if k in shared else f"slurm_{k}": v for k, v in params.items() if v is not None}
 
 
-def check(partition: str | None) -> None:
-    """ConfigError, before anything is submitted, if SLURM or the partition cannot be reached."""
+def check(partition: str | None, resources: dict[str, Any] | None = None) -> None:
+    """ConfigError, before anything is submitted, if SLURM or the partition cannot be reached,
+    or if no node of the partition can hold one job of ``resources`` (meta.search_resources)."""
+    fmt = "%P|%G|%m|%c"
     try:
-        out = subprocess.run(
-            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30
-        )
+        out = subprocess.run(["sinfo", "-h", "-o", fmt], capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
         raise ConfigError("SLURM is not available here: no `sinfo` on PATH") from None
     except subprocess.TimeoutExpired:
@@ -282,9 +282,76 @@ def check(partition: str | None) -> None:
     if out.returncode != 0:
         lines = out.stderr.strip().splitlines() or ["no message"]
         raise ConfigError(f"SLURM is not reachable: {lines[-1]}")
-    partitions = {p.rstrip("*") for p in out.stdout.split()}
+    nodes = parse_sinfo(out.stdout)
+    partitions = {p for p, *_ in nodes}
     if partition and partition not in partitions:
         raise ConfigError(f"unknown SLURM partition {partition!r}; known: {sorted(partitions)}")
+    if resources is not None:
+        where = [n[1:] for n in nodes if partition is None or n[0] == partition]
+        if problem := unmet(resources, where):
+            raise ConfigError(f"partition {partition or '(default)'}: {problem}")
+
+
+def parse_sinfo(text: str) -> list[tuple[str, int, int, int]]:
+    """(partition, GPUs, memory MB, CPUs) per node group of ``sinfo -h -o '%P|%G|%m|%c'``."""
+    nodes = []
+    for line in text.splitlines():
+        if line.count("|") != 3:
+            continue
+        part, gres, mem, cpus = line.split("|")
+        gpus = 0
+        for item in gres.split(","):  # gpu:a100:4(S:0-1), gpu:2, shard:8, (null)
+            fields = item.split("(")[0].split(":")
+            if fields[0] == "gpu" and fields[-1].isdigit():
+                gpus += int(fields[-1])
+        digits = "".join(ch for ch in mem if ch.isdigit())
+        nodes.append((part.rstrip("*"), gpus, int(digits or 0), int(cpus.rstrip("+") or 0)))
+    return nodes
+
+
+def job_request(resources: dict[str, Any]) -> tuple[int, float, int, int]:
+    """(GPUs, memory GB, CPUs, trials) of one job: a trial's own, or a host job's for gpu < 1."""
+    gpu, mem, cpu = (
+        resources.get("gpu") or 0,
+        resources.get("mem_gb") or 0,
+        resources.get("cpu") or 1,
+    )
+    if 0 < gpu < 1:
+        per_gpu = round(1 / gpu)
+        return 1, mem * per_gpu, cpu * per_gpu, per_gpu
+    return math.ceil(gpu), mem, cpu, 1
+
+
+def unmet(resources: dict[str, Any], nodes: list[tuple[int, int, int]]) -> str | None:
+    """What no node of ``nodes`` (GPUs, memory MB, CPUs) can give one job, with what to change."""
+    gpus, mem_gb, cpus, trials = job_request(resources)
+    what = f"a host job of {trials} trials" if trials > 1 else "a trial job"
+    if not nodes:
+        return "sinfo lists no node"
+    if gpus and not any(g >= gpus for g, _, _ in nodes):
+        most = max(g for g, _, _ in nodes)
+        if most == 0:
+            return (
+                f"no node has a GPU (no gpu gres in sinfo) but {what} asks for {gpus}: "
+                "choose a GPU partition (hydra.launcher.partition=...) or set "
+                "meta.search_resources.gpu=0"
+            )
+        return (
+            f"{what} asks for {gpus} GPUs, the most on one node is {most}: "
+            f"set meta.search_resources.gpu={most} or less"
+        )
+    fits = [(m, c) for g, m, c in nodes if g >= gpus]
+    top_mem = max(m for m, _ in fits) / 1024
+    if mem_gb > top_mem:
+        fix = f"meta.search_resources.mem_gb={math.floor(top_mem / trials * 10) / 10:g}"
+        if trials > 1:
+            fix += " or fewer trials per GPU (a larger meta.search_resources.gpu)"
+        return f"{what} asks for {mem_gb:g} GB, the largest node has {top_mem:.1f} GB: set {fix}"
+    top_cpu = max(c for _, c in fits)
+    if cpus > top_cpu:
+        fix = f"meta.search_resources.cpu={max(top_cpu // trials, 1)}"
+        return f"{what} asks for {cpus} CPUs, the largest node has {top_cpu}: set {fix}"
+    return None
 
 
 if __name__ == "__main__":

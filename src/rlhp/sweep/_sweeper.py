@@ -169,15 +169,17 @@ class SweeperImpl:
         self.packer = None
         if kind == "LocalLauncher":
             _local.install()
-        if kind == "SlurmLauncher":
+        if kind == "SlurmLauncher" and not self.cfg.dry_run:  # a dry run needs no SLURM
             self._slurm()
 
     def _slurm(self) -> None:
         """Map meta.search_resources.gpu to whole GPUs per trial, or to shared host jobs."""
         from rlhp.sweep import _slurm
 
-        _slurm.check(self.launcher.params.get("partition"))
+        params = self.launcher.params
         gpu = OmegaConf.select(self.config, "meta.search_resources.gpu", default=0) or 0
+        request = {"gpu": gpu, "cpu": params.get("cpus_per_task"), "mem_gb": params.get("mem_gb")}
+        _slurm.check(params.get("partition"), request)
         if gpu >= 1:
             self.launcher.params["gpus_per_node"] = math.ceil(gpu)
         elif gpu > 0:
