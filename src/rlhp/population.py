@@ -71,6 +71,7 @@ class Member:
     recent: deque = field(default_factory=lambda: deque(maxlen=100))
     stopped_at: int | None = None
     error: str | None = None  # why it failed (non-finite loss)
+    lockstep: "Lockstep | None" = None  # the trial's sessions, when they train together
 
     @property
     def seed(self) -> int:
@@ -121,6 +122,33 @@ class Member:
         tmp.replace(self.ckpt_path)
 
 
+class Lockstep:
+    """The sessions of one trial as members of a population: at each log point the trial
+    reports the mean over its sessions once (ASHA ranks on N seeds), and a trial that is
+    stopped (or whose session fails) stops all its sessions at the same frame."""
+
+    def __init__(self, report: Reporter, sessions: int):
+        self.report, self.sessions = report, sessions
+        self.values: dict[int, list[float]] = {}
+        self.stopped_at: int | None = None
+
+    def reporter(self) -> Reporter:
+        """A session's reporter: the last session to report at a frame makes the decision."""
+
+        def report(frame: int, value: float) -> bool:
+            values = self.values.setdefault(frame, [])
+            values.append(value)
+            if len(values) == self.sessions:
+                del self.values[frame]
+                finite = [v for v in values if np.isfinite(v)]
+                mean = float(np.mean(finite)) if finite else float("nan")
+                if self.stopped_at is None and not self.report(frame, mean):
+                    self.stopped_at = frame
+            return self.stopped_at is None
+
+        return report
+
+
 class Slot:
     """A member in training: its place in the population and its per-run services."""
 
@@ -145,11 +173,16 @@ class Population:
         members: list[Member],
         device: torch.device,
         refill: Callable[[], Member | None] | None = None,
+        waiting: Callable[[], bool] | None = None,
+        on_finish: Callable[[Member], None] | None = None,
     ):
         cfgs = [m.cfg for m in members]
         check_structure(cfgs)
         cfg = self.cfg = cfgs[0]
-        self.device, self.refill = device, refill or (lambda: None)
+        self.device = device
+        self.refill = refill or (lambda: None)
+        self.waiting = waiting or (lambda: False)
+        self.on_finish = on_finish or (lambda member: None)
         self.stop_requested = False  # set from a signal handler: checkpoint and raise Preempted
         self.env = VecEnv(cfg, [c.algo.gamma for c in cfgs], members=len(members))
         self.agent = algos.make_population(cfgs, self.env, device)
@@ -157,22 +190,20 @@ class Population:
         self.finished: list[Member] = []
         self.obs = self.env.reset([m.seed + m.frame for m in members])
         for k, member in enumerate(members):
-            self._start(k, member)
+            if not self._start(k, member):
+                self.agent.active[k] = False
+        self.frames = np.array([s.member.frame if s else 0 for s in self.slots])
+        self._fill()
 
-    def _start(self, k: int, member: Member | None) -> None:
-        """Put `member` (fresh or from its checkpoint) in slot k; a finished one goes straight
-        to `finished` and the slot is offered to the next member."""
-        while member is not None:
-            self.agent.set_member(k, member.cfg.algo, member.seed)
-            state = member.load()
-            if not member.done:
-                break
-            self.finished.append(member)
-            member = self.refill()
-        if member is None:
-            self.slots[k] = None
+    def _start(self, k: int, member: Member) -> bool:
+        """Put `member` (fresh or from its checkpoint) in slot k; False (and the member among
+        the finished) when its checkpoint says it is done."""
+        self.agent.set_member(k, member.cfg.algo, member.seed)
+        state = member.load()
+        if member.done:
+            self._done(member)
             self.agent.active[k] = False
-            return
+            return False
         rows = slice(k * self.env.num_envs, (k + 1) * self.env.num_envs)
         self.obs[rows] = self.env.reset_member(k, member.seed + member.frame, member.cfg.algo.gamma)
         if state is not None:
@@ -182,13 +213,26 @@ class Population:
         if member.cfg.eval_episodes:
             eval_env = VecEnv(member.cfg, member.cfg.algo.gamma, training=False)
         self.slots[k] = Slot(member, state is not None, eval_env)
+        return True
+
+    def _fill(self) -> None:
+        """Offer the empty slots to new members, as long as `refill` has one."""
+        for k, slot in enumerate(self.slots):
+            while slot is None and (member := self.refill()) is not None:
+                if self._start(k, member):
+                    slot = self.slots[k]
+                    self.frames[k] = member.frame
 
     def run(self) -> list[Member]:
-        """Train until every slot is empty; returns the members in the order they finished."""
-        env, agent, num_envs = self.env, self.agent, self.env.num_envs
-        frames = np.array([s.member.frame if s else 0 for s in self.slots])
+        """Train until every slot is empty and `waiting()` says no member will come; returns
+        the members in the order they finished."""
+        env, agent, num_envs, frames = self.env, self.agent, self.env.num_envs, self.frames
         try:
-            while any(self.slots):
+            while any(self.slots) or self.waiting():
+                if not any(self.slots):  # nothing to train until a member comes
+                    time.sleep(0.2)
+                    self._fill()
+                    continue
                 self.obs, reward, terminated, truncated, final_obs = env.step(agent.act(self.obs))
                 frames += num_envs
                 agent.observe(self.obs, reward, terminated, truncated, final_obs)
@@ -197,25 +241,8 @@ class Population:
                     if slot is not None:
                         slot.member.recent.extend(returns)
                         slot.episodes.extend(returns)
-                if not agent.at_boundary:
-                    continue
-                for k, slot in enumerate(self.slots):
-                    if slot is None:
-                        continue
-                    slot.member.frame = int(frames[k])
-                    if losses is not None:
-                        slot.losses = {key: float(v[k]) for key, v in losses.items()}
-                        if losses["failed"][k] != 0:
-                            slot.member.error = (
-                                f"{self.cfg.algo.name.upper()} loss is {losses['failed'][k]} "
-                                f"at frame {slot.member.frame}"
-                            )
-                    self._log_point(k, slot)
-                    if slot.member.done:
-                        self._finish(k, slot)
-                        self._start(k, self.refill())
-                        if self.slots[k] is not None:
-                            frames[k] = self.slots[k].member.frame
+                if agent.at_boundary:
+                    self._boundary(losses)
                 if self.stop_requested:
                     for k, slot in enumerate(self.slots):
                         if slot is not None:
@@ -226,13 +253,46 @@ class Population:
             self.close()
         return self.finished
 
-    def _log_point(self, k: int, slot: Slot) -> None:
-        """At a log point (or the end) of member k: metrics, evaluation, report, checkpoint."""
+    def _boundary(self, losses: dict[str, np.ndarray] | None) -> None:
+        """Between rollouts: log points, then the reporters' decisions (a trial's sessions
+        decide together), checkpoints, and the freed slots refilled."""
+        due = []
+        for k, slot in enumerate(self.slots):
+            if slot is None:
+                continue
+            member = slot.member
+            member.frame = int(self.frames[k])
+            if losses is not None:
+                slot.losses = {key: float(v[k]) for key, v in losses.items() if key != "failed"}
+                if losses["failed"][k] != 0:
+                    member.error = (
+                        f"{self.cfg.algo.name.upper()} loss is {losses['failed'][k]} "
+                        f"at frame {member.frame}"
+                    )
+            if (score := self._log_point(k, slot)) is not None:
+                due.append((k, slot, score))
+        for _, slot, score in due:
+            member = slot.member
+            if member.reporter is not None and not member.reporter(member.frame, score):
+                member.stopped_at = member.frame
+        for k, slot, _ in due:
+            member = slot.member
+            if member.lockstep is not None and member.lockstep.stopped_at is not None:
+                member.stopped_at = member.stopped_at or member.frame
+            self._save(k, slot)
+        for k, slot in enumerate(self.slots):
+            if slot is not None and slot.member.done:
+                self._finish(k, slot)
+        self._fill()
+
+    def _log_point(self, k: int, slot: Slot) -> float | None:
+        """At a log point (or the end) of member k: metrics and evaluation; returns the score
+        the reporter judges (total_reward_ma or eval_return), None between log points."""
         member, cfg = slot.member, slot.member.cfg
         if member.error is not None or (
             member.frame < slot.next_log and member.frame < cfg.env.max_frame
         ):
-            return
+            return None
         now = time.perf_counter()
         row = {
             "frame": member.frame,
@@ -247,17 +307,11 @@ class Population:
                 self._save_model(k, member, "_best")
         slot.last_time = time.perf_counter()
         member.wall = slot.last_time - slot.started
-        losses = {key: v for key, v in slot.losses.items() if key != "failed"}
-        member.history.append(row | {"wall_s": member.wall, **losses})
+        member.history.append(row | {"wall_s": member.wall, **slot.losses})
         slot.logger.log(member.history)
         slot.episodes, slot.last_frame = [], member.frame
         slot.next_log = (member.frame // cfg.log_frequency + 1) * cfg.log_frequency
-        score = (
-            row.get("eval_return", np.nan) if cfg.objective == "eval" else row["total_reward_ma"]
-        )
-        if member.reporter is not None and not member.reporter(member.frame, score):
-            member.stopped_at = member.frame
-        self._save(k, slot)
+        return row.get("eval_return", np.nan) if cfg.objective == "eval" else row["total_reward_ma"]
 
     def _evaluate(self, k: int, slot: Slot) -> float:
         env, member = slot.eval_env, slot.member
@@ -281,9 +335,15 @@ class Population:
         slot.logger.close()
         if slot.eval_env is not None:
             slot.eval_env.close()
-        self.finished.append(member)
         self.slots[k] = None
         self.agent.active[k] = False
+        self._done(member)
+
+    def _done(self, member: Member) -> None:
+        self.finished.append(member)
+        if member.error is not None and member.lockstep is not None:
+            member.lockstep.stopped_at = member.frame  # a failed session ends its trial
+        self.on_finish(member)
 
     def close(self) -> None:
         for slot in self.slots:

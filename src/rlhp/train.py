@@ -24,7 +24,7 @@ from rlhp.config import check
 from rlhp.errors import ConfigError
 from rlhp.log import flatten, log_hparams, write_atomic
 from rlhp.loop import Preempted, Reporter, Session
-from rlhp.population import Member, Population
+from rlhp.population import Lockstep, Member, Population
 
 log = logging.getLogger("rlhp")
 
@@ -95,13 +95,13 @@ def train_sessions(cfg: DictConfig, run_dir: Path, dev: torch.device, stop) -> l
 
 
 def train_population(cfg: DictConfig, run_dir: Path, dev: torch.device, stop) -> list[dict]:
-    """The max_session sessions as one population, in lockstep (PPO, A2C). ASHA decides on the
-    first; when it stops the trial, the other sessions stop at the same log point."""
+    """The max_session sessions as one population, in lockstep (PPO, A2C). ASHA judges the
+    mean over the sessions at each log point and stops them together."""
     members = [Member(cfg, run_dir, s) for s in range(cfg.max_session)]
-    members[0].reporter = reporter(cfg)
-    if members[0].reporter is not None:
-        for member in members[1:]:
-            member.reporter = lambda frame, value: members[0].stopped_at is None
+    if (report := reporter(cfg)) is not None:
+        lockstep = Lockstep(report, cfg.max_session)
+        for member in members:
+            member.reporter, member.lockstep = lockstep.reporter(), lockstep
     stop.session = population = Population(members, dev)
     population.stop_requested = stop.received is not None
     population.run()
