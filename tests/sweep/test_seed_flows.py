@@ -1,0 +1,218 @@
+"""What seed-project users reach for (issue 15): DGD, stop when the best holds, shared or per-trial
+seeds, centred priors, warnings before launch, the study as optuna-dashboard shows it."""
+
+import math
+
+import numpy as np
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from rlhp.sweep import _centred, _checks, _dgd
+from rlhp.sweep._history import best_history
+
+from ._cli import TINY, load_study, output, run_sweep, trial_config
+
+TWO_DIMS = ["algo.lr=choice(1e-3,3e-4,1e-4)", "algo.gamma=choice(0.9,0.95,0.99)"]
+
+
+# -- Distributed Grid Descent: the rule
+
+
+def test_dgd_neighbourhood_is_one_step_in_exactly_one_dimension():
+    assert sorted(_dgd.neighbours((1, 0), [3, 2])) == [(0, 0), (1, 1), (2, 0)]
+    assert _dgd.neighbours((0,), [1]) == []
+
+
+def test_dgd_weights_are_m_minus_runs():
+    candidates, w = _dgd.weights((1, 1), [3, 3], {(1, 1): 2, (0, 1): 5, (2, 1): 1})
+    assert candidates[0] == (1, 1) and len(candidates) == 5  # M = 4 neighbours + 1
+    assert dict(zip(candidates, w, strict=True)) == {
+        (1, 1): 3,
+        (0, 1): 0,
+        (2, 1): 4,
+        (1, 0): 5,
+        (1, 2): 5,
+    }
+
+
+def test_dgd_draws_around_the_best_mean_and_reruns_when_saturated():
+    rng = np.random.RandomState(0)
+    # (0, 0) has the best single run, (2, 2) the best mean over runs
+    scores = {(0, 0): [9.0], (2, 2): [8.0, 8.5, 8.2], (1, 1): [1.0]}
+    drawn = {_dgd.choose(scores, {}, [3, 3], True, rng) for _ in range(200)}
+    assert drawn == {(0, 0), (1, 0), (0, 1)}
+    assert {_dgd.choose(scores, {}, [3, 3], False, rng) for _ in range(200)} == {
+        (1, 1),
+        (0, 1),
+        (2, 1),
+        (1, 0),
+        (1, 2),
+    }
+    # every candidate has M runs (running ones count): the least-run ones are drawn
+    full = {(0,): [5.0] * 2, (1,): [1.0] * 2}
+    assert {_dgd.choose(full, {(1,): 1}, [2], True, rng) for _ in range(50)} == {(0,)}
+
+
+def test_dgd_search_walks_the_grid_and_resumes(tmp_path):
+    sweep = tmp_path / "dgd"
+    args = [
+        *TINY,
+        *TWO_DIMS,
+        "hydra/sweeper/sampler=dgd",
+        "hydra.sweeper.sampler.seed=0",
+        "hydra.sweeper.max_concurrent=2",
+    ]
+    proc = run_sweep(sweep, *args, "hydra.sweeper.n_trials=5")
+    assert proc.returncode == 0, output(proc)
+    proc = run_sweep(sweep, *args, "hydra.sweeper.n_trials=9")  # resumed: 4 more
+    assert proc.returncode == 0, output(proc)
+    trials = [t for t in load_study(sweep).trials if t.state == TrialState.COMPLETE]
+    assert len(trials) == 9
+    grid = {"algo.lr": [1e-3, 3e-4, 1e-4], "algo.gamma": [0.9, 0.95, 0.99]}
+
+    def point(t):
+        return tuple(grid[k].index(t.params[k]) for k in grid)
+
+    assert trials[0].user_attrs.get("prior")  # DGD starts at the config's own values
+    # each run is one step at most from a configuration that had completed when it began (one
+    # that began before any completed starts at a random grid point)
+    for t in trials[1:]:
+        before = [point(u) for u in trials if u.datetime_complete <= t.datetime_start]
+        assert not before or any(
+            sum(abs(a - b) for a, b in zip(point(t), p, strict=True)) <= 1 for p in before
+        )
+    assert len({point(t) for t in trials}) < len(trials)  # configurations are re-run
+
+
+def test_dgd_needs_a_discrete_space(tmp_path):
+    proc = run_sweep(
+        tmp_path / "x",
+        *TINY,
+        "algo.lr=interval(1e-4,1e-3)",
+        "hydra/sweeper/sampler=dgd",
+        "hydra.sweeper.dry_run=true",
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "rlhp: error: grid search needs discrete dimensions; 'algo.lr' is continuous"
+    ]
+
+
+# -- best-history stop, seeds, warnings, the study for optuna-dashboard
+
+
+def test_stop_when_best_holds_with_shared_seeds_and_a_warning(tmp_path):
+    sweep = tmp_path / "holds"
+    # eval_epsilon does nothing without evaluation: every trial is the same run, on the same
+    # seeds, so the first configuration stays the best and the search stops after 3 runs
+    proc = run_sweep(
+        sweep,
+        *TINY,
+        "env.eval_epsilon=choice(0.0,0.1,0.2)",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.n_trials=12",
+        "hydra.sweeper.max_concurrent=1",
+        "hydra.sweeper.stop_when_best_holds=3",
+    )
+    assert proc.returncode == 0, output(proc)
+    text = proc.stdout + proc.stderr
+    assert "searched env.eval_epsilon cannot change the run while eval_episodes=0" in text
+    study = load_study(sweep)
+    trials = study.trials
+    steps = best_history(trials, maximize=True)
+    assert 3 <= len(trials) < 12 and steps[-1].held == 3 and len(steps) == len(trials)
+    assert {trial_config(sweep, t.number).seed for t in trials} == {0}  # shared seeds
+    assert len({t.value for t in trials}) == 1  # common random numbers: the same run
+    assert study.metric_names == ["total_reward_ma"]
+    for t in trials:  # each log point as an intermediate value, for optuna-dashboard
+        steps = sorted(t.intermediate_values)
+        assert len(steps) == 2 and steps[-1] == t.user_attrs["frame"]
+        assert t.intermediate_values[steps[-1]] == pytest.approx(t.value)
+
+
+def test_seed_per_trial_and_too_few_trials_warning(tmp_path):
+    sweep = tmp_path / "seeds"
+    proc = run_sweep(
+        sweep,
+        *TINY,
+        *TWO_DIMS,
+        "max_session=2",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.max_concurrent=2",
+        "hydra.sweeper.seed_per_trial=true",
+    )
+    assert proc.returncode == 0, output(proc)
+    assert "n_trials=2 is below 3 per searched dimension (2 dimensions: 6)" in (
+        proc.stdout + proc.stderr
+    )
+    seeds = {n: trial_config(sweep, n).seed for n in (0, 1)}
+    assert seeds == {0: 0, 1: 2}  # seed + N * max_session: no session shares a seed
+
+
+def test_warnings_rule():
+    space = {"env.eval_epsilon": None, "algo.beta": None, "meta.search_scheduler.grace_period": 0}
+    leaves = {"eval_episodes": 5, "algo.prioritized": False, "meta.search_scheduler": None}
+    got = _checks.warnings(space, leaves, n_trials=9)
+    assert got == [
+        "searched algo.beta cannot change the run while algo.prioritized=False",
+        "searched meta.search_scheduler.grace_period cannot change the run while "
+        "meta.search_scheduler=None",
+    ]
+    assert "below 3 per searched dimension" in _checks.warnings(space, leaves, n_trials=8)[0]
+
+
+# -- centred priors
+
+
+def test_centre_puts_draws_around_the_prior_in_log_space():
+    dist = FloatDistribution(1e-5, 1e-1, log=True)
+    us = (np.arange(1000) + 0.5) / 1000
+    values = np.array([_centred.centre(dist, 3e-4, 0.05, u) for u in us])
+    assert values.min() >= 1e-5 and values.max() <= 1e-1
+    logs = np.log(values)
+    assert np.median(values) == pytest.approx(3e-4, rel=1e-3)
+    assert np.std(logs) == pytest.approx(0.05 * math.log(1e4), rel=0.05)
+    ints = {_centred.centre(IntDistribution(1, 10), 9, 0.5, u) for u in us}
+    assert ints <= set(range(1, 11)) and 10 in ints and 1 in ints  # clipped, not dropped
+    cat = CategoricalDistribution(["a", "b", "c"])
+    drawn = [_centred.centre(cat, "b", 0.3, u) for u in us]
+    assert drawn.count("b") > 700 and {"a", "c"} <= set(drawn)
+
+
+@pytest.mark.parametrize("sampler", ["random", "qmc", "tpe"])
+def test_prior_spread_centres_the_draws_of_the_sampler(tmp_path, sampler):
+    proc = run_sweep(
+        tmp_path / "p",
+        *TINY,
+        "algo.lr=tag(log,interval(1e-5,1e-1))",
+        "algo.gamma=interval(0.9,0.999)",
+        f"hydra/sweeper/sampler={sampler}",
+        "hydra.sweeper.sampler.seed=0",
+        "hydra.sweeper.n_trials=40",
+        "hydra.sweeper.prior_spread=0.05",
+        "hydra.sweeper.dry_run=true",
+    )
+    assert proc.returncode == 0, output(proc)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("trial ")]
+    lr = np.array([float(ln.split("algo.lr=")[1].split()[0]) for ln in lines])
+    prior, lr = lr[0], lr[1:]  # the prior runs first: the config's own lr
+    assert len(lr) == 39
+    # the prior centres the draws (std 0.05 * ln(1e4) = 0.46 in log space); uniform draws over
+    # the log range would put about a fifth within a factor e of the prior
+    near = np.mean(np.abs(np.log(lr / prior)) < 1.0)
+    assert near > 0.7, sorted(lr)
+
+
+def test_prior_spread_out_of_range_is_refused(tmp_path):
+    proc = run_sweep(
+        tmp_path / "p",
+        *TINY,
+        "algo.lr=tag(log,interval(1e-5,1e-1))",
+        "hydra.sweeper.prior_spread=1.5",
+        "hydra.sweeper.dry_run=true",
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "rlhp: error: hydra.sweeper.prior_spread must be null or in (0, 1], got 1.5"
+    )
