@@ -133,3 +133,19 @@ def test_unknown_names_are_refused():
     with pytest.raises(ConfigError, match="unknown parameter"):
         _constraint.check(["lr > 1"], VALUES)  # nor is a suffix
     _constraint.check(["algo.lr > 1e-4"], VALUES)  # known names pass
+
+
+@pytest.mark.parametrize(
+    ("expr", "words"),
+    [
+        ("algo.lr > 9**9**9", "cannot be evaluated"),  # a power too large to compute
+        ("algo.hid_layers_activation * 10**9 == 'x'", "cannot be evaluated"),  # 1 GB string
+        ("'a' * 10**9 == algo.lr", "no arithmetic on strings"),
+        ("algo.lr > " + "+".join(["1"] * 50000), "longer than"),
+        ("algo.lr > " + "-" * 40 + "1", "nested deeper"),
+    ],
+)
+def test_resource_hungry_expressions_are_refused(expr, words):
+    with pytest.raises(ConfigError, match=words):
+        _constraint.names(expr)
+        _constraint.evaluate(expr, VALUES)

@@ -93,6 +93,30 @@ BAD_INPUT = {
         [LR, "hydra.sweeper.constraints=['algo.hid_layers[0] > 32']"],
         ["algo.hid_layers[0]", "not allowed"],
     ),
+    "max_concurrent_negative": ([LR, "hydra.sweeper.max_concurrent=-1"], ["max_concurrent"]),
+    "max_concurrent_zero": ([LR, "hydra.sweeper.max_concurrent=0"], ["max_concurrent"]),
+    "budget_negative": ([LR, "hydra.sweeper.budget_hours=-1"], ["budget_hours"]),
+    "direction_up": ([LR, "hydra.sweeper.direction=up"], ["direction", "'up'"]),
+    "brackets": ([LR, "+meta.search_scheduler.brackets=5"], ["search_scheduler"]),
+    "lr_negative": (["algo.lr=-0.001", "algo.gamma=interval(0.9, 0.99)"], ["algo.lr", "(0, inf)"]),
+    "gamma_bounds": (["algo.gamma=interval(-1, 2)"], ["algo.gamma", "(0, 1]"]),
+    "prior_outside": ([LR, "+hydra.sweeper.priors={algo.lr: 0.5}"], ["priors.algo.lr", "outside"]),
+    "constraint_rejects_all": (
+        [LR, "hydra.sweeper.constraints=['algo.lr > 0']"],
+        ["rejected 100 samples"],
+    ),
+    "constraint_huge_power": (
+        [LR, "hydra.sweeper.constraints=['algo.lr > 9**9**9']"],
+        ["9**9**9", "cannot be evaluated"],
+    ),
+    "constraint_string_arithmetic": (
+        [LR, "hydra.sweeper.constraints=[\"'a' * 10**9 == algo.lr\"]"],
+        ["strings"],
+    ),
+    "constraint_too_long": (
+        [LR, "hydra.sweeper.constraints=['algo.lr > " + "+".join(["1"] * 50000) + "']"],
+        ["longer than"],
+    ),
 }
 DRY_CONSTRAINTS = ["algo.time_horizon == 128", "algo.minibatch_size > algo.time_horizon * 8"]
 

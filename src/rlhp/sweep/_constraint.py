@@ -12,7 +12,7 @@ import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from simpleeval import InvalidExpression, SimpleEval
+from simpleeval import DEFAULT_OPERATORS, InvalidExpression, SimpleEval
 
 from rlhp.errors import ConfigError
 
@@ -37,6 +37,10 @@ _COMPARE = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
+
+
+# simpleeval's own (size-bounded) implementations of the operators allowed
+_OPERATORS = {op: DEFAULT_OPERATORS[op] for op in (*_BINARY, *_UNARY, *_COMPARE)}
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -119,9 +123,7 @@ def _nested(values: Mapping[str, Any]) -> dict[str, Any]:
 def evaluate(expr: str, values: Mapping[str, Any]) -> bool:
     """Whether `expr` holds for the parameter values (call `check` first); ConfigError for an
     expression that cannot be evaluated on them (too large a number or string, bad types)."""
-    evaluator = SimpleEval(
-        operators={**_BINARY, **_UNARY, **_COMPARE}, functions={}, names=_nested(values)
-    )
+    evaluator = SimpleEval(operators=_OPERATORS, functions={}, names=_nested(values))
     try:
         return bool(evaluator.eval(expr.strip()))
     except (InvalidExpression, ArithmeticError, TypeError, ValueError, RecursionError) as e:
