@@ -286,6 +286,8 @@ def assert_nothing_trained(run_dir: Path) -> None:
         ("env.id=???", "env.id"),
         ("objective=eval", "eval_episodes"),
         ("objective=best", "objective"),
+        ("algo.lr=-0.001", "algo.lr=-0.001 is outside its domain (0, inf)"),
+        ("algo.gamma=1.5", "algo.gamma"),
     ],
 )
 def test_bad_config_one_line_error(override, mention, rlhp_cli, tmp_path):
