@@ -165,8 +165,10 @@ class Slot:
 
 
 class Population:
-    """Trains `members` (sharing one structural signature) in lockstep; `refill()` gives a new
-    member for a freed slot, or None. `run()` returns when no slot holds a member."""
+    """Trains `members` (sharing one structural signature) in lockstep in `size` slots (default:
+    one each); `refill()` gives a new member for a free slot, or None for now; `run()` returns
+    when no slot holds a member and `waiting()` says none will come; `on_finish(member)` is
+    called as each member ends."""
 
     def __init__(
         self,
@@ -175,23 +177,28 @@ class Population:
         refill: Callable[[], Member | None] | None = None,
         waiting: Callable[[], bool] | None = None,
         on_finish: Callable[[Member], None] | None = None,
+        size: int | None = None,
     ):
         cfgs = [m.cfg for m in members]
         check_structure(cfgs)
         cfg = self.cfg = cfgs[0]
+        size = size or len(members)
+        cfgs += [cfg] * (size - len(cfgs))  # empty slots wait for refill
         self.device = device
         self.refill = refill or (lambda: None)
         self.waiting = waiting or (lambda: False)
         self.on_finish = on_finish or (lambda member: None)
         self.stop_requested = False  # set from a signal handler: checkpoint and raise Preempted
-        self.env = VecEnv(cfg, [c.algo.gamma for c in cfgs], members=len(members))
+        self.env = VecEnv(cfg, [c.algo.gamma for c in cfgs], members=size)
         self.agent = algos.make_population(cfgs, self.env, device)
-        self.slots: list[Slot | None] = [None] * len(members)
+        self.slots: list[Slot | None] = [None] * size
         self.finished: list[Member] = []
-        self.obs = self.env.reset([m.seed + m.frame for m in members])
+        self.obs = self.env.reset([c.seed for c in cfgs])
+        for k in range(len(members), size):  # defined weights, no member
+            self.agent.set_member(k, cfg.algo, seed=k)
+        self.agent.active[:] = False
         for k, member in enumerate(members):
-            if not self._start(k, member):
-                self.agent.active[k] = False
+            self._start(k, member)
         self.frames = np.array([s.member.frame if s else 0 for s in self.slots])
         self._fill()
 
@@ -204,6 +211,8 @@ class Population:
             self._done(member)
             self.agent.active[k] = False
             return False
+        if member.cfg is not self.cfg:
+            check_structure([self.cfg, member.cfg])
         rows = slice(k * self.env.num_envs, (k + 1) * self.env.num_envs)
         self.obs[rows] = self.env.reset_member(k, member.seed + member.frame, member.cfg.algo.gamma)
         if state is not None:

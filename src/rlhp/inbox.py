@@ -1,0 +1,72 @@
+"""The queue between a batched search's controller and one population job, in the sweep dir.
+
+The controller assigns trials to a population job by appending `{"trial": N, "dir": PATH}`
+lines to `<sweep>/populations/<id>/inbox.jsonl` (each line written whole under a lock and
+fsync'd, so a reader never takes half a line), beats `alive` while it runs, and writes `closed`
+when no more trials will come. The job takes new lines in order as its slots free. A job whose
+controller stopped beating for `STALE_S` (killed) takes nothing more: the controller run again
+re-assigns the unfinished trials, which resume from their checkpoints. Torch-free.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+from filelock import FileLock
+
+STALE_S = 60.0  # a controller silent this long is gone
+
+
+class Inbox:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.path = folder / "inbox.jsonl"
+        self.offset = 0  # bytes taken so far (the job's side)
+
+    # -- the controller's side
+
+    def put(self, trial: int, run_dir: Path) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"trial": trial, "dir": str(run_dir)}) + "\n"
+        with FileLock(self.folder / ".inbox.lock"), open(self.path, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def beat(self) -> None:
+        """The controller is alive (at least every few seconds while it runs)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "alive").touch()
+
+    def close(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "closed").touch()
+
+    # -- the job's side
+
+    def take(self) -> list[tuple[int, Path]]:
+        """The trials assigned since the last call, in order."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1  # whole lines only
+        self.offset += end
+        lines = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+        return [(line["trial"], Path(line["dir"])) for line in lines]
+
+    @property
+    def open(self) -> bool:
+        """More trials may come: some are not taken yet, or the controller, beating recently,
+        has not closed the inbox."""
+        if self.path.exists() and self.path.stat().st_size > self.offset:
+            return True
+        if (self.folder / "closed").exists():
+            return False
+        try:
+            return time.time() - (self.folder / "alive").stat().st_mtime < STALE_S
+        except FileNotFoundError:
+            return False

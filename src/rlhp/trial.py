@@ -1,0 +1,144 @@
+"""What a trial does around training: its ASHA reporter, its sessions (one after another, or
+in lockstep as one population), its result.yaml and HParams summary, and how it stops on a
+signal. Used by the entry point (rlhp.train) and by population jobs (rlhp.batch)."""
+
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rlhp import algo as algos
+from rlhp.log import flatten, log_hparams, write_atomic
+from rlhp.loop import Reporter, Session
+from rlhp.population import Lockstep, Member, Population
+
+log = logging.getLogger("rlhp")
+
+
+def device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def reporter(cfg: DictConfig, sweep_dir: Path, trial: int) -> Reporter | None:
+    """The ASHA coordinator's report for trial `trial` of the search in `sweep_dir`, when a
+    search scheduler is configured."""
+    scheduler = cfg.get("meta", {}).get("search_scheduler")
+    if not scheduler:
+        return None
+    from rlhp.asha import Coordinator, scheduler_settings
+
+    settings = scheduler_settings(OmegaConf.to_container(scheduler), cfg.env.max_frame)
+    coordinator = Coordinator(sweep_dir / "asha", **settings)
+    return lambda frame, value: coordinator.report(trial, frame, value)
+
+
+def lockstep(members: list[Member], report: Reporter | None) -> None:
+    """A trial's sessions (members) report the mean over their seeds and stop together."""
+    if report is not None:
+        group = Lockstep(report, len(members))
+        for member in members:
+            member.reporter, member.lockstep = group.reporter(), group
+
+
+class StopOnSignal:
+    """SIGTERM / SIGUSR2 (SLURM preemption, time limit) make the running session checkpoint at
+    its next boundary and raise Preempted; the handler that was there before (submitit's, which
+    requeues the job) then runs, so the trial resumes from that checkpoint."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+    def __init__(self):
+        self.previous = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+        self.session: Session | Population | None = None
+        self.received: int | None = None
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame) -> None:
+        self.received = signum
+        if self.session is not None:
+            self.session.stop_requested = True
+
+    def hand_over(self) -> None:
+        """After the checkpoint: let the previous handler (e.g. submitit's requeue) act."""
+        handler = self.previous[self.received]
+        if callable(handler):
+            handler(self.received, None)
+
+
+def train_sessions(
+    cfg: DictConfig, run_dir: Path, dev: torch.device, stop, report: Reporter | None
+) -> list[dict]:
+    """The sessions one after another (algorithms without stacked agents: DQN, SAC, REINFORCE);
+    ASHA decides on the first, later seeds only run for trials it lets through."""
+    summaries = []
+    for s in range(cfg.max_session):
+        stop.session = session = Session(cfg, run_dir, s, dev)
+        session.stop_requested = stop.received is not None
+        summary = session.run(report if s == 0 else None)
+        summaries.append(summary)
+        log.info("session %d: %s", s, summary)
+        if summary["stopped_at"] is not None:
+            break
+    return summaries
+
+
+def train_population(
+    cfg: DictConfig, run_dir: Path, dev: torch.device, stop, report: Reporter | None
+) -> list[dict]:
+    """The max_session sessions as one population, in lockstep (PPO, A2C). ASHA judges the
+    mean over the sessions at each log point and stops them together."""
+    members = [Member(cfg, run_dir, s) for s in range(cfg.max_session)]
+    lockstep(members, report)
+    stop.session = population = Population(members, dev)
+    population.stop_requested = stop.received is not None
+    population.run()
+    for member in members:
+        if member.error is not None:
+            raise FloatingPointError(f"session {member.session}: {member.error}")
+        log.info("session %d: %s", member.session, member.summary())
+    return [m.summary() for m in members]
+
+
+def write_result(cfg: DictConfig, run_dir: Path, summaries: list[dict]) -> dict:
+    """result.yaml (what the sweeper records) and the HParams summary of a finished trial."""
+    scores = np.array([x[cfg.objective] for x in summaries])
+    result = {
+        "objective": float(scores.mean()),
+        "std": float(scores.std()),
+        "state": "stopped" if summaries[0]["stopped_at"] is not None else "complete",
+        "stopped_at": summaries[0]["stopped_at"],
+        "frame": int(sum(x["frame"] for x in summaries)),
+        "final": float(np.mean([x["final"] for x in summaries])),
+        "max": float(np.max([x["max"] for x in summaries])),
+        # sessions of a population run side by side, the others one after another
+        "wall_s": float(
+            (max if cfg.algo.name in algos.POPULATION else sum)(x["wall_s"] for x in summaries)
+        ),
+        "sessions": summaries,
+        "where": {  # which machine and GPU ran it
+            "host": socket.gethostname(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "slurm_step_id": os.environ.get("SLURM_STEP_ID"),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        },
+    }
+    write_atomic(run_dir / "result.yaml", OmegaConf.to_yaml(OmegaConf.create(result)))
+    hparams = {"env": cfg.env.name, **flatten(OmegaConf.to_container(cfg, resolve=True))}
+    metrics = {"objective": result["objective"], "final_total_reward_ma": result["final"]}
+    log_hparams(run_dir, hparams, {f"hparams/{k}": v for k, v in metrics.items()})
+    log.info(
+        "rlhp: objective %s = %.4f (std %.4f) in %s",
+        cfg.objective,
+        *scores.mean(keepdims=True),
+        scores.std(),
+        run_dir,
+    )
+    return result
