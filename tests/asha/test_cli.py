@@ -10,13 +10,19 @@ from sweep._cli import load_study, output, run_sweep, trial_dirs
 
 def test_brackets_that_cannot_work_are_refused_before_launch(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    # ppo_cartpole: grace 10000 below max_frame 30000 leaves one rung, so one bracket at most
-    proc = run_sweep(sweep_dir, "+search=ppo_cartpole", "+meta.search_scheduler.brackets=5")
+    # grace 10000 below ppo_cartpole's max_frame 30000 leaves one rung, so one bracket at most
+    proc = run_sweep(
+        sweep_dir,
+        "+search=ppo_cartpole",
+        "meta.search_scheduler.grace_period=10000",
+        "meta.search_scheduler.reduction_factor=3",
+        "+meta.search_scheduler.brackets=5",
+    )
     assert proc.returncode != 0, output(proc)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, output(proc)
     assert lines[0].startswith("rlhp: error: meta.search_scheduler: brackets"), output(proc)
-    assert "[1, 1]" in lines[0] and "5" in lines[0]
+    assert "[1, 1] (the rungs [10000] below max_t 30000), got 5" in lines[0], output(proc)
     assert not sweep_dir.exists() or trial_dirs(sweep_dir) == []
     assert not (sweep_dir / "study.journal").exists()
 
