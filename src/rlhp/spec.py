@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from rlhp.analyze import AnalysisError, experiment_df, load
+from rlhp.config import outside
 from rlhp.sweep._space import decode
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -133,18 +134,26 @@ def _dimension(kind: str, args: Any) -> str:
     return f"int(interval({low}, {high - 1}))"  # randint: high excluded, as np/ray do
 
 
-def _rlhp_key(path: str, algo_keys: set[str]) -> str | None:
-    """The rlhp key of an SLM-Lab path under the spec root, if rlhp has one for this algo."""
+def _rlhp_key(path: str, algo_keys: set[str], policy: str | None) -> str | None:
+    """The rlhp key of an SLM-Lab path under the spec root, if rlhp has one for this algo
+    (explore_var_spec is epsilon only with an epsilon-greedy action policy)."""
     key = FIELDS.get(path.removeprefix("agent."))
     if key is None or (key.startswith("algo.") and key not in algo_keys):
+        return None
+    if key.startswith("algo.explore_var_spec") and policy not in (None, "epsilon_greedy"):
         return None
     return key
 
 
-def _activations() -> set[str]:
-    from rlhp.net import ACTIVATIONS
+def _unfit(key: str, values: list) -> str | None:
+    """Why rlhp cannot take these values for `key` (outside its domain), or None."""
+    if key == "algo.hid_layers_activation":
+        from rlhp.net import ACTIVATIONS
 
-    return set(ACTIVATIONS)
+        bad = [v for v in values if v not in ACTIVATIONS]
+        return f"rlhp has {', '.join(ACTIVATIONS)}" if bad else None
+    domains = {outside(key, v) for v in values} - {None}
+    return f"outside rlhp's domain {domains.pop()}" if domains else None
 
 
 def _leaves(cfg: Any, prefix: str = "") -> set[str]:
@@ -178,6 +187,7 @@ def import_spec(path: Path, name: str | None = None) -> tuple[str, str, list[str
     algo_keys = {
         f"algo.{k}" for k in _leaves(yaml.safe_load((CONF / "algo" / f"{algo}.yaml").read_text()))
     }
+    policy = flat.get("agent.algorithm.action_policy")
     values: dict[str, Any] = {}
     dropped: list[str] = []
     if algo_name == "DoubleDQN":
@@ -194,10 +204,10 @@ def import_spec(path: Path, name: str | None = None) -> tuple[str, str, list[str
             or (owner in constant and not path_.endswith(".start_val"))
         ):
             continue
-        key = _rlhp_key(path_, algo_keys)
-        if key == "algo.hid_layers_activation" and value not in _activations():
-            key = None
-        if key is None or values.get(key, value) != value:
+        key = _rlhp_key(path_, algo_keys, policy)
+        if key is not None and (why := _unfit(key, [value])):
+            dropped.append(f"{path_}: {json.dumps(value)} ({why})")
+        elif key is None or values.get(key, value) != value:
             dropped.append(f"{path_}: {json.dumps(value)}")
         else:
             values[key] = value
@@ -209,8 +219,11 @@ def import_spec(path: Path, name: str | None = None) -> tuple[str, str, list[str
         if kind not in SPACES:
             dropped.append(f"search.{path_}: space {kind!r} not supported ({', '.join(SPACES)})")
             continue
-        if (key := _rlhp_key(stem, algo_keys)) is None:
+        if (key := _rlhp_key(stem, algo_keys, policy)) is None:
             dropped.append(f"search.{path_}: {json.dumps(value)}")
+            continue
+        if why := _unfit(key, value if kind in ("choice", "grid_search") else value[:2]):
+            dropped.append(f"search.{path_}: {json.dumps(value)} ({why})")
             continue
         if key in params:
             dropped.append(f"search.{path_}: {key} is searched already")
