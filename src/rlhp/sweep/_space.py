@@ -2,10 +2,13 @@
 
 `interval(a, b)` uniform, `tag(log, interval(a, b))` log-uniform, `int(interval(a, b))` randint,
 `range(a, b[, step])` ordered discrete values, `choice(...)` categorical (lists too). Parsing is
-the Optuna sweeper's own, so a search written for it reads the same here.
+the Optuna sweeper's own, so a search written for it reads the same here. rlhp adds
+`ordered(v1, v2, ...)`: any values in a given order, searched as their index (an integer
+dimension, so TPE, GP, QMC, the grid and DGD use the order), and passed to trials as the values.
 """
 
 import ast
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,16 +32,60 @@ def _first_line(e: Exception) -> str:
     return (useful or lines or [type(e).__name__])[-1]
 
 
+_ORDERED = re.compile(r"^([^=]+)=\s*ordered\((.*)\)\s*$", re.DOTALL)
+
+
+def _ordered_line(line: str, parser: OverridesParser) -> tuple[str, list] | None:
+    """(key, values) of an `ordered(...)` dimension, None for any other line."""
+    if (m := _ORDERED.match(line)) is None:
+        return None
+    key, body = m[1].strip(), m[2]
+    try:
+        dist = create_optuna_distribution_from_override(
+            parser.parse_override(f"{key}=choice({body})")
+        )
+    except Exception as e:
+        raise ConfigError(f"bad search dimension {line!r}: {_first_line(e)}") from None
+    if len(dist.choices) < 2:
+        raise ConfigError(f"bad search dimension {line!r}: ordered(...) needs two values or more")
+    return key, list(dist.choices)
+
+
+def ordered(params: Mapping[str, str], arguments: list[str]) -> dict[str, list]:
+    """The values of every `ordered(...)` dimension of the space `parse` reads, by name."""
+    out: dict[str, list] = {}
+    parser = OverridesParser.create()
+    for line in [f"{k}={v}" for k, v in params.items()] + list(arguments):
+        if (found := _ordered_line(line, parser)) is not None:
+            out[found[0]] = found[1]
+        else:
+            out.pop(line.split("=", 1)[0].lstrip("~+").strip(), None)
+    return out
+
+
+def as_values(
+    space: Mapping[str, BaseDistribution], ordered: Mapping[str, list]
+) -> dict[str, BaseDistribution]:
+    """The space with each ordered dimension as the categorical of its values (for checks
+    and priors that read values, not indices)."""
+    return {k: CategoricalDistribution(ordered[k]) if k in ordered else d for k, d in space.items()}
+
+
 def parse(params: Mapping[str, str], arguments: list[str]) -> tuple[dict, list[str]]:
     """(distributions by dotted name, fixed overrides passed to every trial).
 
     `params` (the preset's space) come first; command-line `arguments` add dimensions, replace
-    them, or fix a searched parameter to one value.
+    them, or fix a searched parameter to one value. An `ordered(...)` dimension is the integer
+    index of its values (`ordered` gives them).
     """
     space: dict[str, BaseDistribution] = {}
     fixed: dict[str, str] = {}
     parser = OverridesParser.create()
     for line in [f"{k}={v}" for k, v in params.items()] + list(arguments):
+        if (found := _ordered_line(line, parser)) is not None:
+            space[found[0]] = IntDistribution(0, len(found[1]) - 1)
+            fixed.pop(found[0], None)
+            continue
         try:
             override = parser.parse_override(line)
             value = create_optuna_distribution_from_override(override)

@@ -131,14 +131,18 @@ class SweeperImpl:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         _check_settings(self.cfg)
         self.space, self.fixed = _space.parse(self.cfg.params, arguments)
+        self.ordered = _space.ordered(self.cfg.params, arguments)  # ordered(...) values by name
         if not self.space:
             raise ConfigError("nothing to search: hydra.sweeper.params is empty")
         _space.check_paths(self.space, self.config)
-        _space.check_domains(self.space)
+        _space.check_domains(_space.as_values(self.space, self.ordered))
         self.constraints = list(self.cfg.constraints)
         self.leaves = _space.leaves(self.config)
         _constraint.check(self.constraints, set(self.space) | set(self.leaves))
-        self.prior = _space.prior(self.space, self.config, self.cfg.priors)
+        values = _space.as_values(self.space, self.ordered)
+        prior = _space.prior(values, self.config, self.cfg.priors)
+        index = {k: v.index(prior[k]) for k, v in self.ordered.items() if k in prior}
+        self.prior = {**prior, **index}
         check(self._trial_config({**self._any_params(), **self.prior}))
         self._check_feasible()
         self.sampler = instantiate(
@@ -207,7 +211,11 @@ class SweeperImpl:
         return out
 
     def _overrides(self, params: dict[str, Any]) -> list[str]:
-        return self.fixed + [f"{k}={v}" for k, v in params.items()]
+        return self.fixed + [f"{k}={v}" for k, v in self._external(params).items()]
+
+    def _external(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Sampled params as trials get them: an ordered dimension's index as its value."""
+        return {k: self.ordered[k][v] if k in self.ordered else v for k, v in params.items()}
 
     def _trial_config(self, params: dict[str, Any]) -> DictConfig:
         cfg = self.hydra_context.config_loader.load_sweep_config(
@@ -219,7 +227,8 @@ class SweeperImpl:
 
     def _values(self, params: dict[str, Any]) -> dict[str, Any]:
         """Values constraints are evaluated on: config leaves overridden by the sampled params."""
-        return {**self.leaves, **{k: _space.decode(v) for k, v in params.items()}}
+        external = self._external(params)
+        return {**self.leaves, **{k: _space.decode(v) for k, v in external.items()}}
 
     # -- the search
 
@@ -267,6 +276,7 @@ class SweeperImpl:
         if not trials:
             space = {k: distribution_to_json(v) for k, v in self.space.items()}
             study.set_user_attr("space", space)
+            study.set_user_attr("ordered", self.ordered)  # rlhp.analyze shows the values
             with warnings.catch_warnings():  # experimental since optuna 3.2, stable in use
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names([_METRIC.get(self.leaves.get("objective"), "objective")])
