@@ -89,6 +89,11 @@ class Sweep:
     objective: str  # final | auc | eval, the train config's `objective`
     curves: dict[int, pd.DataFrame] = field(default_factory=dict)  # metrics.csv by trial
     hydra: Any = None  # one trial's hydra node (storage, config sources, run dir)
+    ordered: dict[str, list] = field(default_factory=dict)  # ordered(...) values by name
+
+    def value(self, name: str, param: Any) -> Any:
+        """A trial's parameter as the trial got it (an ordered dimension's index as its value)."""
+        return decode(self.ordered[name][param] if name in self.ordered else param)
 
     def trial_dir(self, number: int) -> Path:
         return self.dir / str(number)
@@ -149,7 +154,9 @@ def load(sweep_dir: Path) -> Sweep:
             objective = OmegaConf.load(path).get("objective", "final")
             break
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    sweep = Sweep(sweep_dir, study, trials, space, maximize, objective, hydra=hydra_cfg)
+    ordered = study.user_attrs.get("ordered") or {}
+    space.update({k: CategoricalDistribution(v) for k, v in ordered.items() if k in space})
+    sweep = Sweep(sweep_dir, study, trials, space, maximize, objective, hydra_cfg, ordered)
     for t in trials:
         path = sweep.trial_dir(t.number) / "metrics.csv"
         if path.is_file():
@@ -219,7 +226,7 @@ def experiment_df(sweep: Sweep) -> pd.DataFrame:
         attrs = t.user_attrs
         row: dict[str, Any] = {"trial": t.number, "rank": None, "state": s}
         for name in sweep.space:
-            row[name] = decode(t.params[name]) if name in t.params else None
+            row[name] = sweep.value(name, t.params[name]) if name in t.params else None
         row["objective"] = _score(t)
         row["objective_std"] = attrs.get("std")
         row["sessions"] = attrs.get("sessions")
@@ -355,7 +362,7 @@ def importance(sweep: Sweep, evaluator: str = "ped_anova") -> dict:
                 else out["note"] or "not assessed"
             )
         known = best is not None and name in best.params
-        entry["best_value"] = _plain(decode(best.params[name])) if known else None
+        entry["best_value"] = _plain(sweep.value(name, best.params[name])) if known else None
         entry["log_scale"] = bool(getattr(sweep.space[name], "log", False))
         out["importance"].append(entry)
     return out
@@ -682,7 +689,7 @@ def history(sweep: Sweep) -> pd.DataFrame:
             "runs": s.runs,
             "estimate": s.estimate,
             "held": s.held,
-            **{k: _plain(decode(v)) for k, v in s.params.items()},
+            **{k: _plain(sweep.value(k, v)) for k, v in s.params.items()},
         }
         for s in steps
     ]
