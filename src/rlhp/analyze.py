@@ -156,7 +156,9 @@ def load(sweep_dir: Path) -> Sweep:
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     ordered = study.user_attrs.get("ordered") or {}
     space.update({k: CategoricalDistribution(v) for k, v in ordered.items() if k in space})
-    sweep = Sweep(sweep_dir, study, trials, space, maximize, objective, hydra_cfg, ordered)
+    sweep = Sweep(
+        sweep_dir, study, trials, space, maximize, objective, hydra=hydra_cfg, ordered=ordered
+    )
     for t in trials:
         path = sweep.trial_dir(t.number) / "metrics.csv"
         if path.is_file():
