@@ -30,16 +30,18 @@ from rlhp.loop import EVAL_SEED, Preempted, Reporter, evaluate, summarize
 FREE = ("seed", "meta", "env.eval_epsilon")
 
 
+def is_member_key(algo: str, key: str) -> bool:
+    """Whether config key `key` (dotted) may differ between the members of a population."""
+    if key in {f"algo.{k}" for k in algos.member_keys(algo)}:
+        return True
+    return any(key == f or key.startswith(f"{f}.") for f in FREE)
+
+
 def signature(cfg: DictConfig) -> dict:
     """What two configs must share to train in one population: every value but the per-member
     hyperparameters, the seed and the search metadata (as flat `key: value`)."""
-    free = {f"algo.{k}" for k in algos.member_keys(cfg.algo.name)}
     items = flatten(OmegaConf.to_container(cfg, resolve=True))
-    return {
-        key: value
-        for key, value in items.items()
-        if key not in free and not any(key == f or key.startswith(f"{f}.") for f in FREE)
-    }
+    return {k: v for k, v in items.items() if not is_member_key(cfg.algo.name, k)}
 
 
 def check_structure(cfgs: list[DictConfig]) -> None:

@@ -107,6 +107,12 @@ def train_population(
     return [m.summary() for m in members]
 
 
+def write_failure(run_dir: Path, error: str) -> None:
+    """result.yaml of a trial that failed inside a population job (state failed, the error)."""
+    result = {"state": "failed", "error": error}
+    write_atomic(run_dir / "result.yaml", OmegaConf.to_yaml(OmegaConf.create(result)))
+
+
 def write_result(cfg: DictConfig, run_dir: Path, summaries: list[dict]) -> dict:
     """result.yaml (what the sweeper records) and the HParams summary of a finished trial."""
     scores = np.array([x[cfg.objective] for x in summaries])

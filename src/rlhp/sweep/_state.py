@@ -62,6 +62,8 @@ def progress(state: dict) -> None:
     line = f"rlhp: {counts}, {state['running']} running of {state['n_trials']}"
     if best := state["best"]:
         line += f" | best {best['value']:.4g} (trial {best['trial']})"
+    if populations := state.get("populations"):
+        line += f" | {populations['jobs']} populations, {populations['members']} members"
     line += f" | {state['elapsed_s']:.0f}s"
     if state["eta_s"] is not None:
         line += f", eta {state['eta_s']:.0f}s"

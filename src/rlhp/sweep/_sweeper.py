@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.trial import Trial, TrialState
 
+from rlhp import algo as algos
 from rlhp.config import check
 from rlhp.errors import ConfigError
 from rlhp.sweep import _centred, _checks, _constraint, _history, _local, _space, _state, _storage
@@ -61,6 +62,7 @@ def _check_settings(cfg: DictConfig) -> None:
             "maximize or minimize",
             cfg.direction not in ("maximize", "minimize"),
         ),
+        ("population", cfg.population, "an integer >= 1", cfg.population < 1),
         ("validate.top_k", cfg.validate.top_k, ">= 0", cfg.validate.top_k < 0),
         ("validate.sessions", cfg.validate.sessions, ">= 1", cfg.validate.sessions < 1),
         (
@@ -143,7 +145,13 @@ class SweeperImpl:
         prior = _space.prior(values, self.config, self.cfg.priors)
         index = {k: v.index(prior[k]) for k, v in self.ordered.items() if k in prior}
         self.prior = {**prior, **index}
-        check(self._trial_config({**self._any_params(), **self.prior}))
+        probe = self._trial_config({**self._any_params(), **self.prior})
+        check(probe)
+        if self.cfg.population > 1 and probe.algo.name not in algos.POPULATION:
+            raise ConfigError(
+                f"hydra.sweeper.population needs an algorithm that trains in populations "
+                f"({', '.join(algos.POPULATION)}), not {probe.algo.name}"
+            )
         self._check_feasible()
         self.sampler = instantiate(
             self.sampler_cfg,
@@ -314,6 +322,10 @@ class SweeperImpl:
     def _run(self, study: optuna.Study) -> str | None:
         """Launch trials until n_trials ran (or the grid, the budget, the failures allow);
         why the search stopped early, or None."""
+        if self.cfg.population > 1:
+            from rlhp.sweep import _batched
+
+            return _batched.run(self, study)
         resumed = self._resumable(study)
         trials = study.get_trials(deepcopy=False)
         launched = sum(1 for t in trials if _state.status(t) not in ("rejected", "waiting"))
@@ -408,34 +420,54 @@ class SweeperImpl:
         return [f"seed={self.leaves['seed'] + number * self.leaves['max_session']}"]
 
     def _launch(self, trial: Trial):
-        overrides = self._overrides(trial.params) + self._seed(trial.number)
+        return self._launch_job(
+            trial.number, self._overrides(trial.params) + self._seed(trial.number)
+        )
+
+    def _launch_job(self, number: int, overrides: list[str]):
+        """Job `number` (a trial, or a population job) through the launcher; its return."""
         if self.packer is not None:
-            return self.packer.run(trial.number, overrides)
+            return self.packer.run(number, overrides)
         for attempt in itertools.count(1):
             try:
-                return self.launcher.launch([overrides], initial_job_idx=trial.number)[0]
+                return self.launcher.launch([overrides], initial_job_idx=number)[0]
             except (
                 Exception
             ) as e:  # the job ended without a result: cancelled, killed, node failure
                 if not self.cfg.requeue or attempt > self.launcher.params.get("max_num_timeout", 3):
                     raise
-                log.warning("trial %d's job ended (%s): queued again", trial.number, e)
+                log.warning("job %d ended (%s): queued again", number, e)
 
     def _tell(self, study: optuna.Study, trial: Trial, future: Future) -> bool:
         """Record a finished trial; False when it failed."""
         try:
             ret = future.result()
-            value = float(ret.return_value)  # raises the trial's own exception
+            ret.return_value  # noqa: B018  raises the trial's own exception
             run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
-            result = OmegaConf.load(run_dir / "result.yaml")
         except Exception as e:
+            return self._fail(study, trial, e)
+        return self._record(study, trial, run_dir)
+
+    def _fail(self, study: optuna.Study, trial: Trial, e: Exception | str) -> bool:
+        """Record a trial that failed with `e` (its exception, or why in words); False."""
+        if isinstance(e, Exception):
             if (number := _storage.disk_errno(e, self.sweep_dir)) is not None:
                 raise OSError(number, os.strerror(number)) from e  # not the trial's fault
-            error = "".join(traceback.format_exception_only(e)).strip()
-            trial.set_user_attr("error", error[-2000:])
-            _tell(study, trial, state=TrialState.FAIL)
-            log.warning("trial %d failed: %s", trial.number, error.splitlines()[-1][:300])
-            return False
+            e = "".join(traceback.format_exception_only(e)).strip()
+        trial.set_user_attr("error", e[-2000:])
+        _tell(study, trial, state=TrialState.FAIL)
+        log.warning("trial %d failed: %s", trial.number, e.splitlines()[-1][:300])
+        return False
+
+    def _record(self, study: optuna.Study, trial: Trial, run_dir: Path) -> bool:
+        """Record a trial from the result.yaml in its folder; False when it failed."""
+        try:
+            result = OmegaConf.load(run_dir / "result.yaml")
+        except Exception as e:
+            return self._fail(study, trial, e)
+        if result.state == "failed":  # a member of a population job
+            return self._fail(study, trial, result.error)
+        value = float(result.objective)
         for key in ("std", "frame", "final", "max", "wall_s"):
             trial.set_user_attr(key, result[key])
         trial.set_user_attr("sessions", len(result.sessions))
@@ -464,8 +496,13 @@ class SweeperImpl:
             if stopped_at is None or frame < stopped_at:
                 trial.report(float(value), step=int(frame))
 
-    def _report(self, study: optuna.Study) -> None:
-        state = _state.summary(study, self.n_trials, self._elapsed(), self.slots)
+    def _report(self, study: optuna.Study, populations: dict | None = None) -> None:
+        """state.yaml and the progress line; `populations`: jobs and members of a batched
+        search."""
+        parallel = self.slots * self.cfg.population
+        state = _state.summary(study, self.n_trials, self._elapsed(), parallel)
+        if populations is not None:
+            state["populations"] = populations
         _state.write(self.sweep_dir, state)
         _state.progress(state)
 

@@ -1,0 +1,239 @@
+"""Batched search (`hydra.sweeper.population=P`): each slot is one process (a population job,
+rlhp.batch) training up to P trials at once, refilled from the study as its trials end.
+
+The controller asks the study for trials as the one-process-per-trial loop does (constraints,
+budgets, priors, resume), writes each trial's folder (.hydra/config.yaml, overrides.yaml,
+hydra.yaml) and assigns the trial through a job's inbox (rlhp.inbox). Trials whose structural
+signature differs (rlhp.population.signature: hid_layers, time_horizon, ...) never share a job.
+When the space has structural dimensions, a job's first trial draws them freely and the trials
+asked to fill that job have them fixed to its values (Optuna's PartialFixedSampler), so every
+job stays full: the sampler explores structure once per job, and everything else per trial.
+With a grid (grid, dgd) nothing is fixed: a proposal no job of its kind has room for starts
+its own job in a free slot or waits for one, and a job with nothing left to do gives its slot
+up. A job holds its P trials plus one queued, so a freed member slot refills at the next
+rollout boundary. Each trial's result.yaml is recorded the moment it appears; a job that dies
+fails its unfinished trials with its error and the search goes on. Killed at any moment, the
+same command resumes: the trials that were running are assigned again and resume from their
+checkpoints.
+"""
+
+import itertools
+import json
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf, open_dict
+from optuna.samplers import PartialFixedSampler
+from optuna.trial import Trial
+
+from rlhp.inbox import Inbox
+from rlhp.population import is_member_key, signature
+from rlhp.sweep import _local, _state
+
+log = logging.getLogger("rlhp.sweep")
+
+
+@dataclass
+class Proposal:
+    trial: Trial
+    run_dir: Path
+    overrides: list[str]
+    kind: str  # the structural signature, as JSON
+
+
+@dataclass
+class Job:
+    number: int
+    kind: str
+    fixed: dict[str, Any]  # the structural parameters its trials are asked with
+    inbox: Inbox
+    future: Future
+    trials: dict[int, Proposal] = field(default_factory=dict)  # assigned, not recorded yet
+    closed: bool = False
+
+    def room(self, size: int) -> bool:
+        return not self.closed and len(self.trials) <= size
+
+
+def prepare(sweeper: Any, trial: Trial) -> Proposal:
+    """The trial's folder with its composed config, and its structural signature."""
+    overrides = sweeper._overrides(trial.params) + sweeper._seed(trial.number)
+    cfg = sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, overrides)
+    run_dir = sweeper.sweep_dir / str(trial.number)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save({"hydra": cfg.hydra}, run_dir / ".hydra" / "hydra.yaml")
+    OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
+    with open_dict(cfg):
+        del cfg["hydra"]
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
+    kind = json.dumps(signature(cfg), sort_keys=True, default=str)
+    return Proposal(trial, run_dir, overrides, kind)
+
+
+class Batched:
+    def __init__(self, sweeper: Any, study: optuna.Study):
+        self.sw, self.study = sweeper, study
+        self.size = sweeper.cfg.population
+        self.jobs: list[Job] = []
+        self.waiting: list[Proposal] = []  # no job of their kind has room yet
+        self.pool = ThreadPoolExecutor(sweeper.slots)
+        algo = sweeper.config.algo.name
+        self.structural = [k for k in sweeper.space if not is_member_key(algo, k)]
+        self.fix = getattr(sweeper, "grid", None) is None  # a grid's points stay whole
+        folder = sweeper.sweep_dir / "populations"
+        taken = [int(p.name) for p in folder.glob("*") if p.name.isdigit()]
+        self.numbers = itertools.count(max(taken, default=-1) + 1)  # never reuse an inbox
+
+    def ask(self, job: Job | None) -> Trial | None:
+        """The next trial, with `job`'s structural parameters fixed when it has some."""
+        if job is None or not (self.fix and job.fixed):
+            return self.sw._ask(self.study)
+        sampler = self.study.sampler
+        self.study.sampler = PartialFixedSampler(job.fixed, sampler)
+        try:
+            return self.sw._ask(self.study)
+        finally:
+            self.study.sampler = sampler
+
+    def place(self, proposal: Proposal) -> bool:
+        """Assign to a running job of its kind with room, else start a job; False: no room."""
+        for job in self.jobs:
+            if job.kind == proposal.kind and job.room(self.size):
+                self.assign(job, proposal)
+                return True
+        if len(self.jobs) >= self.sw.slots:
+            return False
+        number = next(self.numbers)
+        inbox = Inbox(self.sw.sweep_dir / "populations" / str(number))
+        inbox.beat()
+        job_overrides = proposal.overrides + [
+            f"+population={self.size}",
+            f"hydra.sweep.subdir=populations/{number}",
+        ]
+        future = self.pool.submit(self.sw._launch_job, number, job_overrides)
+        fixed = {k: proposal.trial.params[k] for k in self.structural}
+        job = Job(number, proposal.kind, fixed, inbox, future)
+        self.jobs.append(job)
+        self.assign(job, proposal)
+        log.info("population job %d started (%s)", number, fixed or "no structural dimension")
+        return True
+
+    def assign(self, job: Job, proposal: Proposal) -> None:
+        job.trials[proposal.trial.number] = proposal
+        job.inbox.put(proposal.trial.number, proposal.run_dir)
+
+    def target(self) -> Job | None | bool:
+        """Where the next trial goes: a job with room, None for a new job, False: nowhere."""
+        if job := next((j for j in self.jobs if j.room(self.size) and self.fix), None):
+            return job
+        if len(self.jobs) < self.sw.slots:
+            return None
+        if not self.fix and (job := next((j for j in self.jobs if j.room(self.size)), None)):
+            return job
+        return False
+
+    def release_idle(self) -> None:
+        """Without fixing, a job with no trial left gives its slot to proposals that wait."""
+        if self.waiting:
+            for job in self.jobs:
+                if not job.trials and not job.closed:
+                    job.inbox.close()
+                    job.closed = True
+
+    def collect(self) -> tuple[int, int]:
+        """Record the trials whose result appeared, and fail those of jobs that ended without
+        them; returns how many were recorded and how many of them failed."""
+        recorded = failed = 0
+        for job in list(self.jobs):
+            ended = job.future.done()
+            for number, proposal in list(job.trials.items()):
+                if (proposal.run_dir / "result.yaml").is_file():
+                    failed += not self.sw._record(self.study, proposal.trial, proposal.run_dir)
+                elif ended:
+                    error = job.future.exception() or "its population job ended without it"
+                    failed += not self.sw._fail(self.study, proposal.trial, error)
+                else:
+                    continue
+                del job.trials[number]
+                recorded += 1
+            if ended:
+                self.jobs.remove(job)
+        return recorded, failed
+
+    def close(self) -> None:
+        for job in self.jobs:
+            if not job.closed:
+                job.inbox.close()
+                job.closed = True
+
+
+def run(sweeper: Any, study: optuna.Study) -> str | None:
+    """The batched search loop; why it stopped early, or None (as SweeperImpl._run)."""
+    sw, cfg = sweeper, sweeper.cfg
+    todo = deque(sw._resumable(study))
+    trials = study.get_trials(deepcopy=False)
+    launched = sum(1 for t in trials if _state.status(t) not in ("rejected", "waiting"))
+    failed = sum(1 for t in trials if _state.status(t) == "failed")
+    sw.elapsed0, sw.start = float(study.user_attrs.get("elapsed_s", 0.0)), time.time()
+    if launched:
+        log.info("resuming: %d trials launched before, %d to run again", launched, len(todo))
+    batched, exhausted = Batched(sw, study), False
+
+    def more() -> bool:
+        return (
+            not exhausted
+            and launched < sw.n_trials
+            and failed <= cfg.max_failure_rate * sw.n_trials
+            and not sw._over_budget()
+            and not sw._best_holds(study)
+        )
+
+    try:
+        while True:
+            for job in batched.jobs:
+                job.inbox.beat()
+            recorded, newly_failed = batched.collect()
+            failed += newly_failed
+            started = launched
+            batched.release_idle()
+            pending = batched.waiting + [prepare(sw, t) for t in todo]
+            todo.clear()
+            batched.waiting = [p for p in pending if not batched.place(p)]
+            while more() and len(batched.waiting) < batched.size:
+                if (job := batched.target()) is False:
+                    break
+                if (trial := batched.ask(job)) is None:
+                    exhausted = True
+                    break
+                launched += 1
+                proposal = prepare(sw, trial)
+                if not batched.place(proposal):
+                    batched.waiting.append(proposal)
+            if not more() and not batched.waiting:
+                batched.close()  # jobs end once their trials are done
+            if recorded or launched > started or not batched.jobs:
+                members = sum(len(j.trials) for j in batched.jobs) * sw.leaves["max_session"]
+                sw._report(study, {"jobs": len(batched.jobs), "members": members})
+            if not batched.jobs and not batched.waiting:
+                break
+            study.set_user_attr("elapsed_s", sw._elapsed())
+            time.sleep(0.5)
+    except BaseException:  # Ctrl+C, a full disk: running trials stay RUNNING and resume
+        _local.stop()
+        raise
+    finally:
+        batched.pool.shutdown(wait=True, cancel_futures=True)
+        if sw.packer is not None:
+            sw.packer.close()
+    if failed > cfg.max_failure_rate * sw.n_trials:
+        return (
+            f"{failed} trials failed, more than max_failure_rate={cfg.max_failure_rate} of "
+            f"n_trials={sw.n_trials}; see state.yaml"
+        )
+    return None
