@@ -324,6 +324,10 @@ def narrow(
     hydra = OmegaConf.load(hydra_path).hydra
     choices = hydra.runtime.choices
     params = {k: _narrow(d, list(top[k]), pad) for k, d in sweep.space.items()}
+    for name, values in sweep.ordered.items():  # the span of the top values, in their order
+        at = [[decode(v) for v in values].index(v) for v in top[name]]
+        span = values[min(at) : max(at) + 1]
+        params[name] = f"ordered({', '.join(map(str, span))})" if len(span) > 1 else span[0]
     searched = set(sweep.space)
 
     def unsearched(node: dict, prefix: str) -> dict:

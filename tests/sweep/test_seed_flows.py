@@ -2,16 +2,22 @@
 seeds, centred priors, warnings before launch, the study as optuna-dashboard shows it."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
+from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from rlhp.sweep import _centred, _checks, _dgd
+from rlhp.errors import ConfigError
+from rlhp.sweep import _centred, _checks, _dgd, _space
 from rlhp.sweep._history import best_history
 
-from ._cli import TINY, load_study, output, run_sweep, trial_config
+from ._cli import TINY, cli_env, load_study, output, run_sweep, trial_config
 
 TWO_DIMS = ["algo.lr=choice(1e-3,3e-4,1e-4)", "algo.gamma=choice(0.9,0.95,0.99)"]
 
@@ -216,3 +222,83 @@ def test_prior_spread_out_of_range_is_refused(tmp_path):
     assert proc.stderr.strip() == (
         "rlhp: error: hydra.sweeper.prior_spread must be null or in (0, 1], got 1.5"
     )
+
+
+# -- ordered(...)
+
+
+def test_ordered_is_the_index_of_its_values():
+    params = {"algo.time_horizon": "ordered(4, 6, 8, 12)", "algo.lr": "choice(1e-3, 1e-4)"}
+    space, fixed = _space.parse(params, ["algo.hid_layers=ordered([64],[64,64])"])
+    assert space["algo.time_horizon"] == IntDistribution(0, 3) and not fixed
+    assert space["algo.hid_layers"] == IntDistribution(0, 1)
+    values = _space.ordered(params, ["algo.hid_layers=ordered([64],[64,64])"])
+    assert values == {"algo.time_horizon": [4, 6, 8, 12], "algo.hid_layers": ["[64]", "[64,64]"]}
+    assert _space.ordered(params, ["algo.time_horizon=8"]) == {}  # fixed on the command line
+    view = _space.as_values(space, values)
+    assert view["algo.time_horizon"] == CategoricalDistribution([4, 6, 8, 12])
+    assert view["algo.lr"] == space["algo.lr"]
+    with pytest.raises(ConfigError, match="two values or more"):
+        _space.parse({"algo.lam": "ordered(0.9)"}, [])
+
+
+ORDERED_PRESET = """\
+# @package _global_
+env:
+  max_frame: 1000
+log_frequency: 500
+hydra:
+  sweeper:
+    n_trials: 4
+    max_concurrent: 2
+    params:
+      algo.time_horizon: ordered(16, 32, 64, 128)
+      algo.hid_layers: ordered([32], [64,64])
+"""
+
+
+def test_ordered_search_stores_indices_and_runs_values(tmp_path):
+    conf = tmp_path / "conf"
+    (conf / "search").mkdir(parents=True)
+    (conf / "search" / "ordered.yaml").write_text(ORDERED_PRESET)
+    sweep = tmp_path / "ordered"
+    proc = run_sweep(
+        sweep,
+        "--config-dir",
+        str(conf),
+        "+search=ordered",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.sampler.seed=0",
+    )
+    assert proc.returncode == 0, output(proc)
+    study = load_study(sweep)
+    values = {"algo.time_horizon": [16, 32, 64, 128], "algo.hid_layers": [[32], [64, 64]]}
+    assert study.user_attrs["ordered"] == {
+        "algo.time_horizon": [16, 32, 64, 128],
+        "algo.hid_layers": ["[32]", "[64,64]"],
+    }
+    df = pd.read_csv(sweep / "experiment_df.csv").set_index("trial")
+    for t in study.trials:
+        assert t.distributions["algo.time_horizon"] == IntDistribution(0, 3)
+        cfg = trial_config(sweep, t.number)
+        for name, vals in values.items():
+            got = OmegaConf.select(cfg, name)
+            got = OmegaConf.to_object(got) if OmegaConf.is_config(got) else got
+            assert got == vals[t.params[name]]  # the trial ran the value at the sampled index
+        assert df.loc[t.number, "algo.time_horizon"] == cfg.algo.time_horizon
+    assert t.params["algo.time_horizon"] in range(4)
+    # stage 2 keeps the order: the span of the top trials' values
+    out = tmp_path / "conf" / "search" / "stage2.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlhp.spec", "narrow", str(sweep), "--top_k", "3", "-o", str(out)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    narrowed = yaml.safe_load(out.read_text())["hydra"]["sweeper"]["params"]["algo.time_horizon"]
+    top = df[df["state"] == "complete"].sort_values("rank").head(3)["algo.time_horizon"]
+    span = [v for v in values["algo.time_horizon"] if top.min() <= v <= top.max()]
+    want = span[0] if len(span) == 1 else f"ordered({', '.join(map(str, span))})"
+    assert narrowed == want
