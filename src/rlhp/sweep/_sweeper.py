@@ -167,6 +167,13 @@ class SweeperImpl:
             self.grid = _space.grid(self.space)
             self.sampler = self.sampler(self.grid)
         if self.cfg.prior_spread is not None:
+            if outside := [k for k in self.space if k not in self.prior]:
+                name = outside[0]
+                raise ConfigError(
+                    f"hydra.sweeper.prior_spread centres the search on the prior, but {name}="
+                    f"{self.leaves.get(name.lstrip('+'))} is outside its search space "
+                    f"{_space.describe(self.space[name])}; set hydra.sweeper.priors.{name}"
+                )
             seed = OmegaConf.select(self.sampler_cfg, "seed", default=None)
             self.sampler = _centred.centred(self.sampler, self.prior, self.cfg.prior_spread, seed)
         self.n_trials = self.cfg.n_trials
