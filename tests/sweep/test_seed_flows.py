@@ -222,6 +222,19 @@ def test_prior_spread_out_of_range_is_refused(tmp_path):
     assert proc.stderr.strip() == (
         "rlhp: error: hydra.sweeper.prior_spread must be null or in (0, 1], got 1.5"
     )
+    # the config's lr (1e-3 for PPO on CartPole) lies below the range: nothing to centre on
+    proc = run_sweep(
+        tmp_path / "p",
+        *TINY,
+        "algo.lr=tag(log,interval(1e-2,1e-1))",
+        "hydra.sweeper.prior_spread=0.1",
+        "hydra.sweeper.dry_run=true",
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith(
+        "rlhp: error: hydra.sweeper.prior_spread centres the search on the prior, but "
+        "algo.lr=0.001 is outside its search space tag(log, interval(0.01, 0.1))"
+    )
 
 
 # -- ordered(...)
