@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def cli_env() -> dict[str, str]:
@@ -50,3 +51,12 @@ def rlhp_cli_background(tmp_path: Path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """In-process training on one torch thread (the machine is shared; tiny nets gain nothing)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

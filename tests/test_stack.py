@@ -81,7 +81,7 @@ def test_stacked_actor_critic_equals_per_member_actor_critics(discrete):
                 stacked.log_std[k] += 0.1 * k
     x = torch.randn(K, 6, 4)
     logits, value = stacked.logits_value(x)
-    dist = stacked.dist(logits)
+    dist = stacked.distribution(logits)
     action = stacked.sample(logits)
     assert action.shape == ((K, 6) if discrete else (K, 6, 2))
     logp, ent = stacked.log_prob(dist, action), stacked.entropy(dist)

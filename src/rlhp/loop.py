@@ -55,6 +55,17 @@ def evaluate(env: VecEnv, greedy: Callable[[np.ndarray], np.ndarray], seed: int,
     return float(returns.mean())
 
 
+def save_checkpoint(state: dict, path: Path) -> None:
+    """torch.save via a temporary file, fsync and rename: a reader sees the old or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
 def summarize(history: list[dict], frame: int, wall: float, stopped_at: int | None) -> dict:
     """A session's figures from its log rows: final, auc and max total_reward_ma, the last and
     best eval_return."""
@@ -203,13 +214,7 @@ class Session:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             },
         }
-        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.ckpt_path)
+        save_checkpoint(state, self.ckpt_path)
 
     def _load(self) -> None:
         state = torch.load(self.ckpt_path, weights_only=False)

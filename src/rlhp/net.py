@@ -93,7 +93,28 @@ def body(obs_shape: tuple[int, ...], net: str, hid_layers: list[int], activation
     return mlp(int(np.prod(obs_shape)), hid_layers, activation), hid_layers[-1]
 
 
-class ActorCritic(nn.Module):
+class PolicyHead:
+    """The action distribution of an actor's output, for a module with `discrete` and (for
+    Box actions) a state-independent `log_std` that broadcasts against the output."""
+
+    discrete: bool
+    log_std: torch.Tensor
+
+    def distribution(self, logits: torch.Tensor) -> Distribution:
+        if self.discrete:
+            return Categorical(logits=logits, validate_args=False)
+        return Normal(logits, self.log_std.exp().expand_as(logits), validate_args=False)
+
+    def log_prob(self, dist: Distribution, action: torch.Tensor) -> torch.Tensor:
+        logp = dist.log_prob(action)
+        return logp if self.discrete else logp.sum(-1)
+
+    def entropy(self, dist: Distribution) -> torch.Tensor:
+        ent = dist.entropy()
+        return ent if self.discrete else ent.sum(-1)
+
+
+class ActorCritic(PolicyHead, nn.Module):
     """A categorical or Gaussian (state-independent log std) policy and a value head, on one
     shared body or on two separate ones; `critic=False` leaves the value head out."""
 
@@ -123,28 +144,15 @@ class ActorCritic(nn.Module):
         return self.critic(self.critic_body(obs)).squeeze(-1)
 
     def dist(self, obs: torch.Tensor) -> Distribution:
-        return self._dist(self.actor(self.actor_body(obs)))
+        return self.distribution(self.actor(self.actor_body(obs)))
 
     def dist_value(self, obs: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
         """`dist(obs)` and `value(obs)`, running a shared body once instead of twice."""
         feat = self.actor_body(obs)
         critic_feat = feat if self.critic_body is self.actor_body else self.critic_body(obs)
-        return self._dist(self.actor(feat)), self.critic(critic_feat).squeeze(-1)
+        return self.distribution(self.actor(feat)), self.critic(critic_feat).squeeze(-1)
 
     def greedy(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely action: argmax of the logits, or the Gaussian's mean."""
         out = self.actor(self.actor_body(obs))
         return out.argmax(-1) if self.discrete else out
-
-    def _dist(self, logits: torch.Tensor) -> Distribution:
-        if self.discrete:
-            return Categorical(logits=logits, validate_args=False)
-        return Normal(logits, self.log_std.exp(), validate_args=False)
-
-    def log_prob(self, dist: Distribution, action: torch.Tensor) -> torch.Tensor:
-        logp = dist.log_prob(action)
-        return logp if self.discrete else logp.sum(-1)
-
-    def entropy(self, dist: Distribution) -> torch.Tensor:
-        ent = dist.entropy()
-        return ent if self.discrete else ent.sum(-1)

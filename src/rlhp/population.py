@@ -24,7 +24,7 @@ from rlhp import algo as algos
 from rlhp.env import VecEnv
 from rlhp.errors import ConfigError
 from rlhp.log import Logger, flatten
-from rlhp.loop import EVAL_SEED, Preempted, Reporter, evaluate, summarize
+from rlhp.loop import EVAL_SEED, Preempted, Reporter, evaluate, save_checkpoint, summarize
 
 # Per member besides the algorithm's MEMBER_KEYS; every other config value is structural.
 FREE = ("seed", "meta", "env.eval_epsilon")
@@ -109,19 +109,11 @@ class Member:
         return state
 
     def save(self, agent: dict, env: dict) -> None:
-        state = {
-            "frame": self.frame,
-            "wall": self.wall,
-            "history": self.history,
-            "recent": list(self.recent),
-            "stopped_at": self.stopped_at,
-            "agent": agent,
-            "env": env,
-        }
-        self.ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.ckpt_path)
+        """The member's checkpoint: bookkeeping, its slice of the agent and env statistics
+        (its random streams are in the agent's: nothing global)."""
+        state = {"frame": self.frame, "wall": self.wall, "history": self.history}
+        state |= {"recent": list(self.recent), "stopped_at": self.stopped_at}
+        save_checkpoint(state | {"agent": agent, "env": env}, self.ckpt_path)
 
 
 class Lockstep:

@@ -14,9 +14,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal
 
-from rlhp.net import ACTIVATIONS
+from rlhp.net import ACTIVATIONS, PolicyHead
 
 # Parameters and their gradients are views into flat buffers: strided on purpose.
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
@@ -107,7 +106,7 @@ def stacked_body(members: int, obs_shape, net: str, hid_layers: list[int], activ
     return StackedMLP(members, int(np.prod(obs_shape)), hid_layers, activation)
 
 
-class StackedActorCritic(nn.Module):
+class StackedActorCritic(PolicyHead, nn.Module):
     """rlhp.net.ActorCritic for K members: a categorical or Gaussian (state-independent log std)
     policy and a value head, on one shared body or two. Inputs and outputs are [K, B, ...].
 
@@ -184,11 +183,6 @@ class StackedActorCritic(nn.Module):
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(self.actor_body(obs))
 
-    def dist(self, logits: torch.Tensor) -> Categorical | Normal:
-        if self.discrete:
-            return Categorical(logits=logits, validate_args=False)
-        return Normal(logits, self.log_std.exp().expand_as(logits), validate_args=False)
-
     def sample(self, logits: torch.Tensor) -> torch.Tensor:
         """One action per [K, B] entry, member k's randomness from its own generator."""
         k, b = logits.shape[:2]
@@ -206,14 +200,6 @@ class StackedActorCritic(nn.Module):
         """The most likely action: argmax of the logits, or the Gaussian's mean."""
         out = self.logits(obs)
         return out.argmax(-1) if self.discrete else out
-
-    def log_prob(self, dist: Categorical | Normal, action: torch.Tensor) -> torch.Tensor:
-        logp = dist.log_prob(action)
-        return logp if self.discrete else logp.sum(-1)
-
-    def entropy(self, dist: Categorical | Normal) -> torch.Tensor:
-        ent = dist.entropy()
-        return ent if self.discrete else ent.sum(-1)
 
     def member_state(self, k: int) -> dict:
         """Member k's parameters by name (as a one-member net holds them) and its generator."""

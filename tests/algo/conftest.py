@@ -1,12 +1,8 @@
-"""In-process agent tests: one torch thread (the machine is shared; tiny nets gain nothing)."""
+"""In-process agent tests run on one torch thread."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)

@@ -96,7 +96,7 @@ def test_policy_moves_towards_the_better_action(continuous):
         reward = -((action[:, 0] - 1.0) ** 2) if continuous else (action == 1).astype(float)
         agent.observe(obs, reward, done, ~done, None)
         agent.update(np.array([frame]))
-    dist = agent.model.dist(agent.model.logits(torch.zeros(1, 1, 2)))
+    dist = agent.model.distribution(agent.model.logits(torch.zeros(1, 1, 2)))
     if continuous:
         assert dist.mean.item() == pytest.approx(1.0, abs=0.3)
     else:

@@ -61,7 +61,7 @@ class A2C(OnPolicy):
             if cfg.normalize_advantage:
                 mean, std = advantages.mean(1, keepdim=True), advantages.std(1, keepdim=True)
                 advantages = (advantages - mean) / (std + 1e-8)
-        dist = self.model.dist(logits)
+        dist = self.model.distribution(logits)
         logp, entropy = self.model.log_prob(dist, actions), self.model.entropy(dist).mean(1)
         policy_loss = -(advantages * logp).mean(1)
         value_loss = 0.5 * ((returns - values) ** 2).mean(1)

@@ -56,7 +56,7 @@ class PPO(OnPolicy):
         obs = self.rollout.tensor(obs)
         logits, value = self.model.logits_value(self.by_slot(obs))
         action = self.model.sample(logits)
-        logp = self.model.log_prob(self.model.dist(logits), action)
+        logp = self.model.log_prob(self.model.distribution(logits), action)
         self.rollout.add(obs, action.flatten(0, 1), logp.flatten(), value.flatten())
         return action.flatten(0, 1).cpu().numpy()
 
@@ -95,7 +95,7 @@ class PPO(OnPolicy):
             )  # fmt: skip
             for idx in perm.split(cfg.minibatch_size, dim=1):
                 logits, value = self.model.logits_value(obs[rows, idx])
-                dist = self.model.dist(logits)
+                dist = self.model.distribution(logits)
                 logp = self.model.log_prob(dist, actions[rows, idx])
                 adv = advantages[rows, idx]
                 if cfg.normalize_advantage and idx.shape[1] > 1:
