@@ -52,7 +52,9 @@ class StackedConv2d(nn.Module):
         self.members, self.stride = members, stride
 
     def init_weights(self, k: int, generator: torch.Generator) -> None:
-        nn.init.orthogonal_(self.weight.data[k], np.sqrt(2), generator=generator)
+        w = torch.empty(self.weight.shape[1:])  # on the CPU, where the generator is
+        nn.init.orthogonal_(w, np.sqrt(2), generator=generator)
+        self.weight.data[k] = w
         self.bias.data[k] = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
