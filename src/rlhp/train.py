@@ -93,5 +93,7 @@ def check_overrides(args: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    import hydra_plugins.rlhp_sweeper.config  # noqa: F401  the `ordered(...)` grammar, for the check
+
     check_overrides(sys.argv[1:])
     main()
