@@ -5,9 +5,10 @@ written by trials that report rung after rung until ASHA stops them, so the snap
 as in a real sweep):
 
   first   a new process's first report: ``Coordinator(...)`` then ``report()`` of a new trial,
-          on a fresh copy of the directory each time (imports not counted; forked children)
+          on a fresh copy of the directory each time, in a process that has done its imports
   warm 1  one process, after its first report, reports new trials one after the other
-  warm 8  eight such processes report at once, released together
+  warm 8  eight such processes report at once: in each round all eight are released together
+          (a barrier) and each reports once
 
 Each report of a new trial reaches the first rung and appends a record (fsync'd), so the warm
 runs end with up to ``--reports`` more records than they started with. Figures are p50 and p99
@@ -39,7 +40,7 @@ from rlhp.asha import Coordinator  # noqa: E402
 SETTINGS = {"grace_period": 1000, "reduction_factor": 3, "max_t": 100_000}
 SIZES = (100, 1_000, 10_000)
 LOCKS = ("flock", "symlink")
-CTX = mp.get_context("fork")
+CTX = mp.get_context("spawn")  # children of a big parent would pay copy-on-write faults
 
 
 def prefill(path: Path, records: int) -> None:
@@ -58,18 +59,22 @@ def prefill(path: Path, records: int) -> None:
         trial += 1
 
 
-def first_report(path: Path, lock: str, out) -> None:
-    start = time.perf_counter()
-    Coordinator(path, **SETTINGS, lock=lock).report("new", 1000, 0.0)
-    out.put(time.perf_counter() - start)
+def first_reports(paths: list[Path], lock: str, out) -> None:
+    """A new Coordinator on each fresh copy, as a new trial process makes it, and its report."""
+    times = []
+    for path in paths:
+        start = time.perf_counter()
+        Coordinator(path, **SETTINGS, lock=lock).report("new", 1000, 0.0)
+        times.append(time.perf_counter() - start)
+    out.put(times)
 
 
 def warm_reports(path: Path, lock: str, name: str, n: int, barrier, out) -> None:
     asha, rng = Coordinator(path, **SETTINGS, lock=lock), random.Random(name)
     asha.report(f"{name}-warmup", 1000, 0.0)
-    barrier.wait()
     times = []
     for i in range(n):
+        barrier.wait()  # all reporters report at the same moment, round after round
         start = time.perf_counter()
         asha.report(f"{name}-{i}", 1000, rng.gauss(0, 1))
         times.append(time.perf_counter() - start)
@@ -91,15 +96,15 @@ def measure(base: Path, size: int, lock: str, reports: int) -> dict[str, tuple[f
     def fresh(name: str) -> Path:
         copy = base / name
         shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(base / f"prefill-{size}", copy)
+        # decisions.jsonl is only appended to: left out of the copies
+        shutil.copytree(base / f"prefill-{size}", copy, ignore=shutil.ignore_patterns("dec*"))
         for file in copy.iterdir():  # written back, as files of a running sweep mostly are
             with open(file, "rb+") as f:
                 os.fsync(f.fileno())
         return copy
 
-    firsts = []
-    for _ in range(reports // 2):  # a fresh copy each: every first report sees `size` records
-        firsts += run(first_report, [(fresh("first"), lock)])
+    copies = [fresh(f"first{i}") for i in range(reports // 2)]  # each sees `size` records
+    firsts = run(first_reports, [(copies, lock)])
     one = run(warm_reports, [(fresh("one"), lock, "w", reports, CTX.Barrier(1))])
     path, barrier = fresh("eight"), CTX.Barrier(8)
     eight = run(warm_reports, [(path, lock, f"w{i}", reports // 8, barrier) for i in range(8)])
@@ -147,12 +152,11 @@ def main() -> None:
     for (lock, size, kind), values in rows.items():
         p50s, p99s = zip(*values, strict=True)
         lines.append(f"| {lock} | {size:,} | {kind} | {span(p50s)} | {span(p99s)} |")
-    text = (
-        "\n".join(lines)
-        + "\n\nRaw: "
-        + json.dumps({"|".join(map(str, k)): v for k, v in rows.items()})
-        + "\n"
-    )
+    raw = {
+        " ".join(map(str, key)): [[round(x, 3) for x in v] for v in vs] for key, vs in rows.items()
+    }
+    lines += ["", f"Every repetition, [p50, p99] ms: `{json.dumps(raw)}`", ""]
+    text = "\n".join(lines)
     print(text)
     if args.out:
         args.out.write_text(text)

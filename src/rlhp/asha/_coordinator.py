@@ -111,8 +111,7 @@ class Coordinator:
                     "value": value,
                     "cutoff": cut,
                     "decision": "continue" if go else "stop",
-                },
-                sync=False,  # a log: rungs.jsonl is the record
+                }
             )
             self._refresh()
             snapshot = None
