@@ -70,7 +70,7 @@ def check(cfg: DictConfig) -> None:
         )
     if scheduler := OmegaConf.select(cfg, "meta.search_scheduler"):
         try:
-            scheduler_settings(OmegaConf.to_container(scheduler), cfg.env.max_frame)
+            scheduler_settings(OmegaConf.to_container(scheduler, resolve=True), cfg.env.max_frame)
         except ValueError as e:
             raise ConfigError(f"meta.search_scheduler: {e}") from None
     for key in DOMAINS:

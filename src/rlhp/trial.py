@@ -34,7 +34,9 @@ def reporter(cfg: DictConfig, sweep_dir: Path, trial: int) -> Reporter | None:
         return None
     from rlhp.asha import Coordinator, scheduler_settings
 
-    settings = scheduler_settings(OmegaConf.to_container(scheduler), cfg.env.max_frame)
+    settings = scheduler_settings(
+        OmegaConf.to_container(scheduler, resolve=True), cfg.env.max_frame
+    )
     coordinator = Coordinator(sweep_dir / "asha", **settings)
     return lambda frame, value: coordinator.report(trial, frame, value)
 
