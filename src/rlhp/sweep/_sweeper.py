@@ -177,7 +177,13 @@ class SweeperImpl:
             seed = OmegaConf.select(self.sampler_cfg, "seed", default=None)
             self.sampler = _centred.centred(self.sampler, self.prior, self.cfg.prior_spread, seed)
         self.n_trials = self.cfg.n_trials
-        for warning in _checks.warnings(self.space, self.leaves, self.n_trials):
+        notes = _checks.warnings(self.space, self.leaves, self.n_trials)
+        scheduler = OmegaConf.select(self.config, "meta.search_scheduler")
+        if scheduler and scheduler.get("lock", "flock") == "flock":
+            from rlhp.asha import lock_warning
+
+            notes += [w for w in [lock_warning(self.sweep_dir)] if w]
+        for warning in notes:
             log.warning("rlhp: warning: %s", warning)
         kind = type(self.launcher).__name__
         local = kind in ("LocalLauncher", "BasicLauncher")
