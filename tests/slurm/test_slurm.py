@@ -49,6 +49,7 @@ def search(sweep_dir: Path, *overrides: str) -> list[str]:
         "env.max_frame=4000",
         "log_frequency=500",
         "meta.search_scheduler={grace_period: 1000, reduction_factor: 2}",
+        "hydra.sweeper.population=1",  # a job per trial (tests/slurm/test_batched_slurm.py: more)
         *overrides,
     ]
 

@@ -1,0 +1,72 @@
+"""A batched search through the real SLURM cluster: each population is one job that trains
+several trials; preempted, the whole population is requeued and every member resumes."""
+
+import subprocess
+from collections import Counter
+
+import optuna
+import pytest
+import yaml
+from test_slurm import _frames, results, sacct, search, slurm_env, study, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.slurm
+
+
+def test_population_search_runs_trials_as_members_of_few_jobs(slurm_env, tmp_path):  # noqa: F811
+    sweep = tmp_path / "sweep"
+    cmd = search(
+        sweep,
+        "hydra.sweeper.population=3",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.max_concurrent=2",
+        "meta.search_resources.gpu=0",
+    )
+    proc = subprocess.run(cmd, env=slurm_env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = study(sweep).trials
+    assert len(trials) == 6
+    states = Counter(t.state for t in trials)
+    assert states[optuna.trial.TrialState.PRUNED] + states[optuna.trial.TrialState.COMPLETE] == 6
+    jobs = {n: r["where"]["slurm_job_id"] for n, r in results(sweep).items()}
+    assert set(jobs) == {t.number for t in trials} and all(jobs.values())
+    per_job = Counter(jobs.values())
+    assert len(per_job) < 6 and max(per_job.values()) >= 2, per_job  # trials shared jobs
+    rows = sacct(slurm_env, set(per_job))
+    assert all(r["State"] == "COMPLETED" for r in rows if "." not in r["JobID"]), rows
+
+
+def test_preempted_population_is_requeued_and_every_member_resumes(slurm_env, tmp_path):  # noqa: F811
+    sweep = tmp_path / "sweep"
+    cmd = search(
+        sweep,
+        "env.max_frame=40000",
+        "log_frequency=2000",
+        "meta.search_scheduler=null",
+        "meta.search_resources.gpu=0",
+        "hydra.sweeper.population=2",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.max_concurrent=1",
+    )
+    proc = subprocess.Popen(cmd, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: all(len(_frames(sweep / str(n))) >= 2 for n in (0, 1)), 300, "2 logs")
+        job = yaml.safe_load((sweep / "populations" / "0" / ".hydra" / "hydra.yaml").read_text())
+        job_id = job["hydra"]["job"]["id"]
+        before = {n: _frames(sweep / str(n))[-1] for n in (0, 1)}
+        subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm_env, check=True)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    trials = study(sweep).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for n in (0, 1):
+        frames = _frames(sweep / str(n))
+        assert frames == sorted(set(frames)) and frames[-1] >= 40000 and before[n] in frames
+    history = subprocess.run(
+        ["sacct", "-n", "-P", "-D", "-X", "-j", job_id, "--format=State"],
+        env=slurm_env,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert "REQUEUED" in history or "PREEMPTED" in history, history
