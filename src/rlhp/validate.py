@@ -1,5 +1,5 @@
 """Re-run the best configurations of a search with fresh seeds:
-`python -m rlhp.validate SWEEP_DIR top_k=5 sessions=4 [slots=N]`.
+`python -m rlhp.validate SWEEP_DIR top_k=5 sessions=4 [slots=N] [--local]`.
 
 A search picks its best configuration by a noisy score, so the winner's score is biased upwards
 (the selection bias). Validation re-runs the top_k complete trials with `sessions` seeds none of
@@ -14,6 +14,14 @@ search score, validated mean and std, rank by validated score, selection bias), 
 best by validated score (best_validated.yaml, a config that trains with one command) and prints
 the selection bias. Running it again resumes: a configuration whose validation run has a
 result.yaml is not run again.
+
+Where: as local processes, unless the search ran on SLURM (`+cluster=slurm`: its trials'
+.hydra/hydra.yaml name submitit's SLURM launcher). Then each run is a SLURM job (submitit) with
+one trial's resources (partition, cpus, mem, time, setup, ...; whole GPUs: ceil of
+meta.search_resources.gpu), all at once unless `slots` says otherwise; the command runs inside
+the job. Preempted or at its time limit (SIGUSR2) the run checkpoints and the job is requeued
+(`hydra.launcher.max_num_timeout` time limits at most), resuming from its checkpoints. `--local`
+runs them here anyway.
 """
 
 import argparse
@@ -21,6 +29,7 @@ import logging
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 from omegaconf import OmegaConf
+from submitit.helpers import DelayedSubmission
 
 from rlhp import analyze as an
 from rlhp.analyze import write_atomic
@@ -90,15 +100,85 @@ def _cwd(sweep: an.Sweep) -> Path:
     return Path(cwd) if cwd and Path(cwd).is_dir() else Path.cwd()
 
 
-def _run(cmd: list[str], run_dir: Path, cwd: Path) -> int:
+def _start(overrides: list[str], run_dir: Path, cwd: Path) -> subprocess.Popen:
+    """`python -m rlhp.train <overrides>`, its output appended to run_dir/validate.log."""
+    cmd = [sys.executable, "-m", "rlhp.train", *overrides]
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     with open(run_dir / "validate.log", "a") as out:
         out.write("$ " + shlex.join(cmd) + "\n")
         out.flush()
-        return subprocess.run(
-            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
-        ).returncode
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+class SlurmRun:
+    """A validation run as a submitit job: the local command, started inside the job. On
+    SIGUSR2 (preemption, time limit) submitit calls checkpoint(): the run checkpoints on the same
+    signal, and the requeued job starts it again from those checkpoints."""
+
+    def __init__(self, overrides: list[str], run_dir: Path, cwd: Path):
+        self.overrides, self.run_dir, self.cwd = overrides, run_dir, cwd
+        self.proc: subprocess.Popen | None = None
+
+    def __call__(self) -> int:
+        self.proc = _start(self.overrides, self.run_dir, self.cwd)
+        return self.proc.wait()
+
+    def checkpoint(self) -> DelayedSubmission:
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGUSR2)
+                os.waitpid(self.proc.pid, 0)  # not proc.wait(): the interrupted one holds its lock
+            except (ProcessLookupError, ChildProcessError):
+                pass  # it had ended
+        return DelayedSubmission(SlurmRun(self.overrides, self.run_dir, self.cwd))
+
+
+def slurm_params(run_dir: Path) -> dict[str, Any] | None:
+    """The SLURM launcher settings a trial ran with (its .hydra/hydra.yaml, resolved against its
+    config), with whole GPUs for meta.search_resources.gpu; None if it did not run on SLURM."""
+    hydra_path, cfg_path = run_dir / ".hydra" / "hydra.yaml", run_dir / ".hydra" / "config.yaml"
+    if not (hydra_path.is_file() and cfg_path.is_file()):
+        return None
+    hydra_cfg = OmegaConf.load(hydra_path).hydra
+    launcher = hydra_cfg.get("launcher") or {}
+    if not str(launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+        return None
+    cfg = OmegaConf.merge(OmegaConf.load(cfg_path), {"hydra": hydra_cfg})
+    for key in ("_target_", "submitit_folder"):
+        cfg.hydra.launcher.pop(key, None)
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    if (gpu := OmegaConf.select(cfg, "meta.search_resources.gpu", default=0) or 0) > 0:
+        params["gpus_per_node"] = math.ceil(gpu)
+    return params
+
+
+def _executor(params: dict[str, Any], folder: Path, name: str):
+    """A submitit SLURM executor with the launcher's settings (as Hydra's launcher builds it)."""
+    import submitit
+
+    from rlhp.sweep._slurm import _submitit_names
+
+    params = dict(params, name=name)
+    init = {f"slurm_{k}": params.pop(k) for k in ("max_num_timeout", "python") if k in params}
+    executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm", **init)
+    executor.update_parameters(**_submitit_names(params))
+    return executor
+
+
+def _submit(number: int, overrides: list[str], run_dir: Path, cwd: Path, params: dict) -> int:
+    """The run as a SLURM job; its exit code (1 when the job ended without one)."""
+    folder = run_dir.parent / ".submitit" / "%j"
+    job = _executor(params, folder, f"rlhp_validate{number}").submit(
+        SlurmRun(overrides, run_dir, cwd)
+    )
+    print(f"rlhp.validate: trial {number} submitted as SLURM job {job.job_id}", flush=True)
+    try:
+        return job.result()
+    except Exception as e:  # cancelled, killed, node failure, too many time limits
+        with open(run_dir / "validate.log", "a") as out:
+            out.write(f"rlhp.validate: Error: SLURM job {job.job_id}: {e}\n")
+        return 1
 
 
 def _error(run_dir: Path) -> str:
@@ -108,10 +188,14 @@ def _error(run_dir: Path) -> str:
     return ((useful or lines or ["no output"])[-1]).strip()[:300]
 
 
-def validate(sweep_dir: Path, top_k: int = 5, sessions: int = 4, slots: int = 1) -> pd.DataFrame:
-    """Re-run the top_k complete trials with `sessions` fresh seeds each, `slots` at once;
-    write validation.csv and best_validated.yaml; return the table, best validated first."""
-    if top_k <= 0 or sessions <= 0 or slots <= 0:
+def validate(
+    sweep_dir: Path, top_k: int = 5, sessions: int = 4, slots: int | None = 1, local: bool = False
+) -> pd.DataFrame:
+    """Re-run the top_k complete trials with `sessions` fresh seeds each, `slots` at once
+    (None: one per CPU here, all at once on SLURM); as SLURM jobs if the search ran on SLURM,
+    unless `local`. Write validation.csv and best_validated.yaml; return the table, best
+    validated first."""
+    if top_k <= 0 or sessions <= 0 or (slots is not None and slots <= 0):
         raise ValueError(
             f"top_k, sessions and slots must be positive: {top_k}, {sessions}, {slots}"
         )
@@ -128,19 +212,25 @@ def validate(sweep_dir: Path, top_k: int = 5, sessions: int = 4, slots: int = 1)
         run_dir = sweep.dir / "validation" / f"trial{number}"
         seed = _seed(sweep, number, sessions, search_seeds)
         overrides = run_overrides(sweep, number, seed, sessions)
-        jobs.append((row, number, run_dir, seed, overrides))
+        params = None if local else slurm_params(sweep.trial_dir(number))
+        jobs.append((row, number, run_dir, seed, overrides, params))
     todo = [j for j in jobs if not (j[2] / "result.yaml").is_file()]
     done = len(jobs) - len(todo)
+    on_slurm = any(j[5] is not None for j in todo)
+    slots = slots or (len(jobs) if on_slurm else os.cpu_count() or 1)
     print(
         f"rlhp.validate: top {len(jobs)} of {sweep.dir}, {sessions} fresh seeds each, "
-        f"{len(todo)} to run ({done} done before), {min(slots, max(len(todo), 1))} at once",
+        f"{len(todo)} to run ({done} done before), {min(slots, max(len(todo), 1))} at once"
+        + (" as SLURM jobs" if on_slurm else ""),
         flush=True,
     )
 
     def one(job: tuple) -> int:
-        _, number, run_dir, seed, overrides = job
-        cmd = [sys.executable, "-m", "rlhp.train", *overrides]
-        rc = _run(cmd, run_dir, cwd)
+        _, number, run_dir, seed, overrides, params = job
+        if params is None:
+            rc = _start(overrides, run_dir, cwd).wait()
+        else:
+            rc = _submit(number, overrides, run_dir, cwd, params)
         status = "done" if rc == 0 else f"failed (exit {rc}): {_error(run_dir)}"
         print(f"rlhp.validate: trial {number} (seeds {seed}..{seed + sessions - 1}) {status}")
         return rc
@@ -149,7 +239,7 @@ def validate(sweep_dir: Path, top_k: int = 5, sessions: int = 4, slots: int = 1)
         with ThreadPoolExecutor(min(slots, len(todo))) as pool:
             list(pool.map(one, todo))
     rows = []
-    for row, number, run_dir, seed, _ in jobs:
+    for row, number, run_dir, seed, *_ in jobs:
         out: dict[str, Any] = {
             "trial": number,
             "search_rank": int(row["rank"]),
@@ -256,11 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--top_k", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=4)
-    parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--slots", type=int, help="runs at once (default: one per CPU; SLURM: all at once)"
+    )
+    parser.add_argument(
+        "--local", action="store_true", help="run here even if the search ran on SLURM"
+    )
     args = parser.parse_args(an._args(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        df = validate(args.sweep_dir, args.top_k, args.sessions, args.slots)
+        df = validate(args.sweep_dir, args.top_k, args.sessions, args.slots, args.local)
     except (an.AnalysisError, ValueError) as e:
         print(f"rlhp.validate: error: {e}", file=sys.stderr)
         return 1
@@ -268,4 +363,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # rlhp.validate's own main, so that submitit pickles SlurmRun by name, not as __main__'s
+    from rlhp.validate import main as _main
+
+    sys.exit(_main())

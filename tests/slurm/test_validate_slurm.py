@@ -1,0 +1,94 @@
+"""Validation after a search on the real SLURM cluster: the re-runs are SLURM jobs with a trial's
+resources, both at the end of the search and from `python -m rlhp.validate` later (--local runs
+them here)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from test_slurm import results, sacct, search, slurm_env  # noqa: F401
+
+pytestmark = pytest.mark.slurm
+
+
+def validation_jobs(sweep: Path) -> dict[int, str | None]:
+    """trial -> the SLURM job id its validation run reported in result.yaml."""
+    out = {}
+    for path in sweep.glob("validation/trial*/result.yaml"):
+        where = yaml.safe_load(path.read_text())["where"]
+        out[int(path.parent.name.removeprefix("trial"))] = where["slurm_job_id"]
+    return out
+
+
+def allocations(env: dict, job_ids: set[str]) -> dict[str, str]:
+    """job id -> partition|AllocTRES|time limit (minutes) of each job."""
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-j", ",".join(sorted(job_ids))]
+        + ["--format=JobID,Partition,AllocTRES,TimelimitRaw"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {line.split("|", 1)[0]: line.split("|", 1)[1] for line in out.splitlines()}
+
+
+def validate_cli(env: dict, sweep: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "rlhp.validate", str(sweep), "sessions=2", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_validation_runs_are_slurm_jobs(slurm_env, tmp_path):  # noqa: F811
+    sweep = tmp_path / "sweep"
+    cmd = search(
+        sweep,
+        "meta.search_scheduler=null",
+        "meta.search_resources.gpu=0.5",
+        "hydra.sweeper.population=1",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.validate.top_k=2",
+        "hydra.sweeper.validate.sessions=2",
+    )
+    proc = subprocess.run(cmd, env=slurm_env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    table = pd.read_csv(sweep / "validation.csv")
+    assert len(table) == 2 and table["validated_mean"].notna().all(), table
+    validated = set(table["trial"])
+    jobs = validation_jobs(sweep)
+    assert set(jobs) == validated and all(jobs.values()), jobs
+    trial_jobs = {r["where"]["slurm_job_id"] for r in results(sweep).values()}
+    assert not set(jobs.values()) & trial_jobs  # jobs of their own, not the trials' hosts
+    rows = [r for r in sacct(slurm_env, set(jobs.values())) if "." not in r["JobID"]]
+    assert {r["JobID"]: r["JobName"] for r in rows} == {
+        jobs[n]: f"rlhp_validate{n}" for n in validated
+    }
+    assert all(r["State"] == "COMPLETED" for r in rows), rows
+    # a trial's resources: partition, 1 CPU, 1 GB, time_min 240, gpu 0.5 -> one whole GPU
+    for alloc in allocations(slurm_env, set(jobs.values())).values():
+        partition, tres, minutes = alloc.split("|")
+        assert partition == "debug" and minutes == "240", alloc
+        assert {"cpu=1", "mem=1G", "gres/gpu=1"} <= set(tres.split(",")), alloc
+
+    # later, from the command line: one more configuration, also as a SLURM job
+    proc = validate_cli(slurm_env, sweep, "top_k=3")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "1 to run (2 done before), 1 at once as SLURM jobs" in proc.stdout
+    again = validation_jobs(sweep)
+    (new,) = set(again) - validated
+    assert {n: again[n] for n in validated} == jobs  # not run again
+    assert again[new] and again[new] not in set(jobs.values()) | trial_jobs
+    rows = [r for r in sacct(slurm_env, {again[new]}) if "." not in r["JobID"]]
+    assert [(r["JobName"], r["State"]) for r in rows] == [(f"rlhp_validate{new}", "COMPLETED")]
+    assert len(pd.read_csv(sweep / "validation.csv")) == 3
+
+    # --local: the same run in a process here
+    shutil.rmtree(sweep / "validation" / f"trial{new}")
+    proc = validate_cli(slurm_env, sweep, "top_k=3", "--local")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "SLURM" not in proc.stdout
+    assert validation_jobs(sweep)[new] is None
