@@ -1,6 +1,6 @@
 """Validation after a search on the real SLURM cluster: the re-runs are SLURM jobs with a trial's
 resources, both at the end of the search and from `python -m rlhp.validate` later (--local runs
-them here)."""
+them here); a preempted one is requeued and resumes from its checkpoints."""
 
 import shutil
 import subprocess
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_slurm import results, sacct, search, slurm_env  # noqa: F401
+from test_slurm import results, sacct, search, slurm_env, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.slurm
 
@@ -92,3 +92,54 @@ def test_validation_runs_are_slurm_jobs(slurm_env, tmp_path):  # noqa: F811
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "SLURM" not in proc.stdout
     assert validation_jobs(sweep)[new] is None
+
+
+def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path):  # noqa: F811
+    sweep = tmp_path / "sweep"
+    cmd = search(
+        sweep,
+        "env.max_frame=40000",
+        "log_frequency=2000",
+        "meta.search_scheduler=null",
+        "meta.search_resources.gpu=0",
+        "hydra.sweeper.population=1",
+        "hydra.sweeper.n_trials=1",
+    )
+    proc = subprocess.run(cmd, env=slurm_env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = sweep / "validation" / "trial0"
+    cli = [sys.executable, "-m", "rlhp.validate", str(sweep), "top_k=1", "sessions=2"]
+    proc = subprocess.Popen(cli, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: len(frames(run_dir).get(1, [])) >= 2, 300, "both sessions to log twice")
+        (job_id,) = [p.name for p in (sweep / "validation" / ".submitit").glob("[0-9]*")]
+        before = frames(run_dir)
+        subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm_env, check=True)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out.decode()[-2000:] + err.decode()[-2000:]
+    log = (run_dir / "validate.log").read_text()
+    assert "checkpointed at frame" in log and log.count("$ ") == 2  # stopped, started again
+    after = frames(run_dir)
+    for session, seen in after.items():
+        assert seen == sorted(set(seen)), seen  # resumed: nothing counted twice
+        assert seen[-1] >= 40000 and set(before[session]) <= set(seen)
+    result = yaml.safe_load((run_dir / "result.yaml").read_text())
+    assert result["where"]["slurm_job_id"] == job_id and len(result["sessions"]) == 2
+    history = subprocess.run(
+        ["sacct", "-n", "-P", "-D", "-X", "-j", job_id, "--format=State"],
+        env=slurm_env,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert "REQUEUED" in history or "PREEMPTED" in history, history
+    assert pd.read_csv(sweep / "validation.csv")["validated_mean"].notna().all()
+
+
+def frames(run_dir: Path) -> dict[int, list[int]]:
+    """session -> the frames it logged (metrics.csv)."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return {}
+    return {s: list(f) for s, f in pd.read_csv(path).groupby("session")["frame"]}
