@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from rlhp.analyze import experiment_df, load
-from rlhp.validate import _seed, run_overrides, validate
+from rlhp.validate import _executor, _seed, run_overrides, slurm_params, validate
 
 TOP_K, SESSIONS = 2, 2
 
@@ -139,6 +139,8 @@ def test_running_it_again_resumes(validated):
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert len(list(sweep.glob("validation/*/result.yaml"))) == TOP_K + 1
     assert len(pd.read_csv(sweep / "validation.csv")) == TOP_K + 1
+    # a local search is validated locally
+    assert "SLURM" not in proc.stdout and slurm_params(sweep / "0") is None
 
 
 def test_nothing_to_validate(tmp_path):
@@ -196,3 +198,58 @@ def test_run_overrides_replace_seed_sessions_and_scheduler(tmp_path):
     # the search used seeds 10000..10003: validation starts above them
     assert _seed(sweep, 7, 4, {10_000, 10_001, 10_002, 10_003}) == 10_004 + 7 * 4
     assert _seed(sweep, 7, 4, {0}) == 10_000 + 7 * 4
+
+
+SLURM_LAUNCHER = {  # a trial's .hydra/hydra.yaml after `+cluster=slurm` (as Hydra saves it)
+    "submitit_folder": "${hydra.sweep.dir}/.submitit/%j",
+    "timeout_min": "${meta.search_resources.time_min}",
+    "cpus_per_task": "${meta.search_resources.cpu}",
+    "gpus_per_node": None,
+    "tasks_per_node": 1,
+    "mem_gb": "${meta.search_resources.mem_gb}",
+    "nodes": 1,
+    "name": "${hydra.job.name}",
+    "_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    "partition": "gpu",
+    "qos": None,
+    "signal_delay_s": 120,
+    "max_num_timeout": 5,
+    "python": None,
+    "additional_parameters": {"account": "proj"},
+    "setup": ["module load cuda/12.4"],
+    "srun_args": None,
+    "use_srun": True,
+}
+
+
+def trial_dir(tmp_path: Path, launcher: dict, gpu: float) -> Path:
+    run = tmp_path / "3"
+    (run / ".hydra").mkdir(parents=True)
+    hydra = {"job": {"name": "train"}, "sweep": {"dir": "${now:%Y}"}, "launcher": launcher}
+    (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
+    resources = {"cpu": 2, "gpu": gpu, "mem_gb": 4, "time_min": 60}
+    config = {"seed": 0, "meta": {"search_resources": resources}}
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    return run
+
+
+@pytest.mark.parametrize("gpu, gpus", [(0.125, 1), (2, 2), (0, None)])
+def test_slurm_params_are_a_trials_resources_with_whole_gpus(tmp_path, gpu, gpus):
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = slurm_params(trial_dir(tmp_path, SLURM_LAUNCHER, gpu))
+    assert params["cpus_per_task"] == 2 and params["mem_gb"] == 4 and params["timeout_min"] == 60
+    assert params["gpus_per_node"] == gpus
+    executor = _executor(params, tmp_path / "%j", "rlhp_validate3")._executor
+    assert executor.max_num_timeout == 5
+    script = _make_sbatch_string(command="x", folder=tmp_path / "%j", **executor.parameters)
+    lines = set(script.splitlines())
+    expected = ["--partition=gpu", "--cpus-per-task=2", "--mem=4GB", "--time=60"]
+    expected += ["--signal=USR2@120", "--account=proj", "--job-name=rlhp_validate3"]
+    assert {f"#SBATCH {e}" for e in expected} <= lines and "module load cuda/12.4" in lines
+    assert (f"#SBATCH --gpus-per-node={gpus}" in lines) == (gpus is not None)
+
+
+def test_a_trial_of_another_launcher_is_validated_here(tmp_path):
+    launcher = {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"}
+    assert slurm_params(trial_dir(tmp_path, launcher, 0)) is None

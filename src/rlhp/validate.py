@@ -141,12 +141,12 @@ def slurm_params(run_dir: Path) -> dict[str, Any] | None:
     if not (hydra_path.is_file() and cfg_path.is_file()):
         return None
     hydra_cfg = OmegaConf.load(hydra_path).hydra
-    launcher = hydra_cfg.get("launcher") or {}
+    launcher = OmegaConf.to_container(hydra_cfg.get("launcher") or {})
     if not str(launcher.get("_target_", "")).endswith(".SlurmLauncher"):
         return None
+    skip = ("_target_", "submitit_folder")  # the runs get a folder of their own
+    hydra_cfg.launcher = {k: v for k, v in launcher.items() if k not in skip}
     cfg = OmegaConf.merge(OmegaConf.load(cfg_path), {"hydra": hydra_cfg})
-    for key in ("_target_", "submitit_folder"):
-        cfg.hydra.launcher.pop(key, None)
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     if (gpu := OmegaConf.select(cfg, "meta.search_resources.gpu", default=0) or 0) > 0:
         params["gpus_per_node"] = math.ceil(gpu)
