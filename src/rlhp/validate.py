@@ -167,17 +167,19 @@ def _executor(params: dict[str, Any], folder: Path, name: str):
 
 
 def _submit(number: int, overrides: list[str], run_dir: Path, cwd: Path, params: dict) -> int:
-    """The run as a SLURM job; its exit code (1 when the job ended without one)."""
+    """The run as a SLURM job; its exit code (1 when it could not be submitted or the job ended
+    without one: cancelled, killed, node failure, too many time limits)."""
     folder = run_dir.parent / ".submitit" / "%j"
-    job = _executor(params, folder, f"rlhp_validate{number}").submit(
-        SlurmRun(overrides, run_dir, cwd)
-    )
-    print(f"rlhp.validate: trial {number} submitted as SLURM job {job.job_id}", flush=True)
     try:
+        job = _executor(params, folder, f"rlhp_validate{number}").submit(
+            SlurmRun(overrides, run_dir, cwd)
+        )
+        print(f"rlhp.validate: trial {number} submitted as SLURM job {job.job_id}", flush=True)
         return job.result()
-    except Exception as e:  # cancelled, killed, node failure, too many time limits
+    except Exception as e:
+        run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "validate.log", "a") as out:
-            out.write(f"rlhp.validate: Error: SLURM job {job.job_id}: {e}\n")
+            out.write(f"rlhp.validate: SLURM Error: {e}\n")
         return 1
 
 
