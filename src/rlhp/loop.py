@@ -1,4 +1,6 @@
-"""The shared train loop: one session of one algorithm in one vector env.
+"""The train loop of one session of one algorithm in one vector env (DQN, SAC, REINFORCE; PPO
+and A2C train as populations, rlhp.population, which shares `evaluate`, `summarize` and
+`save_checkpoint` from here).
 
 It counts frames (env steps summed over the vector envs), tracks episode returns and
 `total_reward_ma` (the mean return of the last 100 episodes), and at every log point evaluates

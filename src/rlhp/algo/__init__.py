@@ -1,4 +1,6 @@
-"""Algorithms on the shared loop, by `algo.name`; each module reads top to bottom on its own."""
+"""Algorithms by `algo.name`; each module reads top to bottom on its own. PPO and A2C are
+stacked agents of K members (rlhp.population trains them), the others single agents on
+rlhp.loop's Session."""
 
 import importlib
 
