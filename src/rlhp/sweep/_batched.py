@@ -37,6 +37,7 @@ from rlhp.population import is_member_key, signature
 from rlhp.sweep import _local, _state
 
 log = logging.getLogger("rlhp.sweep")
+JOB_BASE = 1_000_000  # population job numbers, apart from trial numbers (launcher, packer queue)
 
 
 @dataclass
@@ -116,7 +117,7 @@ class Batched:
             f"+population={self.size}",
             f"hydra.sweep.subdir=populations/{number}",
         ]
-        future = self.pool.submit(self.sw._launch_job, number, job_overrides)
+        future = self.pool.submit(self.sw._launch_job, JOB_BASE + number, job_overrides)
         fixed = {k: proposal.trial.params[k] for k in self.structural}
         job = Job(number, proposal.kind, fixed, inbox, future)
         self.jobs.append(job)
