@@ -54,13 +54,10 @@ def test_preempted_population_is_requeued_and_every_member_resumes(slurm_env, tm
         lines = inbox.read_text().splitlines() if inbox.exists() else []
         return [yaml.safe_load(line)["trial"] for line in lines]
 
+    def logged() -> bool:
+        return len(members()) == 2 and all(len(_frames(sweep / str(n))) >= 2 for n in members())
+
     try:
-        logged = lambda: (
-            len(members()) == 2
-            and all(  # noqa: E731
-                len(_frames(sweep / str(n))) >= 2 for n in members()
-            )
-        )
         wait_for(logged, 300, "both members to log twice")
         job = yaml.safe_load((sweep / "populations" / "0" / ".hydra" / "hydra.yaml").read_text())
         job_id = job["hydra"]["job"]["id"]
