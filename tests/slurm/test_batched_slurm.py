@@ -7,7 +7,16 @@ from collections import Counter
 import optuna
 import pytest
 import yaml
-from test_slurm import _frames, results, sacct, search, slurm_env, study, wait_for  # noqa: F401
+from test_slurm import (  # noqa: F401
+    _frames,
+    assert_requeued,
+    results,
+    sacct,
+    search,
+    slurm_env,
+    study,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slurm
 
@@ -72,10 +81,4 @@ def test_preempted_population_is_requeued_and_every_member_resumes(slurm_env, tm
     for n in before:
         frames = _frames(sweep / str(n))
         assert frames == sorted(set(frames)) and frames[-1] >= 40000 and before[n] in frames
-    history = subprocess.run(
-        ["sacct", "-n", "-P", "-D", "-X", "-j", job_id, "--format=State"],
-        env=slurm_env,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    assert "REQUEUED" in history or "PREEMPTED" in history, history
+    assert_requeued(slurm_env, job_id)

@@ -80,6 +80,17 @@ def sacct(env: dict, job_ids: set[str]) -> list[dict]:
     return rows
 
 
+def assert_requeued(env: dict, job_id: str) -> None:
+    """The job's accounting history shows it was requeued (or preempted) at least once."""
+    history = subprocess.run(
+        ["sacct", "-n", "-P", "-D", "-X", "-j", job_id, "--format=State"],
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert "REQUEUED" in history or "PREEMPTED" in history, history
+
+
 def results(sweep_dir: Path) -> dict[int, dict]:
     out = {}
     for path in sweep_dir.glob("[0-9]*/result.yaml"):
@@ -177,13 +188,7 @@ def test_preempted_trial_resumes(slurm_env, tmp_path, gpu):
     if gpu:  # a new host job resumed the trial
         assert result["where"]["slurm_job_id"] != job_id
     else:  # submitit requeued the same job
-        history = subprocess.run(
-            ["sacct", "-n", "-P", "-D", "-X", "-j", job_id, "--format=State"],
-            env=slurm_env,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        assert "REQUEUED" in history or "PREEMPTED" in history, history
+        assert_requeued(slurm_env, job_id)
 
 
 def test_cancelled_trial_fails_and_sweep_finishes(slurm_env, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_slurm import results, sacct, search, slurm_env, wait_for  # noqa: F401
+from test_slurm import assert_requeued, results, sacct, search, slurm_env, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.slurm
 
@@ -127,13 +127,7 @@ def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path): 
         assert seen[-1] >= 40000 and set(before[session]) <= set(seen)
     result = yaml.safe_load((run_dir / "result.yaml").read_text())
     assert result["where"]["slurm_job_id"] == job_id and len(result["sessions"]) == 2
-    history = subprocess.run(
-        ["sacct", "-n", "-P", "-D", "-X", "-j", job_id, "--format=State"],
-        env=slurm_env,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    assert "REQUEUED" in history or "PREEMPTED" in history, history
+    assert_requeued(slurm_env, job_id)
     assert pd.read_csv(sweep / "validation.csv")["validated_mean"].notna().all()
 
 
