@@ -219,9 +219,12 @@ class Population:
         return True
 
     def _fill(self) -> None:
-        """Offer the empty slots to new members, as long as `refill` has one."""
+        """Offer the empty slots to new members while `refill` has one; once it has none, the
+        next boundary asks again (one call, not one per empty slot: a refill may read a file)."""
         for k, slot in enumerate(self.slots):
-            while slot is None and (member := self.refill()) is not None:
+            while slot is None:
+                if (member := self.refill()) is None:
+                    return
                 if self._start(k, member):
                     slot = self.slots[k]
                     self.frames[k] = member.frame

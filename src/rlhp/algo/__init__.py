@@ -40,18 +40,20 @@ def member_keys(name: str) -> tuple[str, ...]:
     return importlib.import_module(ALGOS[name][0]).MEMBER_KEYS
 
 
+def _agent_class(name: str, env):
+    check(name, env.action_space)
+    module, cls, _ = ALGOS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
 def make_population(cfgs: list[DictConfig], env, device: torch.device):
     """The stacked agent of `cfgs` (one per member, sharing their structure) acting in `env`."""
     cfg = cfgs[0]
-    check(cfg.algo.name, env.action_space)
-    module, cls, _ = ALGOS[cfg.algo.name]
-    agent_cls = getattr(importlib.import_module(module), cls)
+    agent_cls = _agent_class(cfg.algo.name, env)
     return agent_cls([c.algo for c in cfgs], env, cfg.env.net, cfg.env.max_frame, device)
 
 
 def make(cfg: DictConfig, env, device: torch.device):
     """The agent for `cfg.algo` acting in `env` (a rlhp.env.VecEnv)."""
-    check(cfg.algo.name, env.action_space)
-    module, cls, _ = ALGOS[cfg.algo.name]
-    agent_cls = getattr(importlib.import_module(module), cls)
+    agent_cls = _agent_class(cfg.algo.name, env)
     return agent_cls(cfg.algo, env, cfg.env.net, cfg.env.max_frame, device)
