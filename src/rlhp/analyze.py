@@ -48,7 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rlhp.sweep._history import best_history
 from rlhp.sweep._space import decode
-from rlhp.sweep._storage import journal_path, open_storage
+from rlhp.record import journal_path, open_storage
 
 log = logging.getLogger("rlhp.analyze")
 

@@ -32,7 +32,8 @@ from optuna.trial import Trial, TrialState
 from rlhp import algo as algos
 from rlhp.config import check
 from rlhp.errors import ConfigError
-from rlhp.sweep import _centred, _checks, _constraint, _history, _local, _space, _state, _storage
+from rlhp import record
+from rlhp.sweep import _centred, _checks, _constraint, _history, _local, _space, _state
 
 log = logging.getLogger("rlhp.sweep")
 _METRIC = {"final": "total_reward_ma", "auc": "total_reward_ma (mean)", "eval": "eval_return"}
@@ -117,7 +118,7 @@ class SweeperImpl:
             print("\nrlhp: interrupted; run the same command to resume", file=sys.stderr)
             sys.exit(130)
         except OSError as e:
-            if (number := _storage.disk_errno(e)) is None:
+            if (number := record.disk_errno(e)) is None:
                 raise
             print(
                 f"rlhp: error: cannot write to {self.sweep_dir}: {os.strerror(number)}"
@@ -275,7 +276,7 @@ class SweeperImpl:
                 raise ConfigError(stopped)
 
     def _study(self) -> optuna.Study:
-        storage = _storage.open_storage(self.cfg.storage, self.sweep_dir)
+        storage = record.open_storage(self.cfg.storage, self.sweep_dir)
         name, direction = self.cfg.study_name, self.cfg.direction
         if name in optuna.get_all_study_names(storage):  # resume, writing nothing before checks
             study = optuna.load_study(study_name=name, storage=storage, sampler=self.sampler)
@@ -464,7 +465,7 @@ class SweeperImpl:
     def _fail(self, study: optuna.Study, trial: Trial, e: Exception | str) -> bool:
         """Record a trial that failed with `e` (its exception, or why in words); False."""
         if isinstance(e, Exception):
-            if (number := _storage.disk_errno(e, self.sweep_dir)) is not None:
+            if (number := record.disk_errno(e, self.sweep_dir)) is not None:
                 raise OSError(number, os.strerror(number)) from e  # not the trial's fault
             e = "".join(traceback.format_exception_only(e)).strip()
         trial.set_user_attr("error", e[-2000:])

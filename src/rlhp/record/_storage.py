@@ -1,4 +1,4 @@
-"""The study's storage, shared by the sweeper, `rlhp.analyze` and `rlhp.validate`.
+"""The study's storage, shared by the sweeper, the analysis and validation.
 
 An Optuna journal file is one JSON record per line. A write cut short (a kill mid-write, a full
 disk) leaves a torn last line, and Optuna would append the next record onto it, making the
@@ -19,7 +19,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import get_lock_file
 
-log = logging.getLogger("rlhp.sweep")
+log = logging.getLogger("rlhp.record")
 RECORD = b'{"op_code":'  # how every record Optuna writes begins
 FULL = 2**20  # free bytes below which a disk counts as full
 

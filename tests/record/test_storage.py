@@ -9,7 +9,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from rlhp.sweep import _storage
+from rlhp.record import _storage
 
 SPACE = {"x": FloatDistribution(0, 1)}
 

@@ -1,0 +1,85 @@
+"""What a sweep directory holds, and the one place that reads and writes it (torch-free).
+
+    SWEEP_DIR/
+      study.journal          the Optuna study (unless hydra.sweeper.storage names another)
+      state.yaml             the sweeper's progress (counts, running trials, best, eta)
+      asha/                  the ASHA coordinator's rungs and decisions (rlhp.asha)
+      N/                     trial N: .hydra/, metrics.csv, tb/, checkpoints, result.yaml
+      populations/J/         population job J of a batched search (its inbox, its log)
+      validation/trialN/     trial N's validation re-run; validation.csv beside
+      experiment_df.csv ...  the analysis (rlhp.analyze)
+
+The trial id N is one number: Optuna's trial number, Hydra's job number, ASHA's trial id and
+the folder's name (`trial_dir`). The training side writes `result.yaml` (`TrialResult`); the
+sweeper, validation and the analysis read it and the study (`open_storage`, `load`) in the
+state vocabulary of `state` / `label`.
+"""
+
+from rlhp.record._layout import (
+    ASHA,
+    JOB_BASE,
+    JOURNAL,
+    METRICS,
+    RESULT,
+    STATE,
+    VALIDATION_CSV,
+    population_dir,
+    replacing,
+    trial_dir,
+    trial_number,
+    validation_dir,
+    write_atomic,
+)
+from rlhp.record._result import TrialResult, recorded
+from rlhp.record._states import (
+    COMPLETE,
+    FAILED,
+    REJECTED,
+    RUNNING,
+    STATES,
+    STOPPED,
+    WAITING,
+    label,
+    score,
+    state,
+    stopped_at,
+)
+from rlhp.record._storage import disk_errno, journal_path, open_storage
+from rlhp.record._sweep import AnalysisError, Sweep, decode, hydra_node, load
+
+__all__ = [
+    "ASHA",
+    "COMPLETE",
+    "FAILED",
+    "JOB_BASE",
+    "JOURNAL",
+    "METRICS",
+    "REJECTED",
+    "RESULT",
+    "RUNNING",
+    "STATE",
+    "STATES",
+    "STOPPED",
+    "VALIDATION_CSV",
+    "WAITING",
+    "AnalysisError",
+    "Sweep",
+    "TrialResult",
+    "decode",
+    "disk_errno",
+    "hydra_node",
+    "journal_path",
+    "label",
+    "load",
+    "open_storage",
+    "population_dir",
+    "recorded",
+    "replacing",
+    "score",
+    "state",
+    "stopped_at",
+    "trial_dir",
+    "trial_number",
+    "validation_dir",
+    "write_atomic",
+]
