@@ -1,4 +1,6 @@
-"""Checks of a composed configuration, shared by the train entry point and the sweeper."""
+"""Checks of a composed configuration, shared by the train entry point and the sweeper: every
+check of a config runs here, once, before anything is launched (the env and agent constructors
+trust it)."""
 
 import math
 from types import SimpleNamespace
@@ -77,10 +79,11 @@ def check(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg.algo, key, default=None)
         if (domain := outside(f"algo.{key}", value)) is not None:
             raise ConfigError(f"algo.{key}={value} is outside its domain {domain}")
-    algo.check(cfg.algo.name)
+    if cfg.env.type not in ("gym", "atari"):
+        raise ConfigError(f"env.type must be gym or atari, got {cfg.env.type!r}")
     check_env_id(cfg.env.id)
     env = gym.make(cfg.env.id)
-    algo.check(cfg.algo.name, env.action_space)
+    algo.check(cfg.algo.name, env.action_space, cfg)
     env.close()
 
 

@@ -20,8 +20,13 @@ ALGOS = {
 }
 
 
-def check(name: str, action_space: gym.Space | None = None) -> None:
-    """Raise ConfigError if the algorithm is unknown or cannot act in `action_space`."""
+OPTIMIZERS = ("adam", "rmsprop")  # what A2C's `optimizer` may name (rlhp.optim.make)
+
+
+def check(name: str, action_space: gym.Space | None = None, cfg: DictConfig | None = None) -> None:
+    """Raise ConfigError if the algorithm is unknown, cannot act in `action_space`, or cannot
+    train the composed config `cfg` (SAC takes vector observations, A2C names its optimiser).
+    rlhp.config.check calls it before anything is launched; nothing after it checks again."""
     if name not in ALGOS:
         raise ConfigError(f"unknown algo {name!r}; known: {', '.join(sorted(ALGOS))}")
     spaces = ALGOS[name][2]
@@ -29,6 +34,14 @@ def check(name: str, action_space: gym.Space | None = None) -> None:
         kinds = " or ".join(s.__name__ for s in spaces)
         raise ConfigError(
             f"algo {name} needs {kinds} actions, but the env's action space is {action_space}"
+        )
+    if cfg is None:
+        return
+    if name == "sac" and cfg.env.net != "mlp":
+        raise ConfigError(f"algo sac takes vector observations (env.net=mlp), not {cfg.env.net}")
+    if name == "a2c" and cfg.algo.optimizer not in OPTIMIZERS:
+        raise ConfigError(
+            f"algo.optimizer must be {' or '.join(OPTIMIZERS)}, got {cfg.algo.optimizer!r}"
         )
 
 
@@ -40,8 +53,7 @@ def member_keys(name: str) -> tuple[str, ...]:
     return importlib.import_module(ALGOS[name][0]).MEMBER_KEYS
 
 
-def _agent_class(name: str, env):
-    check(name, env.action_space)
+def _agent_class(name: str):
     module, cls, _ = ALGOS[name]
     return getattr(importlib.import_module(module), cls)
 
@@ -49,11 +61,11 @@ def _agent_class(name: str, env):
 def make_population(cfgs: list[DictConfig], env, device: torch.device):
     """The stacked agent of `cfgs` (one per member, sharing their structure) acting in `env`."""
     cfg = cfgs[0]
-    agent_cls = _agent_class(cfg.algo.name, env)
+    agent_cls = _agent_class(cfg.algo.name)
     return agent_cls([c.algo for c in cfgs], env, cfg.env.net, cfg.env.max_frame, device)
 
 
 def make(cfg: DictConfig, env, device: torch.device):
     """The agent for `cfg.algo` acting in `env` (a rlhp.env.VecEnv)."""
-    agent_cls = _agent_class(cfg.algo.name, env)
+    agent_cls = _agent_class(cfg.algo.name)
     return agent_cls(cfg.algo, env, cfg.env.net, cfg.env.max_frame, device)

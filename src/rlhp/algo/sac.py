@@ -77,8 +77,6 @@ class SAC:
     at_boundary = True  # everything lives in state_dict: a checkpoint can be taken at any step
 
     def __init__(self, cfg: DictConfig, env, net: str, max_frame: int, device: torch.device):
-        if net != "mlp":
-            raise ValueError(f"SAC here takes vector observations (net=mlp), got net={net}")
         self.cfg, self.device, self.num_envs = plain(cfg), device, env.num_envs
         obs_dim = int(np.prod(env.observation_space.shape))
         self.act_shape = env.action_space.shape
