@@ -1,14 +1,20 @@
 """Real submitit local jobs: done once their result is written, failed at once with the signal
-that killed them."""
+that killed them; and what `_local` patches in submitit, so that an upgrade that changes it fails
+here, not in a user's sweep."""
 
+import ast
 import atexit
+import inspect
 import os
 import signal
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import submitit
+from submitit.local import local
 
 from rlhp.sweep import _local
 
@@ -31,6 +37,7 @@ def test_result_arrives_while_the_process_is_still_exiting(executor):
     job = executor.submit(slow_exit)
     assert job.result() == 42
     assert job._process.poll() is None  # still tearing down
+    assert job.done()
     job._process.wait(timeout=30)
 
 
@@ -73,3 +80,51 @@ def test_stop_sends_sigterm_to_running_jobs(executor):
 )
 def test_cause_of_an_exit_status(code, words):
     assert words in _local.cause(code)
+
+
+# -- what install() patches (rlhp.sweep._local is its one home)
+
+
+def _parameters(func) -> list[str]:
+    return list(inspect.signature(func).parameters)
+
+
+def _env_names(func: ast.FunctionDef) -> set[str]:
+    """The environment variables a start_controller sets (its `env.update(NAME=...)`)."""
+    calls = [n for n in ast.walk(func) if isinstance(n, ast.Call)]
+    update = next(c for c in calls if getattr(c.func, "attr", None) == "update")
+    return {k.arg for k in update.keywords}
+
+
+def test_the_replaced_job_methods_keep_their_parameters():
+    # _local holds submitit's originals, whether or not install() ran in this process
+    assert _parameters(_local._process_exited) == ["self", "force_check"]
+    assert _parameters(_local._outcome) == ["self"]
+    assert _parameters(_local._done)[1:] == _parameters(_local._process_exited)[1:]
+
+
+def test_start_controller_is_a_faithful_copy_of_submitits():
+    source = Path(local.__file__).read_text()
+    theirs = next(
+        n
+        for n in ast.parse(source).body
+        if isinstance(n, ast.FunctionDef) and n.name == "start_controller"
+    )
+    ours = ast.parse(textwrap.dedent(inspect.getsource(_local._start_controller))).body[0]
+    assert [a.arg for a in theirs.args.args] == [a.arg for a in ours.args.args]
+    assert _env_names(theirs) == _env_names(ours)
+    assert "submitit.local._local" in source  # the controller module ours stands in for
+
+
+def test_the_controller_keeps_what_rlhps_controller_extends():
+    assert _parameters(local.Controller.__init__) == ["self", "folder"]
+    assert _parameters(local.Controller.wait) == ["self", "freq"]
+    assert _parameters(local.Controller.run)[0] == "self"
+
+
+def test_install_twice_patches_once(executor):
+    _local.install()
+    assert local.LocalJob.done is _local._done
+    assert local.LocalJob._get_outcome_and_result is _local._outcome_now
+    assert local.start_controller is _local._start_controller
+    assert _local._process_exited is not _local._done

@@ -7,23 +7,12 @@ tpe, random, grid, gp, cmaes, qmc, nsgaii; rlhp adds dgd.
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra._internal.grammar import grammar_functions
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser import overrides_parser
 from omegaconf import MISSING
 
-_hydra_functions = overrides_parser.create_functions
+from rlhp.sweep._foreign import add_ordered
 
-
-def _functions() -> Any:
-    """Hydra's override functions and `ordered(...)`, which Hydra reads as a choice sweep so a
-    command line may hold it; rlhp.sweep._space reads it as an ordered dimension."""
-    functions = _hydra_functions()
-    functions.register(name="ordered", func=grammar_functions.choice)
-    return functions
-
-
-overrides_parser.create_functions = _functions  # plugins load before the command line parses
+add_ordered()  # plugins load before the command line parses
 
 
 @dataclass

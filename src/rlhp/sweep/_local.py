@@ -8,6 +8,11 @@ A trial process that dies without a result (the OOM killer, SIGKILL) would leave
 for submitit's 15 s wait for a result file, and fail with the last lines of its log. Here its
 controller (`python -m rlhp.sweep._local`, submitit's own with one addition) exits with 128 + N
 when its trial was killed by signal N, and the job fails at once with that cause.
+
+submitit has no public hook for either, so this module is the one place that patches it:
+`install` replaces LocalJob.done, LocalJob._get_outcome_and_result and
+submitit.local.local.start_controller (a copy that starts rlhp's controller). The tests in
+tests/sweep/test_local.py fail when an upgrade of submitit changes what is patched.
 """
 
 import os
@@ -76,7 +81,7 @@ def _start_controller(
 
 def install() -> None:
     """Local jobs started by this process: done once their result file exists, failed at once
-    (with the signal that killed them) when their process ends without one."""
+    (with the signal that killed them) when their process ends without one. Idempotent."""
     LocalJob.done = _done
     LocalJob._get_outcome_and_result = _outcome_now
     local.start_controller = _start_controller

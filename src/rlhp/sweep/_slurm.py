@@ -19,6 +19,8 @@ failure); with `hydra.sweeper.requeue=true` they are queued again instead.
 Queue layout under <sweep>/.queue: pending/<n>.pkl, claimed/<host>/<n>.pkl, done/<n>.pkl.
 """
 
+import contextlib
+import io
 import logging
 import math
 import os
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+from hydra.core.utils import JobReturn
 
 from rlhp.errors import ConfigError
 
@@ -100,14 +103,24 @@ class Queue:
         return sum(1 for _ in (self.root / "pending").glob("*.pkl"))
 
 
-def _run_trial(payload: Path) -> None:
-    """One trial in its own process: the submitit launcher's own job body; result to the queue."""
+def _preempted(ret: JobReturn) -> bool:
+    """Whether a trial's job failed because the trial checkpointed on a signal."""
     from rlhp.loop import Preempted
 
+    try:  # JobReturn's public way to a failure: return_value raises it (after a stderr line)
+        with contextlib.redirect_stderr(io.StringIO()):
+            ret.return_value  # noqa: B018
+    except Exception as e:
+        return isinstance(e, Preempted)
+    return False
+
+
+def _run_trial(payload: Path) -> None:
+    """One trial in its own process: the submitit launcher's own job body; result to the queue."""
     launcher, spec = _load(payload)  # cloudpickled: the task function may live in __main__
     queue, host, number = Queue(Path(spec["queue"])), spec["host"], spec["number"]
     ret = launcher(spec["overrides"], "hydra.sweep.dir", number, f"{host}_{number}", spec["state"])
-    if isinstance(getattr(ret, "_return_value", None), Preempted):
+    if _preempted(ret):
         os._exit(PREEMPTED)
     queue.finish(host, number, ret)
 
@@ -190,7 +203,7 @@ class Packer:
         params["name"] = "rlhp_host"
         self.cpus = params["cpus_per_task"] // per_gpu
         self.executor = submitit.AutoExecutor(cluster="slurm", **init)
-        self.executor.update_parameters(**_submitit_names(params))
+        self.executor.update_parameters(**submitit_names(params))
         self.hosts: dict[str, Any] = {}  # host name -> submitit job
         self.outstanding: set[int] = set()
         self.lock = threading.Lock()
@@ -262,7 +275,7 @@ class Packer:
         (self.queue.root / "closed").touch()
 
 
-def _submitit_names(params: dict) -> dict:
+def submitit_names(params: dict) -> dict:
     """Hydra submitit launcher keys -> submitit AutoExecutor keys."""
     shared = {"timeout_min", "name", "nodes", "mem_gb", "cpus_per_task", "gpus_per_node"}
     shared |= {"tasks_per_node", "stderr_to_stdout"}

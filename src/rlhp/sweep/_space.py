@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import (
     BaseDistribution,
@@ -24,6 +23,7 @@ from optuna.distributions import (
 
 from rlhp.config import outside
 from rlhp.errors import ConfigError
+from rlhp.sweep._foreign import distribution
 
 
 def _first_line(e: Exception) -> str:
@@ -41,9 +41,7 @@ def _ordered_line(line: str, parser: OverridesParser) -> tuple[str, list] | None
         return None
     key, body = m[1].strip(), m[2]
     try:
-        dist = create_optuna_distribution_from_override(
-            parser.parse_override(f"{key}=choice({body})")
-        )
+        dist = distribution(parser.parse_override(f"{key}=choice({body})"))
     except Exception as e:
         raise ConfigError(f"bad search dimension {line!r}: {_first_line(e)}") from None
     if len(dist.choices) < 2:
@@ -88,7 +86,7 @@ def parse(params: Mapping[str, str], arguments: list[str]) -> tuple[dict, list[s
             continue
         try:
             override = parser.parse_override(line)
-            value = create_optuna_distribution_from_override(override)
+            value = distribution(override)
         except Exception as e:
             raise ConfigError(f"bad search dimension {line!r}: {_first_line(e)}") from None
         if override.is_delete():
