@@ -32,6 +32,7 @@ from omegaconf import OmegaConf, open_dict
 from optuna.samplers import PartialFixedSampler
 from optuna.trial import Trial
 
+from rlhp.errors import TooManyFailures
 from rlhp.inbox import Inbox
 from rlhp.population import is_member_key, signature
 from rlhp.sweep import _local, _state
@@ -174,8 +175,8 @@ class Batched:
                 job.closed = True
 
 
-def run(sweeper: Any, study: optuna.Study) -> str | None:
-    """The batched search loop; why it stopped early, or None (as SweeperImpl._run)."""
+def run(sweeper: Any, study: optuna.Study) -> None:
+    """The batched search loop; TooManyFailures as SweeperImpl._run."""
     sw, cfg = sweeper, sweeper.cfg
     todo = deque(sw._resumable(study))
     trials = study.get_trials(deepcopy=False)
@@ -233,8 +234,4 @@ def run(sweeper: Any, study: optuna.Study) -> str | None:
         if sw.packer is not None:
             sw.packer.close()
     if failed > cfg.max_failure_rate * sw.n_trials:
-        return (
-            f"{failed} trials failed, more than max_failure_rate={cfg.max_failure_rate} of "
-            f"n_trials={sw.n_trials}; see state.yaml"
-        )
-    return None
+        raise TooManyFailures(failed, cfg.max_failure_rate, sw.n_trials)

@@ -31,7 +31,7 @@ from optuna.trial import Trial, TrialState
 
 from rlhp import algo as algos
 from rlhp.config import check
-from rlhp.errors import ConfigError
+from rlhp.errors import ConfigError, RlhpError, TooManyFailures
 from rlhp import record
 from rlhp.sweep import _centred, _checks, _constraint, _history, _local, _space, _state
 
@@ -111,7 +111,7 @@ class SweeperImpl:
     def sweep(self, arguments: list[str]) -> None:
         try:
             self._sweep(arguments)
-        except ConfigError as e:
+        except RlhpError as e:
             print(f"rlhp: error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
@@ -267,13 +267,11 @@ class SweeperImpl:
         with lock:
             study = self._study()
             try:
-                stopped = self._run(study)
-            except KeyboardInterrupt:
-                self._finish(study, validate=False)  # what ran so far; the trials resume
+                self._run(study)
+            except (KeyboardInterrupt, TooManyFailures):
+                self._finish(study, validate=False)  # what ran so far (Ctrl+C: trials resume)
                 raise
-            self._finish(study, validate=stopped is None)
-            if stopped:
-                raise ConfigError(stopped)
+            self._finish(study)
 
     def _study(self) -> optuna.Study:
         storage = record.open_storage(self.cfg.storage, self.sweep_dir)
@@ -333,9 +331,9 @@ class SweeperImpl:
                 out.append(trial)
         return out
 
-    def _run(self, study: optuna.Study) -> str | None:
-        """Launch trials until n_trials ran (or the grid, the budget, the failures allow);
-        why the search stopped early, or None."""
+    def _run(self, study: optuna.Study) -> None:
+        """Launch trials until n_trials ran (or the grid, the budget allow); TooManyFailures
+        when more than max_failure_rate of them failed."""
         if self.cfg.population > 1:
             from rlhp.sweep import _batched
 
@@ -384,11 +382,7 @@ class SweeperImpl:
             if self.packer is not None:
                 self.packer.close()
         if failed > self.cfg.max_failure_rate * self.n_trials:
-            return (
-                f"{failed} trials failed, more than max_failure_rate="
-                f"{self.cfg.max_failure_rate} of n_trials={self.n_trials}; see state.yaml"
-            )
-        return None
+            raise TooManyFailures(failed, self.cfg.max_failure_rate, self.n_trials)
 
     def _elapsed(self) -> float:
         return self.elapsed0 + time.time() - self.start
