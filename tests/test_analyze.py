@@ -18,7 +18,9 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from rlhp.analyze import GRAPHS, analyze, experiment_df, load
+from rlhp.analysis import experiment_df
+from rlhp.analyze import GRAPHS, analyze
+from rlhp.record import load
 
 # a search that has every kind of trial: the prior (lr=1e30) fails with an inf loss, every other
 # lr=1e30 sample is rejected by the constraint (the prior's gamma 0.9 is not > 0.9), the rest
@@ -495,7 +497,7 @@ def test_best_history_judges_rerun_configurations_by_their_mean():
         t.number = number
         return t
 
-    from rlhp.sweep._history import best_history
+    from rlhp.analysis import best_history
 
     # a: 10, b: 12 (best), a again: 15 -> a's mean 12.5 beats b's 12; c: 20 once; a: 9
     trials = [run(0, 10, 1), run(1, 12, 2), run(2, 15, 1), run(3, 20, 3), run(4, 9, 1)]
@@ -567,7 +569,7 @@ def test_compare_puts_searches_side_by_side(sweep, sweep_copy, tmp_path):
 
 def test_validation_png_after_validate(sweep_copy, conf_dir):
     proc = subprocess.run(
-        [sys.executable, "-m", "rlhp.validate", str(sweep_copy), "top_k=2", "sessions=2"],
+        [sys.executable, "-m", "rlhp.validate", str(sweep_copy), "top_k=2", "max_session=2"],
         cwd=sweep_copy.parent,
         env=cli_env(),
         capture_output=True,

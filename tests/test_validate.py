@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from rlhp.analyze import experiment_df, load
+from rlhp.analysis import experiment_df
+from rlhp.record import load
 from rlhp.validate import _executor, _seed, run_overrides, slurm_params, validate
 
 TOP_K, SESSIONS = 2, 2
@@ -54,7 +55,7 @@ def validated(sweep) -> tuple[Path, pd.DataFrame, str]:
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        df = validate(sweep, top_k=TOP_K, sessions=SESSIONS, slots=2)
+        df = validate(sweep, top_k=TOP_K, max_session=SESSIONS, slots=2)
     return sweep, df, out.getvalue()
 
 
@@ -126,7 +127,7 @@ def test_running_it_again_resumes(validated):
     sweep, df, _ = validated
     before = {p: p.stat().st_mtime_ns for p in sweep.glob("validation/*/result.yaml")}
     assert len(before) == TOP_K
-    # one more configuration: only that one runs
+    # one more configuration: only that one runs (asked with the old name of max_session)
     proc = subprocess.run(
         [sys.executable, "-m", "rlhp.validate", str(sweep), f"top_k={TOP_K + 1}", "sessions=2"],
         env=cli_env(),
@@ -136,6 +137,8 @@ def test_running_it_again_resumes(validated):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"1 to run ({TOP_K} done before)" in proc.stdout
+    # the name before max_session still works, with one deprecation line
+    assert "rlhp.validate: warning: sessions= is deprecated; use max_session=" in proc.stderr
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert len(list(sweep.glob("validation/*/result.yaml"))) == TOP_K + 1
     assert len(pd.read_csv(sweep / "validation.csv")) == TOP_K + 1
@@ -183,7 +186,7 @@ def test_run_overrides_replace_seed_sessions_and_scheduler(tmp_path):
         trials=[SimpleNamespace(number=7)],
         trial_dir=lambda n: tmp_path / str(n),
     )
-    got = run_overrides(sweep, 7, seed=10_004, sessions=4)
+    got = run_overrides(sweep, 7, seed=10_004, max_session=4)
     assert got == [
         "--config-dir",
         "/my/conf",

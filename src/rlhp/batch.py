@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from rlhp.inbox import Inbox
 from rlhp.loop import Preempted
 from rlhp.population import Member, Population
-from rlhp.trial import StopOnSignal, device, lockstep, reporter, write_failure, write_result
+from rlhp.record import TrialResult
+from rlhp.trial import StopOnSignal, device, lockstep, reporter, write_result
 
 log = logging.getLogger("rlhp")
 
@@ -71,7 +72,7 @@ class Trials:
         del self.members_ended[member.run_dir]
         errors = [f"session {m.session}: {m.error}" for m in members if m.error is not None]
         if errors:
-            write_failure(member.run_dir, errors[0])
+            TrialResult.failure(errors[0]).write(member.run_dir)
         else:
             write_result(member.cfg, member.run_dir, [m.summary() for m in members])
         lock.release()

@@ -1,21 +1,12 @@
 """Logging for one session: TensorBoard scalars (global_step = frame) and the run's metrics.csv."""
 
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
 from torch.utils.tensorboard import SummaryWriter
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path via a temporary file, fsync and rename: readers see old or new."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from rlhp.record import write_atomic
 
 
 class Logger:

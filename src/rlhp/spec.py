@@ -22,8 +22,9 @@ import yaml
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
-from rlhp.analyze import AnalysisError, experiment_df, load
+from rlhp.analysis import experiment_df
 from rlhp.config import outside
+from rlhp.record import AnalysisError, load
 from rlhp.sweep._space import decode
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

@@ -55,7 +55,7 @@ def train(cfg: DictConfig) -> float:
         except Preempted:
             stop.hand_over()
             raise
-    return write_result(cfg, run_dir, summaries)["objective"]
+    return write_result(cfg, run_dir, summaries).objective
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config")

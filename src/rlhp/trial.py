@@ -3,19 +3,17 @@ in lockstep as one population), its result.yaml and HParams summary, and how it 
 signal. Used by the entry point (rlhp.train) and by population jobs (rlhp.batch)."""
 
 import logging
-import os
 import signal
-import socket
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlhp import algo as algos
-from rlhp.log import flatten, log_hparams, write_atomic
+from rlhp.log import flatten, log_hparams
 from rlhp.loop import Reporter, Session
 from rlhp.population import Lockstep, Member, Population
+from rlhp.record import TrialResult
 
 log = logging.getLogger("rlhp")
 
@@ -109,44 +107,19 @@ def train_population(
     return [m.summary() for m in members]
 
 
-def write_failure(run_dir: Path, error: str) -> None:
-    """result.yaml of a trial that failed inside a population job (state failed, the error)."""
-    result = {"state": "failed", "error": error}
-    write_atomic(run_dir / "result.yaml", OmegaConf.to_yaml(OmegaConf.create(result)))
-
-
-def write_result(cfg: DictConfig, run_dir: Path, summaries: list[dict]) -> dict:
+def write_result(cfg: DictConfig, run_dir: Path, summaries: list[dict]) -> TrialResult:
     """result.yaml (what the sweeper records) and the HParams summary of a finished trial."""
-    scores = np.array([x[cfg.objective] for x in summaries])
-    result = {
-        "objective": float(scores.mean()),
-        "std": float(scores.std()),
-        "state": "stopped" if summaries[0]["stopped_at"] is not None else "complete",
-        "stopped_at": summaries[0]["stopped_at"],
-        "frame": int(sum(x["frame"] for x in summaries)),
-        "final": float(np.mean([x["final"] for x in summaries])),
-        "max": float(np.max([x["max"] for x in summaries])),
-        # sessions of a population run side by side, the others one after another
-        "wall_s": float(
-            (max if cfg.algo.name in algos.POPULATION else sum)(x["wall_s"] for x in summaries)
-        ),
-        "sessions": summaries,
-        "where": {  # which machine and GPU ran it
-            "host": socket.gethostname(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-            "slurm_step_id": os.environ.get("SLURM_STEP_ID"),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        },
-    }
-    write_atomic(run_dir / "result.yaml", OmegaConf.to_yaml(OmegaConf.create(result)))
+    side_by_side = cfg.algo.name in algos.POPULATION  # a population's sessions, else one by one
+    result = TrialResult.of_sessions(summaries, cfg.objective, side_by_side)
+    result.write(run_dir)
     hparams = {"env": cfg.env.name, **flatten(OmegaConf.to_container(cfg, resolve=True))}
-    metrics = {"objective": result["objective"], "final_total_reward_ma": result["final"]}
+    metrics = {"objective": result.objective, "final_total_reward_ma": result.final}
     log_hparams(run_dir, hparams, {f"hparams/{k}": v for k, v in metrics.items()})
     log.info(
         "rlhp: objective %s = %.4f (std %.4f) in %s",
         cfg.objective,
-        *scores.mean(keepdims=True),
-        scores.std(),
+        result.objective,
+        result.objective_std,
         run_dir,
     )
     return result

@@ -1,14 +1,14 @@
 """Re-run the best configurations of a search with fresh seeds:
-`python -m rlhp.validate SWEEP_DIR top_k=5 sessions=4 [slots=N] [--local]`.
+`python -m rlhp.validate SWEEP_DIR top_k=5 max_session=4 [slots=N] [--local]`.
 
 A search picks its best configuration by a noisy score, so the winner's score is biased upwards
-(the selection bias). Validation re-runs the top_k complete trials with `sessions` seeds none of
+(the selection bias). Validation re-runs the top_k complete trials with `max_session` seeds none of
 the search's trials used, without early stopping, `slots` runs at once, each as
 
-    python -m rlhp.train <the trial's overrides> seed=S max_session=SESSIONS \
+    python -m rlhp.train <the trial's overrides> seed=S max_session=M \
         meta.search_scheduler=null hydra.run.dir=SWEEP_DIR/validation/trial<N>
 
-Seeds: trial N gets S = BASE + N * SESSIONS (sessions S ... S+SESSIONS-1), where BASE is 10000,
+Seeds: trial N gets S = BASE + N * M (sessions S ... S+M-1), where BASE is 10000,
 or above every seed of the search if it used seeds that high. It writes validation.csv (trial,
 search score, validated mean and std, rank by validated score, selection bias), picks the final
 best by validated score (best_validated.yaml, a config that trains with one command) and prints
@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,27 @@ import pandas as pd
 from omegaconf import OmegaConf
 from submitit.helpers import DelayedSubmission
 
-from rlhp import analyze as an
-from rlhp.analyze import write_atomic
+from rlhp.analysis import (
+    app_args,
+    cli_args,
+    config_text,
+    experiment_df,
+    override_command,
+    train_command,
+    trial_overrides,
+    write_table,
+)
+from rlhp.record import (
+    COMPLETE,
+    FAILED,
+    VALIDATION_CSV,
+    AnalysisError,
+    Sweep,
+    TrialResult,
+    load,
+    validation_dir,
+    write_atomic,
+)
 
 log = logging.getLogger("rlhp.validate")
 
@@ -54,26 +74,26 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("~+")
 
 
-def run_overrides(sweep: an.Sweep, number: int, seed: int, sessions: int) -> list[str]:
+def run_overrides(sweep: Sweep, number: int, seed: int, max_session: int) -> list[str]:
     """The validation run's overrides: the trial's own, then fresh seeds and no ASHA."""
-    trial = an.trial_overrides(sweep, number)
+    trial = trial_overrides(sweep, number)
     if trial is None:
-        raise an.AnalysisError(f"trial {number} has no .hydra/overrides.yaml to re-run")
+        raise AnalysisError(f"trial {number} has no .hydra/overrides.yaml to re-run")
     kept = [o for o in trial if _key(o) not in _OWN and not _key(o).startswith("hydra.")]
-    run_dir = sweep.dir / "validation" / f"trial{number}"
+    run_dir = validation_dir(sweep.dir, number)
     return (
-        an.app_args(sweep)
+        app_args(sweep)
         + kept
         + [
             f"seed={seed}",
-            f"max_session={sessions}",
+            f"max_session={max_session}",
             "meta.search_scheduler=null",
             f"hydra.run.dir={run_dir}",
         ]
     )
 
 
-def _search_seeds(sweep: an.Sweep) -> set[int]:
+def _search_seeds(sweep: Sweep) -> set[int]:
     seeds: set[int] = set()
     for t in sweep.trials:
         path = sweep.trial_dir(t.number) / ".hydra" / "config.yaml"
@@ -84,16 +104,16 @@ def _search_seeds(sweep: an.Sweep) -> set[int]:
     return seeds
 
 
-def _seed(sweep: an.Sweep, number: int, sessions: int, search_seeds: set[int]) -> int:
+def _seed(sweep: Sweep, number: int, max_session: int, search_seeds: set[int]) -> int:
     """The first seed of trial `number`'s validation run (kept from an interrupted run)."""
-    path = sweep.dir / "validation" / f"trial{number}" / ".hydra" / "config.yaml"
+    path = validation_dir(sweep.dir, number) / ".hydra" / "config.yaml"
     if path.is_file():
         return int(OmegaConf.load(path).seed)
     base = max(SEED_BASE, max(search_seeds, default=0) + 1)
-    return base + number * sessions
+    return base + number * max_session
 
 
-def _cwd(sweep: an.Sweep) -> Path:
+def _cwd(sweep: Sweep) -> Path:
     """Where the search ran (relative paths in its config resolve there)."""
     hydra_cfg = sweep.hydra
     cwd = OmegaConf.select(hydra_cfg, "runtime.cwd", default=None) if hydra_cfg else None
@@ -190,86 +210,89 @@ def _error(run_dir: Path) -> str:
     return ((useful or lines or ["no output"])[-1]).strip()[:300]
 
 
-def validate(
-    sweep_dir: Path, top_k: int = 5, sessions: int = 4, slots: int | None = 1, local: bool = False
-) -> pd.DataFrame:
-    """Re-run the top_k complete trials with `sessions` fresh seeds each, `slots` at once
-    (None: one per CPU here, all at once on SLURM); as SLURM jobs if the search ran on SLURM,
-    unless `local`. Write validation.csv and best_validated.yaml; return the table, best
-    validated first."""
-    if top_k <= 0 or sessions <= 0 or (slots is not None and slots <= 0):
-        raise ValueError(
-            f"top_k, sessions and slots must be positive: {top_k}, {sessions}, {slots}"
-        )
-    sweep = an.load(Path(sweep_dir))
-    table = an.experiment_df(sweep)
-    top = table[table["state"] == "complete"].head(top_k)
-    if top.empty:
-        raise an.AnalysisError(f"{sweep.dir}: no complete trial to validate")
+@dataclass
+class Job:
+    """One validation run: trial `number` (its search row) re-run in `run_dir` from `seed`;
+    `params`: its SLURM launcher settings, None to run here."""
+
+    row: pd.Series
+    number: int
+    run_dir: Path
+    seed: int
+    overrides: list[str]
+    params: dict[str, Any] | None
+
+
+def _jobs(sweep: Sweep, top: pd.DataFrame, max_session: int, local: bool) -> list[Job]:
     search_seeds = _search_seeds(sweep)
-    cwd = _cwd(sweep)
     jobs = []
     for _, row in top.iterrows():
         number = int(row["trial"])
-        run_dir = sweep.dir / "validation" / f"trial{number}"
-        seed = _seed(sweep, number, sessions, search_seeds)
-        overrides = run_overrides(sweep, number, seed, sessions)
-        params = None if local else slurm_params(sweep.trial_dir(number))
-        jobs.append((row, number, run_dir, seed, overrides, params))
-    todo = [j for j in jobs if not (j[2] / "result.yaml").is_file()]
-    done = len(jobs) - len(todo)
-    on_slurm = any(j[5] is not None for j in todo)
-    slots = slots or (len(jobs) if on_slurm else os.cpu_count() or 1)
-    print(
-        f"rlhp.validate: top {len(jobs)} of {sweep.dir}, {sessions} fresh seeds each, "
-        f"{len(todo)} to run ({done} done before), {min(slots, max(len(todo), 1))} at once"
-        + (" as SLURM jobs" if on_slurm else ""),
-        flush=True,
-    )
+        seed = _seed(sweep, number, max_session, search_seeds)
+        jobs.append(
+            Job(
+                row,
+                number,
+                validation_dir(sweep.dir, number),
+                seed,
+                run_overrides(sweep, number, seed, max_session),
+                None if local else slurm_params(sweep.trial_dir(number)),
+            )
+        )
+    return jobs
 
-    def one(job: tuple) -> int:
-        _, number, run_dir, seed, overrides, params = job
-        if params is None:
-            rc = _start(overrides, run_dir, cwd).wait()
+
+def _run(jobs: list[Job], cwd: Path, max_session: int, slots: int) -> None:
+    """Run the jobs, `slots` at once, each here or as a SLURM job; print how each ended."""
+
+    def one(job: Job) -> int:
+        if job.params is None:
+            rc = _start(job.overrides, job.run_dir, cwd).wait()
         else:
-            rc = _submit(number, overrides, run_dir, cwd, params)
-        status = "done" if rc == 0 else f"failed (exit {rc}): {_error(run_dir)}"
-        print(f"rlhp.validate: trial {number} (seeds {seed}..{seed + sessions - 1}) {status}")
+            rc = _submit(job.number, job.overrides, job.run_dir, cwd, job.params)
+        status = "done" if rc == 0 else f"failed (exit {rc}): {_error(job.run_dir)}"
+        seeds = f"{job.seed}..{job.seed + max_session - 1}"
+        print(f"rlhp.validate: trial {job.number} (seeds {seeds}) {status}")
         return rc
 
-    if todo:
-        with ThreadPoolExecutor(min(slots, len(todo))) as pool:
-            list(pool.map(one, todo))
-    rows = []
-    for row, number, run_dir, seed, *_ in jobs:
-        out: dict[str, Any] = {
-            "trial": number,
-            "search_rank": int(row["rank"]),
-            "search_score": float(row["objective"]),
-            "search_std": _float(row["objective_std"]),
-            "search_sessions": _int(row["sessions"]),
-            "validated_mean": math.nan,
-            "validated_std": math.nan,
-            "validated_sessions": 0,
-            "seeds": f"{seed}-{seed + sessions - 1}",
-            "state": "failed",
-            "note": "",
-        }
-        result = run_dir / "result.yaml"
-        if result.is_file():
-            res = OmegaConf.load(result)
-            out["validated_mean"] = float(res.objective)
-            out["validated_std"] = float(res.std)
-            out["validated_sessions"] = len(res.sessions)
-            out["state"] = "complete" if math.isfinite(out["validated_mean"]) else "failed"
-            cfg_path = run_dir / ".hydra" / "config.yaml"
-            if cfg_path.is_file():
-                cfg = OmegaConf.load(cfg_path)
-                out["seeds"] = f"{cfg.seed}-{cfg.seed + len(res.sessions) - 1}"
-        else:
-            out["note"] = _error(run_dir)
-        rows.append(out)
-    df = pd.DataFrame(rows)
+    with ThreadPoolExecutor(min(slots, len(jobs))) as pool:
+        list(pool.map(one, jobs))
+
+
+def _result_row(job: Job, max_session: int) -> dict[str, Any]:
+    """The validation table's row of a job: its search score beside its validated one."""
+    row = job.row
+    out: dict[str, Any] = {
+        "trial": job.number,
+        "search_rank": int(row["rank"]),
+        "search_score": float(row["objective"]),
+        "search_std": _float(row["objective_std"]),
+        "search_sessions": _int(row["sessions"]),
+        "validated_mean": math.nan,
+        "validated_std": math.nan,
+        "validated_sessions": 0,
+        "seeds": f"{job.seed}-{job.seed + max_session - 1}",
+        "state": FAILED,
+        "note": "",
+    }
+    if not TrialResult.exists(job.run_dir):
+        out["note"] = _error(job.run_dir)
+        return out
+    res = TrialResult.read(job.run_dir)
+    out["validated_mean"] = float(res.objective)
+    out["validated_std"] = float(res.objective_std)
+    out["validated_sessions"] = len(res.sessions)
+    out["state"] = COMPLETE if math.isfinite(out["validated_mean"]) else FAILED
+    cfg_path = job.run_dir / ".hydra" / "config.yaml"
+    if cfg_path.is_file():
+        cfg = OmegaConf.load(cfg_path)
+        out["seeds"] = f"{cfg.seed}-{cfg.seed + len(res.sessions) - 1}"
+    return out
+
+
+def _table(sweep: Sweep, jobs: list[Job], max_session: int) -> pd.DataFrame:
+    """validation.csv: best validated first, with the selection bias of each."""
+    df = pd.DataFrame([_result_row(job, max_session) for job in jobs])
     df.insert(
         df.columns.get_loc("validated_sessions") + 1,
         "bias",
@@ -280,11 +303,45 @@ def validate(
     df = df.assign(_order=order).sort_values(["_order", "search_rank"]).drop(columns="_order")
     ranks = df["validated_mean"].notna().cumsum().where(df["validated_mean"].notna())
     df.insert(1, "rank", ranks.astype("Int64"))
-    df = df.reset_index(drop=True)
-    write_atomic(sweep.dir / "validation.csv", df.to_csv(index=False))
-    _report(sweep, df, sessions)
-    # experiment_df.csv gets the validated scores beside the search's
-    an.write_csv(an.experiment_df(sweep), sweep.dir / "experiment_df.csv")
+    return df.reset_index(drop=True)
+
+
+def validate(
+    sweep_dir: Path,
+    top_k: int = 5,
+    max_session: int = 4,
+    slots: int | None = 1,
+    local: bool = False,
+) -> pd.DataFrame:
+    """Re-run the top_k complete trials with `max_session` fresh seeds each, `slots` at once
+    (None: one per CPU here, all at once on SLURM); as SLURM jobs if the search ran on SLURM,
+    unless `local`. Write validation.csv and best_validated.yaml, and the validated scores
+    into experiment_df.csv; return the table, best validated first."""
+    if top_k <= 0 or max_session <= 0 or (slots is not None and slots <= 0):
+        raise ValueError(
+            f"top_k, max_session and slots must be positive: {top_k}, {max_session}, {slots}"
+        )
+    sweep = load(Path(sweep_dir))
+    table = experiment_df(sweep)
+    top = table[table["state"] == COMPLETE].head(top_k)
+    if top.empty:
+        raise AnalysisError(f"{sweep.dir}: no complete trial to validate")
+    jobs = _jobs(sweep, top, max_session, local)
+    todo = [job for job in jobs if not TrialResult.exists(job.run_dir)]
+    on_slurm = any(job.params is not None for job in todo)
+    slots = slots or (len(jobs) if on_slurm else os.cpu_count() or 1)
+    print(
+        f"rlhp.validate: top {len(jobs)} of {sweep.dir}, {max_session} fresh seeds each, "
+        f"{len(todo)} to run ({len(jobs) - len(todo)} done before), "
+        f"{min(slots, max(len(todo), 1))} at once" + (" as SLURM jobs" if on_slurm else ""),
+        flush=True,
+    )
+    if todo:
+        _run(todo, _cwd(sweep), max_session, slots)
+    df = _table(sweep, jobs, max_session)
+    write_atomic(sweep.dir / VALIDATION_CSV, df.to_csv(index=False))
+    _report(sweep, df, max_session)
+    write_table(sweep)  # experiment_df.csv with the validated scores beside the search's
     return df
 
 
@@ -296,7 +353,7 @@ def _int(v: Any) -> int | None:
     return None if v is None or pd.isna(v) else int(v)
 
 
-def _report(sweep: an.Sweep, df: pd.DataFrame, sessions: int) -> None:
+def _report(sweep: Sweep, df: pd.DataFrame, max_session: int) -> None:
     """best_validated.yaml and the printed selection bias."""
     ok = df[df["validated_mean"].notna()]
     with pd.option_context("display.width", 120, "display.max_columns", 20):
@@ -318,8 +375,8 @@ def _report(sweep: an.Sweep, df: pd.DataFrame, sessions: int) -> None:
         ),
         f"mean selection bias over the top {len(ok)}: {mean_bias:+.4g}",
         f"best by validated score: trial {int(best['trial'])}, "
-        f"{best['validated_mean']:.4g} +- {best['validated_std']:.3g} over {sessions} fresh seeds"
-        f" (search rank {int(best['search_rank'])})",
+        f"{best['validated_mean']:.4g} +- {best['validated_std']:.3g} over {max_session} fresh"
+        f" seeds (search rank {int(best['search_rank'])})",
     ]
     header = [
         f"rlhp: best configuration of {sweep.dir} after validation: trial {int(best['trial'])}",
@@ -328,18 +385,18 @@ def _report(sweep: an.Sweep, df: pd.DataFrame, sessions: int) -> None:
         f"{best['seeds']}); search score {best['search_score']:.6g}",
         *lines[:2],
         "train it:",
-        f"  {an.train_command(sweep, 'best_validated')}",
+        f"  {train_command(sweep, 'best_validated')}",
     ]
-    if (alt := an.override_command(sweep, int(best["trial"]))) is not None:
+    if (alt := override_command(sweep, int(best["trial"]))) is not None:
         header += ["or, with the search's own overrides on the app's config:", f"  {alt}"]
     row = pd.Series({"trial": int(best["trial"])})
-    text = an.config_text(sweep, row, header)
+    text = config_text(sweep, row, header)
     if text is not None:
         write_atomic(sweep.dir / "best_validated.yaml", text)
     for line in lines:
         print(f"rlhp.validate: {line}")
     print(f"rlhp.validate: wrote validation.csv and best_validated.yaml in {sweep.dir}")
-    print(f"rlhp.validate: train it: {an.train_command(sweep, 'best_validated')}")
+    print(f"rlhp.validate: train it: {train_command(sweep, 'best_validated')}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,18 +404,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--top_k", type=int, default=5)
-    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--max_session", type=int, default=4, help="fresh seeds per trial")
+    parser.add_argument("--sessions", type=int, help=argparse.SUPPRESS)  # before 2026-12
     parser.add_argument(
         "--slots", type=int, help="runs at once (default: one per CPU; SLURM: all at once)"
     )
     parser.add_argument(
         "--local", action="store_true", help="run here even if the search ran on SLURM"
     )
-    args = parser.parse_args(an._args(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(cli_args(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        df = validate(args.sweep_dir, args.top_k, args.sessions, args.slots, args.local)
-    except (an.AnalysisError, ValueError) as e:
+        if args.sessions is not None:
+            print(
+                "rlhp.validate: warning: sessions= is deprecated; use max_session=",
+                file=sys.stderr,
+            )
+            args.max_session = args.sessions
+        df = validate(args.sweep_dir, args.top_k, args.max_session, args.slots, args.local)
+    except (AnalysisError, ValueError) as e:
         print(f"rlhp.validate: error: {e}", file=sys.stderr)
         return 1
     return 0 if df["validated_mean"].notna().all() else 1

@@ -38,7 +38,7 @@ def allocations(env: dict, job_ids: set[str]) -> dict[str, str]:
 
 
 def validate_cli(env: dict, sweep: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "rlhp.validate", str(sweep), "sessions=2", *args]
+    cmd = [sys.executable, "-m", "rlhp.validate", str(sweep), "max_session=2", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -108,7 +108,7 @@ def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path): 
     proc = subprocess.run(cmd, env=slurm_env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = sweep / "validation" / "trial0"
-    cli = [sys.executable, "-m", "rlhp.validate", str(sweep), "top_k=1", "sessions=2"]
+    cli = [sys.executable, "-m", "rlhp.validate", str(sweep), "top_k=1", "max_session=2"]
     proc = subprocess.Popen(cli, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: len(frames(run_dir).get(1, [])) >= 2, 300, "both sessions to log twice")

@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from rlhp.analysis import best_history
 from rlhp.errors import ConfigError
 from rlhp.sweep import _centred, _checks, _dgd, _space
-from rlhp.sweep._history import best_history
 
 from ._cli import TINY, cli_env, load_study, output, run_sweep, trial_config
 

@@ -20,6 +20,7 @@ from rlhp.record._layout import (
     JOB_BASE,
     JOURNAL,
     METRICS,
+    POPULATIONS,
     RESULT,
     STATE,
     VALIDATION_CSV,
@@ -45,7 +46,7 @@ from rlhp.record._states import (
     stopped_at,
 )
 from rlhp.record._storage import disk_errno, journal_path, open_storage
-from rlhp.record._sweep import AnalysisError, Sweep, decode, hydra_node, load
+from rlhp.record._sweep import AnalysisError, Sweep, decode, hydra_node, load, validation_table
 
 __all__ = [
     "ASHA",
@@ -54,6 +55,7 @@ __all__ = [
     "JOB_BASE",
     "JOURNAL",
     "METRICS",
+    "POPULATIONS",
     "REJECTED",
     "RESULT",
     "RUNNING",
@@ -81,5 +83,6 @@ __all__ = [
     "trial_dir",
     "trial_number",
     "validation_dir",
+    "validation_table",
     "write_atomic",
 ]

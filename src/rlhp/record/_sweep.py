@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial
 
-from rlhp.record._layout import METRICS, trial_dir, trial_number
+from rlhp.record._layout import METRICS, VALIDATION_CSV, trial_dir, trial_number
 from rlhp.record._storage import journal_path, open_storage
 
 
@@ -132,3 +132,14 @@ def load(sweep_dir: Path) -> Sweep:
             except (pd.errors.EmptyDataError, pd.errors.ParserError):
                 pass  # being rewritten: the next analysis reads it
     return sweep
+
+
+def validation_table(sweep_dir: Path) -> pd.DataFrame | None:
+    """validation.csv (rlhp.validate writes it), None before validation or while unreadable."""
+    path = sweep_dir / VALIDATION_CSV
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError):
+        return None

@@ -32,13 +32,13 @@ from omegaconf import OmegaConf, open_dict
 from optuna.samplers import PartialFixedSampler
 from optuna.trial import Trial
 
+from rlhp import record
 from rlhp.errors import TooManyFailures
 from rlhp.inbox import Inbox
 from rlhp.population import is_member_key, signature
 from rlhp.sweep import _local, _state
 
 log = logging.getLogger("rlhp.sweep")
-JOB_BASE = 1_000_000  # population job numbers, apart from trial numbers (launcher, packer queue)
 
 
 @dataclass
@@ -88,7 +88,7 @@ class Batched:
         algo = sweeper.config.algo.name
         self.structural = [k for k in sweeper.space if not is_member_key(algo, k)]
         self.fix = getattr(sweeper, "grid", None) is None  # a grid's points stay whole
-        folder = sweeper.sweep_dir / "populations"
+        folder = sweeper.sweep_dir / record.POPULATIONS
         taken = [int(p.name) for p in folder.glob("*") if p.name.isdigit()]
         self.numbers = itertools.count(max(taken, default=-1) + 1)  # never reuse an inbox
 
@@ -112,13 +112,13 @@ class Batched:
         if len(self.jobs) >= self.sw.slots:
             return False
         number = next(self.numbers)
-        inbox = Inbox(self.sw.sweep_dir / "populations" / str(number))
+        inbox = Inbox(record.population_dir(self.sw.sweep_dir, number))
         inbox.beat()
         job_overrides = proposal.overrides + [
             f"+population={self.size}",
-            f"hydra.sweep.subdir=populations/{number}",
+            f"hydra.sweep.subdir={record.POPULATIONS}/{number}",
         ]
-        future = self.pool.submit(self.sw._launch_job, JOB_BASE + number, job_overrides)
+        future = self.pool.submit(self.sw._launch_job, record.JOB_BASE + number, job_overrides)
         fixed = {k: proposal.trial.params[k] for k in self.structural}
         job = Job(number, proposal.kind, fixed, inbox, future)
         self.jobs.append(job)
@@ -155,7 +155,7 @@ class Batched:
         for job in list(self.jobs):
             ended = job.future.done()
             for number, proposal in list(job.trials.items()):
-                if (proposal.run_dir / "result.yaml").is_file():
+                if record.TrialResult.exists(proposal.run_dir):
                     failed += not self.sw._record(self.study, proposal.trial, proposal.run_dir)
                 elif ended:
                     error = job.future.exception() or "its population job ended without it"
@@ -180,8 +180,7 @@ def run(sweeper: Any, study: optuna.Study) -> None:
     sw, cfg = sweeper, sweeper.cfg
     todo = deque(sw._resumable(study))
     trials = study.get_trials(deepcopy=False)
-    launched = sum(1 for t in trials if _state.status(t) not in ("rejected", "waiting"))
-    failed = sum(1 for t in trials if _state.status(t) == "failed")
+    launched, failed = _state.launched_failed(trials)
     sw.elapsed0, sw.start = float(study.user_attrs.get("elapsed_s", 0.0)), time.time()
     if launched:
         log.info("resuming: %d trials launched before, %d to run again", launched, len(todo))

@@ -7,33 +7,27 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from rlhp.log import write_atomic
+from rlhp import record
 
 
-def status(trial: FrozenTrial) -> str:
-    """complete / stopped / failed / rejected / running / waiting."""
-    if "rejected" in trial.user_attrs:
-        return "rejected"
-    return {
-        TrialState.COMPLETE: "complete",
-        TrialState.PRUNED: "stopped",
-        TrialState.FAIL: "failed",
-        TrialState.RUNNING: "running",
-        TrialState.WAITING: "waiting",
-    }[trial.state]
+def launched_failed(trials: list[FrozenTrial]) -> tuple[int, int]:
+    """How many of the trials were launched (not rejected, not waiting), how many failed."""
+    states = [record.state(t) for t in trials]
+    launched = sum(s not in (record.REJECTED, record.WAITING) for s in states)
+    return launched, states.count(record.FAILED)
 
 
 def summary(study: optuna.Study, n_trials: int, elapsed: float, slots: int) -> dict:
     trials = study.get_trials(deepcopy=False)
-    counts = {s: 0 for s in ("complete", "stopped", "failed", "rejected", "running")}
+    counts = {s: 0 for s in record.STATES if s != record.WAITING}
     for t in trials:
-        if (s := status(t)) in counts:
+        if (s := record.state(t)) in counts:
             counts[s] += 1
     done = counts["complete"] + counts["stopped"] + counts["failed"]
     durations = [
         (t.datetime_complete - t.datetime_start).total_seconds()
         for t in trials
-        if t.datetime_complete and t.datetime_start and status(t) != "rejected"
+        if t.datetime_complete and t.datetime_start and record.state(t) != record.REJECTED
     ]
     remaining = max(n_trials - done, 0)
     eta = sum(durations) / len(durations) * remaining / slots if durations else None
@@ -53,7 +47,7 @@ def summary(study: optuna.Study, n_trials: int, elapsed: float, slots: int) -> d
 
 
 def write(sweep_dir: Path, state: dict) -> None:
-    write_atomic(sweep_dir / "state.yaml", OmegaConf.to_yaml(OmegaConf.create(state)))
+    record.write_atomic(sweep_dir / record.STATE, OmegaConf.to_yaml(OmegaConf.create(state)))
 
 
 def progress(state: dict) -> None:

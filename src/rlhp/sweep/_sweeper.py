@@ -30,10 +30,11 @@ from optuna.distributions import BaseDistribution, distribution_to_json, json_to
 from optuna.trial import Trial, TrialState
 
 from rlhp import algo as algos
+from rlhp import record
+from rlhp.analysis import best_history
 from rlhp.config import check
 from rlhp.errors import ConfigError, RlhpError, TooManyFailures
-from rlhp import record
-from rlhp.sweep import _centred, _checks, _constraint, _history, _local, _space, _state
+from rlhp.sweep import _centred, _checks, _constraint, _local, _space, _state
 
 log = logging.getLogger("rlhp.sweep")
 _METRIC = {"final": "total_reward_ma", "auc": "total_reward_ma (mean)", "eval": "eval_return"}
@@ -65,7 +66,7 @@ def _check_settings(cfg: DictConfig) -> None:
         ),
         ("population", cfg.population, "an integer >= 1", cfg.population < 1),
         ("validate.top_k", cfg.validate.top_k, ">= 0", cfg.validate.top_k < 0),
-        ("validate.sessions", cfg.validate.sessions, ">= 1", cfg.validate.sessions < 1),
+        ("validate.max_session", cfg.validate.max_session, ">= 1", cfg.validate.max_session < 1),
         (
             "prior_spread",
             cfg.prior_spread,
@@ -98,6 +99,8 @@ class SweeperImpl:
     def __init__(self, sampler: Any, **cfg: Any) -> None:
         self.sampler_cfg = sampler
         self.cfg = OmegaConf.create(cfg)
+        for note in _checks.renamed(self.cfg):
+            print(f"rlhp: warning: {note}", file=sys.stderr)
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -143,7 +146,7 @@ class SweeperImpl:
         self.leaves = _space.leaves(self.config)
         _constraint.check(self.constraints, set(self.space) | set(self.leaves))
         values = _space.as_values(self.space, self.ordered)
-        prior = _space.prior(values, self.config, self.cfg.priors)
+        prior = _space.prior(values, self.config, self.cfg.prior_values)
         index = {k: v.index(prior[k]) for k, v in self.ordered.items() if k in prior}
         self.prior = {**prior, **index}
         probe = self._trial_config({**self._any_params(), **self.prior})
@@ -173,7 +176,7 @@ class SweeperImpl:
                 raise ConfigError(
                     f"hydra.sweeper.prior_spread centres the search on the prior, but {name}="
                     f"{self.leaves.get(name.lstrip('+'))} is outside its search space "
-                    f"{_space.describe(self.space[name])}; set hydra.sweeper.priors.{name}"
+                    f"{_space.describe(self.space[name])}; set hydra.sweeper.prior_values.{name}"
                 )
             seed = OmegaConf.select(self.sampler_cfg, "seed", default=None)
             self.sampler = _centred.centred(self.sampler, self.prior, self.cfg.prior_spread, seed)
@@ -340,12 +343,11 @@ class SweeperImpl:
             return _batched.run(self, study)
         resumed = self._resumable(study)
         trials = study.get_trials(deepcopy=False)
-        launched = sum(1 for t in trials if _state.status(t) not in ("rejected", "waiting"))
+        launched, failed = _state.launched_failed(trials)
         self.elapsed0 = float(study.user_attrs.get("elapsed_s", 0.0))
         self.start = time.time()
         if launched:
             log.info("resuming: %d trials launched before, %d to run again", launched, len(resumed))
-        failed = sum(1 for t in trials if _state.status(t) == "failed")
         exhausted = False
         running: dict[Future, Trial] = {}
         pool = ThreadPoolExecutor(self.slots)
@@ -393,7 +395,7 @@ class SweeperImpl:
         if (n := self.cfg.stop_when_best_holds) is None:
             return False
         trials = study.get_trials(deepcopy=False)
-        steps = _history.best_history(trials, self.cfg.direction == "maximize")
+        steps = best_history(trials, self.cfg.direction == "maximize")
         if held := bool(steps) and steps[-1].held >= n:
             log.info("the best configuration (trial %d's) held for %d runs", steps[-1].best, n)
         return held
@@ -470,26 +472,24 @@ class SweeperImpl:
     def _record(self, study: optuna.Study, trial: Trial, run_dir: Path) -> bool:
         """Record a trial from the result.yaml in its folder; False when it failed."""
         try:
-            result = OmegaConf.load(run_dir / "result.yaml")
+            result = record.TrialResult.read(run_dir)
         except Exception as e:
             return self._fail(study, trial, e)
-        if result.state == "failed":  # a member of a population job
+        if result.state == record.FAILED:  # a member of a population job
             return self._fail(study, trial, result.error)
-        value = float(result.objective)
-        for key in ("std", "frame", "final", "max", "wall_s"):
-            trial.set_user_attr(key, result[key])
-        trial.set_user_attr("sessions", len(result.sessions))
-        if value != value:  # NaN: no episode finished
+        for key, value in result.attrs().items():
+            trial.set_user_attr(key, value)
+        if math.isnan(result.objective):  # no episode finished
             trial.set_user_attr("error", "objective is NaN (no episode finished?)")
             _tell(study, trial, state=TrialState.FAIL)
             return False
-        self._report_curve(trial, run_dir, result.get("stopped_at"))
-        if result.state == "stopped":
+        self._report_curve(trial, run_dir, result.stopped_at)
+        if result.state == record.STOPPED:
             trial.set_user_attr("stopped_at", result.stopped_at)
-            trial.report(value, step=result.stopped_at)
+            trial.report(result.objective, step=result.stopped_at)
             _tell(study, trial, state=TrialState.PRUNED)
         else:
-            _tell(study, trial, value)
+            _tell(study, trial, result.objective)
         return True
 
     def _report_curve(self, trial: Trial, run_dir: Path, stopped_at: int | None) -> None:
@@ -534,7 +534,7 @@ class SweeperImpl:
         if validate and complete and (top_k := self.cfg.validate.top_k) > 0:
             from rlhp.validate import validate
 
-            validate(self.sweep_dir, top_k, self.cfg.validate.sessions, self.slots)
+            validate(self.sweep_dir, top_k, max_session=self.cfg.validate.max_session, slots=self.slots)
             validation_graph(self.sweep_dir)
 
     def _dry_run(self) -> None:
