@@ -143,7 +143,7 @@ def test_train_env(env, rlhp_cli, tmp_path):
     assert result["frame"] == frames[-1]
     assert same(result["objective"], float(ma[-1]))
     assert same(result["sessions"][0]["final"], float(ma[-1]))
-    assert result["std"] == 0 or math.isnan(result["std"])
+    assert result["objective_std"] == 0 or math.isnan(result["objective_std"])
 
     # HParams plugin data in the tb/hparams sub-run
     check_hparams(run_dir, cfg, result)

@@ -89,7 +89,7 @@ def test_the_top_k_are_re_run_with_fresh_seeds_and_no_early_stopping(validated):
         assert cfg["algo"] == trial_cfg["algo"] and cfg["env"] == trial_cfg["env"]
         row = df.set_index("trial").loc[number]
         assert row["validated_mean"] == pytest.approx(result["objective"])
-        assert row["validated_std"] == pytest.approx(result["std"])
+        assert row["validated_std"] == pytest.approx(result["objective_std"])
         assert row["search_score"] == pytest.approx(
             table.set_index("trial").loc[number, "objective"]
         )
