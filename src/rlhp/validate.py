@@ -62,6 +62,7 @@ from rlhp.record import (
     validation_dir,
     write_atomic,
 )
+from rlhp.slurm import executor
 
 log = logging.getLogger("rlhp.validate")
 
@@ -173,25 +174,12 @@ def slurm_params(run_dir: Path) -> dict[str, Any] | None:
     return params
 
 
-def _executor(params: dict[str, Any], folder: Path, name: str):
-    """A submitit SLURM executor with the launcher's settings (as Hydra's launcher builds it)."""
-    import submitit
-
-    from rlhp.sweep._slurm import _submitit_names
-
-    params = dict(params, name=name)
-    init = {f"slurm_{k}": params.pop(k) for k in ("max_num_timeout", "python") if k in params}
-    executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm", **init)
-    executor.update_parameters(**_submitit_names(params))
-    return executor
-
-
 def _submit(number: int, overrides: list[str], run_dir: Path, cwd: Path, params: dict) -> int:
     """The run as a SLURM job; its exit code (1 when it could not be submitted or the job ended
     without one: cancelled, killed, node failure, too many time limits)."""
     folder = run_dir.parent / ".submitit" / "%j"
     try:
-        job = _executor(params, folder, f"rlhp_validate{number}").submit(
+        job = executor(dict(params, name=f"rlhp_validate{number}"), folder).submit(
             SlurmRun(overrides, run_dir, cwd)
         )
         print(f"rlhp.validate: trial {number} submitted as SLURM job {job.job_id}", flush=True)

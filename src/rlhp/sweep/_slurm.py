@@ -37,6 +37,7 @@ import cloudpickle
 from hydra.core.utils import JobReturn
 
 from rlhp.errors import ConfigError
+from rlhp.slurm import executor
 
 log = logging.getLogger("rlhp.sweep")
 PREEMPTED = 3  # exit code of a trial process that checkpointed on a signal
@@ -184,26 +185,17 @@ class Packer:
     """Runs trials on host jobs of `per_gpu` trials each (see the module docstring)."""
 
     def __init__(self, launcher, sweep_dir: Path, per_gpu: int, requeue: bool, idle_s: float = 20):
-        import submitit
-
         self.launcher, self.per_gpu, self.requeue, self.idle_s = launcher, per_gpu, requeue, idle_s
         self.queue = Queue(sweep_dir / ".queue")
         params = dict(launcher.params)
-        init = {"folder": str(sweep_dir / ".submitit" / "%j")}
-        for key in ("max_num_timeout", "python"):
-            if key in params:
-                init[f"slurm_{key}"] = params[key]
         self.max_num_timeout = params.get("max_num_timeout", 3)
-        skip = {"submitit_folder", "max_num_timeout", "python", "_target_"}
-        params = {k: v for k, v in params.items() if k not in skip}
         params["gpus_per_node"] = 1
         params["cpus_per_task"] = (params.get("cpus_per_task") or 1) * per_gpu
         if params.get("mem_gb"):
             params["mem_gb"] = params["mem_gb"] * per_gpu
         params["name"] = "rlhp_host"
         self.cpus = params["cpus_per_task"] // per_gpu
-        self.executor = submitit.AutoExecutor(cluster="slurm", **init)
-        self.executor.update_parameters(**submitit_names(params))
+        self.executor = executor(params, sweep_dir / ".submitit" / "%j")
         self.hosts: dict[str, Any] = {}  # host name -> submitit job
         self.outstanding: set[int] = set()
         self.lock = threading.Lock()
@@ -273,13 +265,6 @@ class Packer:
     def close(self) -> None:
         """The search is over: idle hosts end now instead of after idle_s."""
         (self.queue.root / "closed").touch()
-
-
-def submitit_names(params: dict) -> dict:
-    """Hydra submitit launcher keys -> submitit AutoExecutor keys."""
-    shared = {"timeout_min", "name", "nodes", "mem_gb", "cpus_per_task", "gpus_per_node"}
-    shared |= {"tasks_per_node", "stderr_to_stdout"}
-    return {k if k in shared else f"slurm_{k}": v for k, v in params.items() if v is not None}
 
 
 def check(partition: str | None, resources: dict[str, Any] | None = None) -> None:
