@@ -199,23 +199,23 @@ def test_prior_leaves_out_values_outside_the_space():
     assert _space.prior(space, config(), {}) == {}
 
 
-def test_priors_override_the_config_values():
+def test_prior_values_override_the_config_values():
     space, _ = _space.parse(PARAMS, [])
     prior = _space.prior(space, config(), {"algo.lr": 2e-4})
     assert prior["algo.lr"] == 2e-4
 
 
 @pytest.mark.parametrize(
-    ("priors", "words"),
+    ("values", "words"),
     [
         ({"algo.gamma": 0.5}, ["algo.gamma=0.5", "outside"]),  # below the gamma interval
         ({"algo.nosuch": 1}, ["algo.nosuch", "unsearched"]),
     ],
 )
-def test_priors_outside_the_space_are_refused(priors, words):
+def test_prior_values_outside_the_space_are_refused(values, words):
     space, _ = _space.parse(PARAMS, [])
     with pytest.raises(ConfigError) as e:
-        _space.prior(space, config(), priors)
+        _space.prior(space, config(), values)
     assert all(w in str(e.value) for w in words), e.value
 
 

@@ -99,7 +99,14 @@ BAD_INPUT = {
     "brackets": ([LR, "+meta.search_scheduler.brackets=5"], ["search_scheduler"]),
     "lr_negative": (["algo.lr=-0.001", "algo.gamma=interval(0.9, 0.99)"], ["algo.lr", "(0, inf)"]),
     "gamma_bounds": (["algo.gamma=interval(-1, 2)"], ["algo.gamma", "(0, 1]"]),
-    "prior_outside": ([LR, "+hydra.sweeper.priors={algo.lr: 0.5}"], ["priors.algo.lr", "outside"]),
+    "prior_outside": (
+        [LR, "+hydra.sweeper.prior_values={algo.lr: 0.5}"],
+        ["prior_values.algo.lr", "outside"],
+    ),
+    "validate_max_session": (
+        [LR, "hydra.sweeper.validate.max_session=0"],
+        ["validate.max_session", ">= 1"],
+    ),
     "constraint_rejects_all": (
         [LR, "hydra.sweeper.constraints=['algo.lr > 0']"],
         ["rejected 100 samples"],

@@ -18,7 +18,8 @@ add_ordered()  # plugins load before the command line parses
 @dataclass
 class ValidateConf:
     top_k: int = 0  # re-run the best top_k configurations at the end of the search (0: off)
-    sessions: int = 4  # fresh seeds per re-run configuration
+    max_session: int = 4  # fresh seeds per re-run configuration (cf. the top-level max_session)
+    sessions: int | None = None  # deprecated: max_session
 
 
 @dataclass
@@ -37,7 +38,8 @@ class RlhpSweeperConf:
     params: dict[str, str] = field(default_factory=dict)  # search space, Optuna sweeper grammar
     constraints: list[str] = field(default_factory=list)  # a config matching any is rejected
     prior: bool = True  # the composed config's current values run as the first trial
-    priors: dict[str, Any] = field(default_factory=dict)  # per-dimension prior values
+    prior_values: dict[str, Any] = field(default_factory=dict)  # the prior trial's values, by name
+    priors: dict[str, Any] | None = None  # deprecated: prior_values
     requeue: bool = False  # a trial whose job was cancelled or killed runs again (else FAILED)
     dry_run: bool = False  # print the sampled configurations after constraints, train nothing
     prior_spread: float | None = None  # random/startup draws centred on the prior, std S * range

@@ -1,8 +1,10 @@
 """Warnings before launch: a search too small for its space, searched keys that cannot change
-the run."""
+the run, settings under a deprecated name."""
 
 from collections.abc import Mapping
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 TRIALS_PER_DIMENSION = 3  # SLM-Lab's rule of thumb
 
@@ -14,6 +16,9 @@ INERT = {
     "algo.clip_vloss": ("algo.val_loss_coef", (0, 0.0)),
 }
 INERT_PREFIX = {"meta.search_scheduler.": ("meta.search_scheduler", (None,))}
+
+# hydra.sweeper.OLD -> NEW; the old names are accepted until the release after 0.1
+RENAMED = {"priors": "prior_values", "validate.sessions": "validate.max_session"}
 
 
 def warnings(space: Mapping[str, Any], leaves: Mapping[str, Any], n_trials: int) -> list[str]:
@@ -35,4 +40,15 @@ def warnings(space: Mapping[str, Any], leaves: Mapping[str, Any], n_trials: int)
         value = leaves[key]
         if any(value is v or value == v and type(value) is type(v) for v in values):
             out.append(f"searched {name} cannot change the run while {key}={value}")
+    return out
+
+
+def renamed(cfg: DictConfig) -> list[str]:
+    """Move each hydra.sweeper setting given under its old name (RENAMED) to its new name in
+    `cfg`; one deprecation line for each."""
+    out = []
+    for old, new in RENAMED.items():
+        if (value := OmegaConf.select(cfg, old)) is not None:
+            OmegaConf.update(cfg, new, value, merge=False)
+            out.append(f"hydra.sweeper.{old} is deprecated; use hydra.sweeper.{new}")
     return out

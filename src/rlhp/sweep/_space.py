@@ -153,19 +153,20 @@ def leaves(config: DictConfig, prefix: str = "") -> dict[str, Any]:
 
 
 def prior(
-    space: Mapping[str, BaseDistribution], config: DictConfig, priors: Mapping[str, Any]
+    space: Mapping[str, BaseDistribution], config: DictConfig, values: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The prior trial: `priors` or the config's current values, where the space holds them."""
-    if unknown := sorted(set(priors) - set(space)):
-        raise ConfigError(f"hydra.sweeper.priors names unsearched parameter(s): {unknown}")
+    """The prior trial: `values` (hydra.sweeper.prior_values) or the config's current values,
+    where the space holds them."""
+    if unknown := sorted(set(values) - set(space)):
+        raise ConfigError(f"hydra.sweeper.prior_values names unsearched parameter(s): {unknown}")
     groups = config.hydra.runtime.choices
     out = {}
     for name, dist in space.items():
-        if name in priors:
-            value = priors[name]
+        if name in values:
+            value = values[name]
             if _encode(dist, value) is None:
                 raise ConfigError(
-                    f"hydra.sweeper.priors.{name}={value} is outside its search space "
+                    f"hydra.sweeper.prior_values.{name}={value} is outside its search space "
                     f"{describe(dist)}"
                 )
         elif name in groups:

@@ -534,7 +534,9 @@ class SweeperImpl:
         if validate and complete and (top_k := self.cfg.validate.top_k) > 0:
             from rlhp.validate import validate
 
-            validate(self.sweep_dir, top_k, max_session=self.cfg.validate.max_session, slots=self.slots)
+            validate(
+                self.sweep_dir, top_k, max_session=self.cfg.validate.max_session, slots=self.slots
+            )
             validation_graph(self.sweep_dir)
 
     def _dry_run(self) -> None:
