@@ -24,7 +24,6 @@ def importance(sweep: Sweep, evaluator: str = "ped_anova") -> dict:
         for t in sweep.trials
         if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
     ]
-    best = _best(complete, sweep.maximize)
     out: dict[str, Any] = {
         "evaluator": evaluator,
         "objective": sweep.objective,
@@ -40,9 +39,7 @@ def importance(sweep: Sweep, evaluator: str = "ped_anova") -> dict:
         for name in sweep.space
         if len({repr(t.params.get(name)) for t in complete if name in t.params}) > 1
     ]
-    constant = [name for name in sweep.space if name not in varied]
     scores: dict[str, float] = {}
-    fallback = None
     if len(complete) < 2:
         out["note"] = (
             f"importance needs at least 2 complete trials with varied parameters; "
@@ -51,30 +48,8 @@ def importance(sweep: Sweep, evaluator: str = "ped_anova") -> dict:
     elif not varied:
         out["note"] = "no searched parameter varies across the complete trials"
     else:
-        ev = None
-        if evaluator == "fanova":
-            try:  # optuna's fANOVA needs scikit-learn, which rlhp does not install
-                ev = optuna.importance.FanovaImportanceEvaluator(seed=0)
-                # fANOVA assesses parameters present in every complete trial
-                varied = [n for n in varied if all(n in t.params for t in complete)]
-            except ImportError:
-                out["evaluator"] = "ped_anova"
-                fallback = "fanova needs scikit-learn (pip install scikit-learn): used ped_anova"
-        if ev is None:
-            ev = optuna.importance.PedAnovaImportanceEvaluator()
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                scores = optuna.importance.get_param_importances(
-                    sweep.study, evaluator=ev, params=varied
-                )
-            out["warnings"] = sorted({str(w.message) for w in caught})
-        except Exception as e:  # a sampler-specific corner: keep the rest of the analysis
-            out["note"] = f"{evaluator} failed: {type(e).__name__}: {e}"
-        if scores and len(complete) < 10:
-            out["note"] = f"only {len(complete)} complete trials: a rough ranking"
-        if fallback:
-            out["note"] = "; ".join(filter(None, [fallback, out["note"]]))
+        scores = _scores(sweep, complete, varied, out)
+    best = _best(complete, sweep.maximize)
     ranked = sorted(scores, key=lambda n: -scores[n])
     for name in ranked + [n for n in sweep.space if n not in scores]:
         entry: dict[str, Any] = {
@@ -84,7 +59,7 @@ def importance(sweep: Sweep, evaluator: str = "ped_anova") -> dict:
         if name not in scores:
             entry["why"] = (
                 "constant across the complete trials"
-                if len(complete) >= 2 and name in constant
+                if len(complete) >= 2 and name not in varied
                 else out["note"] or "not assessed"
             )
         known = best is not None and name in best.params
@@ -92,6 +67,39 @@ def importance(sweep: Sweep, evaluator: str = "ped_anova") -> dict:
         entry["log_scale"] = bool(getattr(sweep.space[name], "log", False))
         out["importance"].append(entry)
     return out
+
+
+def _scores(
+    sweep: Sweep, complete: list[FrozenTrial], varied: list[str], out: dict[str, Any]
+) -> dict[str, float]:
+    """The evaluator's importance of the `varied` parameters; its warnings, a fallback and
+    a note on a rough or failed ranking go into `out`."""
+    ev, fallback = None, None
+    if out["evaluator"] == "fanova":
+        try:  # optuna's fANOVA needs scikit-learn, which rlhp does not install
+            ev = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            # fANOVA assesses parameters present in every complete trial
+            varied = [n for n in varied if all(n in t.params for t in complete)]
+        except ImportError:
+            out["evaluator"] = "ped_anova"
+            fallback = "fanova needs scikit-learn (pip install scikit-learn): used ped_anova"
+    scores: dict[str, float] = {}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scores = optuna.importance.get_param_importances(
+                sweep.study,
+                evaluator=ev or optuna.importance.PedAnovaImportanceEvaluator(),
+                params=varied,
+            )
+        out["warnings"] = sorted({str(w.message) for w in caught})
+    except Exception as e:  # a sampler-specific corner: keep the rest of the analysis
+        out["note"] = f"{out['evaluator']} failed: {type(e).__name__}: {e}"
+    if scores and len(complete) < 10:
+        out["note"] = f"only {len(complete)} complete trials: a rough ranking"
+    if fallback:
+        out["note"] = "; ".join(filter(None, [fallback, out["note"]]))
+    return scores
 
 
 def _best(trials: list[FrozenTrial], maximize: bool) -> FrozenTrial | None:

@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from rlhp.record import METRICS, decode, replacing, validation_dir
+from rlhp.record import METRICS, Sweep, decode, replacing, validation_dir
 
 # rank 1 dark purple ... last rank green (viridis without its palest yellow, readable on white)
 RANK_CMAP = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.85, 256)), name="rank")
@@ -55,16 +55,40 @@ def _curve(df: pd.DataFrame | None) -> pd.Series | None:
     return curve if len(curve) else None
 
 
-def multi_trial_graph(sweep: Any, table: pd.DataFrame) -> None:
+def multi_trial_graph(sweep: Sweep, table: pd.DataFrame) -> None:
     """Learning curves of every trial, coloured by rank; stopped trials end in an x."""
     fig = Figure(figsize=(10, 6))
     ax = fig.add_subplot()
     ranked = table[table["rank"].notna()]
-    n_ranked = max(len(ranked), 1)
-    norm = Normalize(vmin=1, vmax=max(n_ranked, 2))
-    plotted = 0
-    legend: list[Any] = []
-    # worst first so the best lines lie on top
+    norm = Normalize(vmin=1, vmax=max(len(ranked), 2))
+    plotted, legend = _draw_curves(ax, sweep, table, norm)
+    if plotted == 0:
+        _message(ax, "no trial has logged metrics yet")
+    else:
+        _curves_legend(ax, sweep, table, legend)
+        if len(ranked) > 1:
+            cbar = fig.colorbar(ScalarMappable(norm=norm, cmap=RANK_CMAP), ax=ax, pad=0.02)
+            cbar.set_label("rank (1 = best)")
+            cbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            cbar.ax.invert_yaxis()
+        ax.set_xlabel("frame (env steps)")
+        ax.set_ylabel("total_reward_ma (mean return, last 100 episodes)")
+        ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+    done = int((table["state"] == "complete").sum())
+    ax.set_title(
+        f"Learning curves of {_plural(plotted, 'trial')} ({done} complete)"
+        + (", colour = rank" if len(ranked) else "")
+    )
+    fig.tight_layout()
+    _save(fig, sweep.dir / "multi_trial_graph.png")
+
+
+def _draw_curves(ax, sweep: Sweep, table: pd.DataFrame, norm: Normalize) -> tuple[int, list]:
+    """Each trial's curve, worst first so the best lie on top; (how many, legend entries of
+    the top 5 as (rank, line, label))."""
+    n_ranked = int(table["rank"].notna().sum())
+    plotted, legend = 0, []
     for _, row in table.iloc[::-1].iterrows():
         number, state = int(row["trial"]), row["state"]
         curve = _curve(sweep.curves.get(number))
@@ -89,41 +113,26 @@ def multi_trial_graph(sweep: Any, table: pd.DataFrame) -> None:
             ax.plot(x[-1], y[-1], ">", color="0.45", ms=6, zorder=6)
         else:  # failed with a partial curve
             ax.plot(x, y, color="tab:red", lw=1.0, ls=":", zorder=4)
-    if plotted == 0:
-        _message(ax, "no trial has logged metrics yet")
-    else:
-        handles = [h for _, h, _ in sorted(legend, key=lambda e: e[0])]
-        labels = [lab for _, _, lab in sorted(legend, key=lambda e: e[0])]
-        states = table["state"]
-        if states.str.startswith("stopped").any():
-            handles.append(Line2D([], [], color="0.3", marker="x", ls="none", mew=2))
-            labels.append("stopped early (ASHA) at its rung")
-        if (states == "running").any():
-            handles.append(Line2D([], [], color="0.45", ls="--", marker=">"))
-            labels.append("running (latest point)")
-        if (states == "failed").any() and any(
-            _curve(sweep.curves.get(int(t))) is not None
-            for t in table.loc[states == "failed", "trial"]
-        ):
-            handles.append(Line2D([], [], color="tab:red", ls=":"))
-            labels.append("failed")
-        ax.legend(handles, labels, loc="best", fontsize=9, framealpha=0.9)
-        if len(ranked) > 1:
-            cbar = fig.colorbar(ScalarMappable(norm=norm, cmap=RANK_CMAP), ax=ax, pad=0.02)
-            cbar.set_label("rank (1 = best)")
-            cbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-            cbar.ax.invert_yaxis()
-        ax.set_xlabel("frame (env steps)")
-        ax.set_ylabel("total_reward_ma (mean return, last 100 episodes)")
-        ax.grid(alpha=0.3)
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
-    done = int((table["state"] == "complete").sum())
-    ax.set_title(
-        f"Learning curves of {_plural(plotted, 'trial')} ({done} complete)"
-        + (", colour = rank" if len(ranked) else "")
-    )
-    fig.tight_layout()
-    _save(fig, sweep.dir / "multi_trial_graph.png")
+    return plotted, legend
+
+
+def _curves_legend(ax, sweep: Sweep, table: pd.DataFrame, legend: list) -> None:
+    """The top 5 by rank, then what the markers of stopped, running and failed trials mean."""
+    legend = sorted(legend, key=lambda e: e[0])
+    handles, labels = [h for _, h, _ in legend], [lab for _, _, lab in legend]
+    states = table["state"]
+    if states.str.startswith("stopped").any():
+        handles.append(Line2D([], [], color="0.3", marker="x", ls="none", mew=2))
+        labels.append("stopped early (ASHA) at its rung")
+    if (states == "running").any():
+        handles.append(Line2D([], [], color="0.45", ls="--", marker=">"))
+        labels.append("running (latest point)")
+    if (states == "failed").any() and any(
+        _curve(sweep.curves.get(int(t))) is not None for t in table.loc[states == "failed", "trial"]
+    ):
+        handles.append(Line2D([], [], color="tab:red", ls=":"))
+        labels.append("failed")
+    ax.legend(handles, labels, loc="best", fontsize=9, framealpha=0.9)
 
 
 def _positions(values: list, dist: Any) -> tuple[np.ndarray, list[str] | None]:
@@ -137,7 +146,7 @@ def _positions(values: list, dist: Any) -> tuple[np.ndarray, list[str] | None]:
     return np.array(values, dtype=float), None
 
 
-def variable_graph(sweep: Any, table: pd.DataFrame) -> None:
+def variable_graph(sweep: Sweep, table: pd.DataFrame) -> None:
     """One panel per searched parameter: the objective against its value."""
     names = list(sweep.space)
     complete = table[(table["state"] == "complete") & table["objective"].notna()]
@@ -159,41 +168,7 @@ def variable_graph(sweep: Any, table: pd.DataFrame) -> None:
     if not names:
         _message(axes[0], "no searched parameter")
     for ax, name in zip(axes, names, strict=False):
-        dist = sweep.space[name]
-        if len(stopped):
-            x, _ = _positions(list(stopped[name]), dist)
-            ax.scatter(x, stopped["objective"], marker="x", color="0.55", s=30, lw=1.2, zorder=2)
-        x, labels = _positions(list(complete[name]), dist)
-        ax.scatter(
-            x,
-            values,
-            c=values,
-            cmap=QUALITY_CMAP,
-            norm=norm,
-            s=46,
-            edgecolors="k",
-            linewidths=0.4,
-            zorder=3,
-        )
-        if best is not None:  # the table is best first: the first complete row
-            ax.scatter(x[:1], values.iloc[:1], marker="*", s=260, color="tab:red", zorder=4)
-        if isinstance(dist, IntDistribution):
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if labels is not None:
-            ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0)
-            ax.set_xlim(-0.5, len(labels) - 0.5)
-        elif getattr(dist, "log", False):
-            ax.set_xscale("log")
-        if labels is None and hasattr(dist, "low"):
-            span = dist.high - dist.low
-            if getattr(dist, "log", False):
-                ax.set_xlim(dist.low / 1.3, dist.high * 1.3)
-            elif span > 0:
-                ax.set_xlim(dist.low - 0.04 * span, dist.high + 0.04 * span)
-        scale = " (log)" if getattr(dist, "log", False) else ""
-        ax.set_xlabel(f"{name}{scale}")
-        ax.set_ylabel("objective")
-        ax.grid(alpha=0.3)
+        _parameter_panel(ax, name, sweep.space[name], complete, stopped, norm)
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     handles = [Line2D([], [], marker="*", color="tab:red", ls="none", ms=14)]
@@ -215,7 +190,49 @@ def variable_graph(sweep: Any, table: pd.DataFrame) -> None:
     _save(fig, sweep.dir / "experiment_variable_graph.png")
 
 
-def best_so_far(sweep: Any) -> None:
+def _parameter_panel(
+    ax, name: str, dist: Any, complete: pd.DataFrame, stopped: pd.DataFrame, norm: Normalize
+) -> None:
+    """The objective against one parameter: complete trials coloured by objective, the best
+    (the table's first complete row) starred, stopped ones as grey x at their rung."""
+    values = complete["objective"].astype(float)
+    if len(stopped):
+        x, _ = _positions(list(stopped[name]), dist)
+        ax.scatter(x, stopped["objective"], marker="x", color="0.55", s=30, lw=1.2, zorder=2)
+    x, labels = _positions(list(complete[name]), dist)
+    ax.scatter(
+        x,
+        values,
+        c=values,
+        cmap=QUALITY_CMAP,
+        norm=norm,
+        s=46,
+        edgecolors="k",
+        linewidths=0.4,
+        zorder=3,
+    )
+    if len(complete):  # the table is best first: the first complete row
+        ax.scatter(x[:1], values.iloc[:1], marker="*", s=260, color="tab:red", zorder=4)
+    if isinstance(dist, IntDistribution):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if labels is not None:
+        ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+    elif getattr(dist, "log", False):
+        ax.set_xscale("log")
+    if labels is None and hasattr(dist, "low"):
+        span = dist.high - dist.low
+        if getattr(dist, "log", False):
+            ax.set_xlim(dist.low / 1.3, dist.high * 1.3)
+        elif span > 0:
+            ax.set_xlim(dist.low - 0.04 * span, dist.high + 0.04 * span)
+    scale = " (log)" if getattr(dist, "log", False) else ""
+    ax.set_xlabel(f"{name}{scale}")
+    ax.set_ylabel("objective")
+    ax.grid(alpha=0.3)
+
+
+def best_so_far(sweep: Sweep) -> None:
     """The best objective after each completed trial, in completion order."""
     done = [
         t
@@ -260,7 +277,7 @@ def best_so_far(sweep: Any) -> None:
     _save(fig, sweep.dir / "best_so_far.png")
 
 
-def importance_graph(sweep: Any, imp: dict | None) -> None:
+def importance_graph(sweep: Sweep, imp: dict | None) -> None:
     """Horizontal bars of the parameters' importance, most important on top."""
     fig = Figure(figsize=(8, 0.45 * max(len(sweep.space), 4) + 1.6))
     ax = fig.add_subplot()
@@ -305,7 +322,7 @@ def importance_graph(sweep: Any, imp: dict | None) -> None:
     _save(fig, sweep.dir / "importance.png")
 
 
-def best_history_graph(sweep: Any, steps: list) -> None:
+def best_history_graph(sweep: Sweep, steps: list) -> None:
     """The best configuration's estimated score (mean over its runs) after each completed run,
     each run's own score beside it, and where the best configuration changed."""
     fig = Figure(figsize=(9, 5))
@@ -347,7 +364,7 @@ def best_history_graph(sweep: Any, steps: list) -> None:
     _save(fig, sweep.dir / "best_history.png")
 
 
-def validation_graph(sweep: Any, validation: pd.DataFrame, top: int = 5) -> None:
+def validation_graph(sweep: Sweep, validation: pd.DataFrame, top: int = 5) -> None:
     """Left: the top validated configurations' total_reward_ma, mean +- std over their fresh
     seeds, against frames. Right: search score beside validated score (the selection bias)."""
     fig = Figure(figsize=(13, 5))
