@@ -7,7 +7,6 @@ the Optuna sweeper's own, so a search written for it reads the same here. rlhp a
 dimension, so TPE, GP, QMC, the grid and DGD use the order), and passed to trials as the values.
 """
 
-import ast
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from optuna.distributions import (
 
 from rlhp.config import outside
 from rlhp.errors import ConfigError
+from rlhp.record import decode
 from rlhp.sweep._foreign import distribution
 
 
@@ -100,18 +100,6 @@ def parse(params: Mapping[str, str], arguments: list[str]) -> tuple[dict, list[s
             fixed[key] = value
             space.pop(key, None)
     return space, [k if v == "" else f"{k}={v}" for k, v in fixed.items()]
-
-
-def decode(value: Any) -> Any:
-    """A sampled value as the trial sees it: categorical choices come encoded as strings."""
-    if not isinstance(value, str):
-        return value
-    if value in ("true", "false"):
-        return value == "true"
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
 
 
 def check_paths(space: Mapping[str, BaseDistribution], config: DictConfig) -> None:
