@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from rlhp.algo.dqn import DQN, linear_schedule, td_target
+from rlhp.algo.dqn import DQN, td_target
 
 CONF = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "algo" / "dqn.yaml")
 
@@ -60,14 +60,11 @@ def test_agent_target_uses_online_net_to_choose_and_target_net_to_evaluate(doubl
     np.testing.assert_allclose(agent.target(batch).numpy(), expected)
 
 
-def test_epsilon_schedule():
-    assert linear_schedule(1.0, 0.1, 1000, step=0) == 1.0
-    assert linear_schedule(1.0, 0.1, 1000, step=500) == pytest.approx(0.55)
-    assert linear_schedule(1.0, 0.1, 1000, step=1000) == pytest.approx(0.1)
-    assert linear_schedule(1.0, 0.1, 1000, step=5000) == pytest.approx(0.1)
-    agent = make_agent(explore_var_spec={"start": 0.5, "end": 0.0, "end_step": 100})
-    agent.frame = 50
-    assert agent.epsilon == pytest.approx(0.25)
+def test_epsilon_follows_explore_var_spec_in_frames():
+    agent = make_agent(explore_var_spec={"start": 0.5, "end": 0.1, "end_step": 100})
+    for frame, epsilon in ((0, 0.5), (50, 0.5 + 0.5 * (0.1 - 0.5)), (100, 0.1), (400, 0.1)):
+        agent.frame = frame
+        assert agent.epsilon == pytest.approx(epsilon)
 
 
 def test_acts_greedily_at_zero_epsilon_and_randomly_at_one():

@@ -1,12 +1,12 @@
 """Deep Q-Network (Mnih et al. 2015), with double Q-learning (van Hasselt et al. 2016) and
 prioritised experience replay (Schaul et al. 2016) as options.
 
-Reads top to bottom: the Q-network, the two pure functions of the method (the epsilon
-schedule and the TD target), then the agent. Every step goes into the replay memory; once
-`learning_starts` frames are in, every `training_frequency` frames the agent takes
-`training_iter` gradient steps on minibatches of `batch_size`, and every
-`target_update_frequency` frames it moves the target network towards the online one
-(tau = 1: a copy). All counts are frames (env steps summed over the vector envs), so they mean
+Reads top to bottom: the Q-network, the TD target, then the agent. Every step goes into the
+replay memory; once `learning_starts` frames are in, every `training_frequency` frames the agent
+takes `training_iter` gradient steps on minibatches of `batch_size`, and every
+`target_update_frequency` frames it moves the target network towards the online one (tau = 1:
+a copy). Epsilon, lr (with `lr_anneal`) and PER's beta are annealed linearly
+(rlhp.algo._schedule). All counts are frames (env steps summed over the vector envs), so they mean
 the same whatever `env.num_envs` is. Discrete actions only; Atari frames stay uint8 in replay.
 """
 
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from rlhp.algo._schedule import crossed, linear, updates_due
 from rlhp.algo.replay import ReplayMemory
 from rlhp.config import plain
 from rlhp.net import body, gradient_step
@@ -36,12 +37,6 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(obs))
-
-
-def linear_schedule(start: float, end: float, end_step: int, step: int) -> float:
-    """`start` at step 0, linearly to `end` at `end_step`, then constant."""
-    fraction = min(step / end_step, 1.0) if end_step > 0 else 1.0
-    return start + fraction * (end - start)
 
 
 def td_target(
@@ -94,7 +89,8 @@ class DQN:
 
     @property
     def epsilon(self) -> float:
-        return linear_schedule(**self.cfg.explore_var_spec, step=self.frame)
+        spec = self.cfg.explore_var_spec
+        return linear(spec["start"], spec["end"], self.frame, spec["end_step"])
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -131,19 +127,18 @@ class DQN:
         cfg, last, self.frame = self.cfg, self.frame, frame
         if frame < cfg.learning_starts:
             return None
-        if frame // cfg.target_update_frequency > last // cfg.target_update_frequency:
+        if crossed(last, frame, cfg.target_update_frequency):
             for target, online in zip(
                 self.target_net.parameters(), self.q_net.parameters(), strict=True
             ):
                 target.data.lerp_(online.data, cfg.tau)
-        steps = (
-            frame // cfg.training_frequency - last // cfg.training_frequency
-        ) * cfg.training_iter
+        steps = updates_due(
+            last, frame, cfg.learning_starts, cfg.training_frequency, cfg.training_iter
+        )
         if steps == 0:
             return None
-        progress = min(frame / self.max_frame, 1.0)
-        beta = cfg.beta + (1.0 - cfg.beta) * progress  # annealed to 1
-        lr = cfg.lr * (1.0 - progress) if cfg.lr_anneal else cfg.lr
+        beta = linear(cfg.beta, 1.0, frame, self.max_frame)
+        lr = cfg.lr * linear(1.0, 0.0, frame, self.max_frame) if cfg.lr_anneal else cfg.lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         stats = []

@@ -9,6 +9,8 @@ minibatch_size, training_epoch, ...) and nothing else: the hyperparameters in `M
 rlhp.stack.StackedActorCritic, the optimiser rlhp.optim.StackedAdam.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -64,14 +66,43 @@ class PPO(OnPolicy):
         """Train on the rollout once it holds time_horizon steps; returns each member's losses
         then ([K] arrays) and `failed`: the loss of a member whose loss went non-finite (nan or
         inf), 0 for the others."""
-        cfg, hp, rollout, members = self.cfg, self.hp, self.rollout, self.members
-        if not rollout.full:
+        if not self.rollout.full:
             return None
-        rollout.step = 0
+        self.rollout.step = 0
         lrs, lr = self.annealed("lr", frames)
         clip_eps = self.annealed("clip_eps", frames)[1].unsqueeze(1)
+        data = self.samples()
+        # the structure, read once for the update's loops
+        epochs, size = self.cfg.training_epoch, self.cfg.minibatch_size
+        normalize, clip_vloss = self.cfg.normalize_advantage, self.cfg.clip_vloss
+        failed = torch.zeros(self.members, device=self.device)
+        stats = []
+        for _ in range(epochs):
+            perm = torch.stack(
+                [torch.randperm(data.obs.shape[1], generator=g, device=self.device)
+                 for g in self.model.generators]
+            )  # fmt: skip
+            for idx in perm.split(size, dim=1):
+                loss, losses = self.minibatch_loss(data, idx, clip_eps, normalize, clip_vloss)
+                now = self.step(loss, lr)
+                failed = torch.where(now != 0, now, failed)
+                stats.append(losses)
+        policy_loss, value_loss, entropy = torch.stack(stats).mean(0).cpu().numpy()
+        return {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "lr": lrs,
+            "failed": failed.cpu().numpy(),
+        }
+
+    def samples(self) -> SimpleNamespace:
+        """The rollout as each member's samples ([K, time_horizon * num_envs, ...]: obs,
+        actions, logps, values) with their GAE advantages and returns, and `rows` to index
+        them with [K, B] sample indices."""
+        rollout, hp = self.rollout, self.hp
         with torch.no_grad():
-            shape = (cfg.time_horizon, members, self.num_envs)
+            shape = (self.cfg.time_horizon, self.members, self.num_envs)
             advantages, returns = gae(
                 rollout.rewards.view(shape),
                 rollout.values.view(shape),
@@ -81,45 +112,43 @@ class PPO(OnPolicy):
                 hp.lam.unsqueeze(1),
             )
         by_member = rollout.by_member
-        obs, actions = by_member(rollout.obs), by_member(rollout.actions)
-        logps, values = by_member(rollout.logps), by_member(rollout.values)
-        advantages = by_member(advantages.view(rollout.rewards.shape))
-        returns = by_member(returns.view(rollout.rewards.shape))
-        batch, rows = obs.shape[1], torch.arange(members, device=self.device).unsqueeze(1)
-        failed = torch.zeros(members, device=self.device)
-        stats = []
-        for _ in range(cfg.training_epoch):
-            perm = torch.stack(
-                [torch.randperm(batch, generator=g, device=self.device)
-                 for g in self.model.generators]
-            )  # fmt: skip
-            for idx in perm.split(cfg.minibatch_size, dim=1):
-                logits, value = self.model.logits_value(obs[rows, idx])
-                dist = self.model.distribution(logits)
-                logp = self.model.log_prob(dist, actions[rows, idx])
-                adv = advantages[rows, idx]
-                if cfg.normalize_advantage and idx.shape[1] > 1:
-                    adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
-                policy_loss, value_loss = ppo_loss(
-                    logp,
-                    logps[rows, idx],
-                    adv,
-                    value,
-                    values[rows, idx],
-                    returns[rows, idx],
-                    clip_eps,
-                    cfg.clip_vloss,
-                )
-                entropy = self.model.entropy(dist).mean(1)
-                loss = policy_loss + hp.val_loss_coef * value_loss - hp.entropy_coef * entropy
-                now = self.step(loss, lr)
-                failed = torch.where(now != 0, now, failed)
-                stats.append(torch.stack([policy_loss, value_loss, entropy]).detach())
-        policy_loss, value_loss, entropy = torch.stack(stats).mean(0).cpu().numpy()
-        return {
-            "policy_loss": policy_loss,
-            "value_loss": value_loss,
-            "entropy": entropy,
-            "lr": lrs,
-            "failed": failed.cpu().numpy(),
-        }
+        return SimpleNamespace(
+            rows=torch.arange(self.members, device=self.device).unsqueeze(1),  # member k: row k
+            obs=by_member(rollout.obs),
+            actions=by_member(rollout.actions),
+            logps=by_member(rollout.logps),
+            values=by_member(rollout.values),
+            advantages=by_member(advantages.view(rollout.rewards.shape)),
+            returns=by_member(returns.view(rollout.rewards.shape)),
+        )
+
+    def minibatch_loss(
+        self,
+        data: SimpleNamespace,
+        idx: torch.Tensor,
+        clip_eps: torch.Tensor,
+        normalize: bool,
+        clip_vloss: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's loss on its minibatch `idx` ([K, B] sample indices) and the policy
+        loss, value loss and entropy beside it ([3, K], detached)."""
+        rows = data.rows
+        logits, value = self.model.logits_value(data.obs[rows, idx])
+        dist = self.model.distribution(logits)
+        logp = self.model.log_prob(dist, data.actions[rows, idx])
+        adv = data.advantages[rows, idx]
+        if normalize and idx.shape[1] > 1:
+            adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
+        policy_loss, value_loss = ppo_loss(
+            logp,
+            data.logps[rows, idx],
+            adv,
+            value,
+            data.values[rows, idx],
+            data.returns[rows, idx],
+            clip_eps,
+            clip_vloss,
+        )
+        entropy = self.model.entropy(dist).mean(1)
+        loss = policy_loss + self.hp.val_loss_coef * value_loss - self.hp.entropy_coef * entropy
+        return loss, torch.stack([policy_loss, value_loss, entropy]).detach()

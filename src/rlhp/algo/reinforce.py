@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from rlhp.algo._schedule import linear
 from rlhp.config import plain
 from rlhp.net import ActorCritic, gradient_step
 
@@ -90,8 +91,7 @@ class REINFORCE:
         cfg = self.cfg
         if len(self.batch) < cfg.batch_episodes:
             return None
-        progress = 1.0 - frame / self.max_frame
-        lr = cfg.lr * max(progress, 0.0) if cfg.lr_anneal else cfg.lr
+        lr = cfg.lr * linear(1.0, 0.0, frame, self.max_frame) if cfg.lr_anneal else cfg.lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         obs = self._tensor(np.concatenate([ep[0] for ep in self.batch]))

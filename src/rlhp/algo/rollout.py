@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rlhp import optim
+from rlhp.algo._schedule import linear
 from rlhp.config import plain
 from rlhp.stack import MemberParams, StackedActorCritic
 
@@ -35,12 +36,6 @@ def gae(
         last_gae = delta + gamma * lam * not_done * last_gae
         advantages[t] = last_gae
     return advantages, advantages + values
-
-
-def linear_decay(frames: np.ndarray, offset: int, max_frame: int) -> np.ndarray:
-    """1 - (frames - offset) / max_frame, floored at 0: the factor of linear annealing to 0, as
-    of the frames before the current rollout (`offset` frames ago)."""
-    return np.maximum(1.0 - (frames - offset) / max_frame, 0.0)
 
 
 class Rollout:
@@ -192,8 +187,10 @@ class OnPolicy:
 
     def annealed(self, key: str, frames: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         """Each member's `key` (lr, clip_eps), linearly annealed to 0 over max_frame where
-        `<key>_anneal` is on, for the rollout just collected: float64 values and a tensor."""
-        decay = linear_decay(frames, self.num_envs * self.cfg.time_horizon, self.max_frame)
+        `<key>_anneal` is on, as of the frames before the rollout just collected: float64
+        values and a tensor."""
+        rollout_frames = self.num_envs * self.cfg.time_horizon
+        decay = linear(1.0, 0.0, frames - rollout_frames, self.max_frame)
         values = self.hp.annealed(key, decay)
         return values, torch.as_tensor(values, dtype=torch.float32).to(self.device)
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.distributions import Normal
 
+from rlhp.algo._schedule import updates_due
 from rlhp.algo.replay import ReplayMemory
 from rlhp.config import plain
 from rlhp.net import body, gradient_step
@@ -173,11 +174,9 @@ class SAC:
     def update(self, frame: int) -> dict[str, float] | None:
         """Train on the frame schedule; returns the losses when it trained."""
         cfg, last, self.frame = self.cfg, self.frame, frame
-        if frame < cfg.learning_starts:
-            return None
-        steps = (
-            frame // cfg.training_frequency - last // cfg.training_frequency
-        ) * cfg.training_iter
+        steps = updates_due(
+            last, frame, cfg.learning_starts, cfg.training_frequency, cfg.training_iter
+        )
         if steps == 0:
             return None
         stats = [self.train_step(self.memory.sample(cfg.batch_size)) for _ in range(steps)]
