@@ -95,11 +95,11 @@ class Batched:
     def ask(self, job: Job | None) -> Trial | None:
         """The next trial, with `job`'s structural parameters fixed when it has some."""
         if job is None or not (self.fix and job.fixed):
-            return self.sw._ask(self.study)
+            return self.sw.ask(self.study)
         sampler = self.study.sampler
         self.study.sampler = PartialFixedSampler(job.fixed, sampler)
         try:
-            return self.sw._ask(self.study)
+            return self.sw.ask(self.study)
         finally:
             self.study.sampler = sampler
 
@@ -118,7 +118,7 @@ class Batched:
             f"+population={self.size}",
             f"hydra.sweep.subdir={record.POPULATIONS}/{number}",
         ]
-        future = self.pool.submit(self.sw._launch_job, record.JOB_BASE + number, job_overrides)
+        future = self.pool.submit(self.sw.launch_job, record.JOB_BASE + number, job_overrides)
         fixed = {k: proposal.trial.params[k] for k in self.structural}
         job = Job(number, proposal.kind, fixed, inbox, future)
         self.jobs.append(job)
@@ -156,10 +156,10 @@ class Batched:
             ended = job.future.done()
             for number, proposal in list(job.trials.items()):
                 if record.TrialResult.exists(proposal.run_dir):
-                    failed += not self.sw._record(self.study, proposal.trial, proposal.run_dir)
+                    failed += not self.sw.record(self.study, proposal.trial, proposal.run_dir)
                 elif ended:
                     error = job.future.exception() or "its population job ended without it"
-                    failed += not self.sw._fail(self.study, proposal.trial, error)
+                    failed += not self.sw.fail(self.study, proposal.trial, error)
                 else:
                     continue
                 del job.trials[number]
@@ -178,7 +178,7 @@ class Batched:
 def run(sweeper: Any, study: optuna.Study) -> None:
     """The batched search loop; TooManyFailures as SweeperImpl._run."""
     sw, cfg = sweeper, sweeper.cfg
-    todo = deque(sw._resumable(study))
+    todo = deque(sw.resumable(study))
     trials = study.get_trials(deepcopy=False)
     launched, failed = _state.launched_failed(trials)
     sw.elapsed0, sw.start = float(study.user_attrs.get("elapsed_s", 0.0)), time.time()
@@ -191,8 +191,8 @@ def run(sweeper: Any, study: optuna.Study) -> None:
             not exhausted
             and launched < sw.n_trials
             and failed <= cfg.max_failure_rate * sw.n_trials
-            and not sw._over_budget()
-            and not sw._best_holds(study)
+            and not sw.over_budget()
+            and not sw.best_holds(study)
         )
 
     try:
@@ -220,10 +220,10 @@ def run(sweeper: Any, study: optuna.Study) -> None:
                 batched.close()  # jobs end once their trials are done
             if recorded or launched > started or not batched.jobs:
                 members = sum(len(j.trials) for j in batched.jobs) * sw.leaves["max_session"]
-                sw._report(study, {"jobs": len(batched.jobs), "members": members})
+                sw.report(study, {"jobs": len(batched.jobs), "members": members})
             if not batched.jobs and not batched.waiting:
                 break
-            study.set_user_attr("elapsed_s", sw._elapsed())
+            study.set_user_attr("elapsed_s", sw.elapsed())
             time.sleep(0.5)
     except BaseException:  # Ctrl+C, a full disk: running trials stay RUNNING and resume
         _local.stop()

@@ -1,10 +1,13 @@
-"""Warnings before launch: a search too small for its space, searched keys that cannot change
-the run, settings under a deprecated name."""
+"""Checks before launch: hydra.sweeper settings out of range (an error), and warnings: a search
+too small for its space, searched keys that cannot change the run, settings under a deprecated
+name."""
 
 from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from rlhp.errors import ConfigError
 
 TRIALS_PER_DIMENSION = 3  # SLM-Lab's rule of thumb
 
@@ -52,3 +55,47 @@ def renamed(cfg: DictConfig) -> list[str]:
             OmegaConf.update(cfg, new, value, merge=False)
             out.append(f"hydra.sweeper.{old} is deprecated; use hydra.sweeper.{new}")
     return out
+
+
+def settings(cfg: DictConfig) -> None:
+    """ConfigError for a hydra.sweeper setting out of its range."""
+    bad = [
+        ("n_trials", cfg.n_trials, "an integer >= 1", cfg.n_trials < 1),
+        (
+            "max_concurrent",
+            cfg.max_concurrent,
+            "null (CPU cores) or >= 1",
+            cfg.max_concurrent is not None and cfg.max_concurrent < 1,
+        ),
+        (
+            "budget_hours",
+            cfg.budget_hours,
+            "null or > 0",
+            cfg.budget_hours is not None and cfg.budget_hours <= 0,
+        ),
+        ("max_failure_rate", cfg.max_failure_rate, "in [0, 1]", not 0 <= cfg.max_failure_rate <= 1),
+        (
+            "direction",
+            cfg.direction,
+            "maximize or minimize",
+            cfg.direction not in ("maximize", "minimize"),
+        ),
+        ("population", cfg.population, "an integer >= 1", cfg.population < 1),
+        ("validate.top_k", cfg.validate.top_k, ">= 0", cfg.validate.top_k < 0),
+        ("validate.max_session", cfg.validate.max_session, ">= 1", cfg.validate.max_session < 1),
+        (
+            "prior_spread",
+            cfg.prior_spread,
+            "null or in (0, 1]",
+            cfg.prior_spread is not None and not 0 < cfg.prior_spread <= 1,
+        ),
+        (
+            "stop_when_best_holds",
+            cfg.stop_when_best_holds,
+            "null or >= 1",
+            cfg.stop_when_best_holds is not None and cfg.stop_when_best_holds < 1,
+        ),
+    ]
+    for name, value, allowed, wrong in bad:
+        if wrong:
+            raise ConfigError(f"hydra.sweeper.{name} must be {allowed}, got {value!r}")

@@ -5,6 +5,10 @@ one process per trial; submitit_slurm on a cluster) from a pool of `max_concurre
 so there is no batch barrier. The study lives in an Optuna JournalStorage file in the sweep
 dir; re-running the same command resumes it: finished trials are kept and trials that were
 running are launched again under the same number, so they resume from their checkpoints.
+
+Over 400 lines: one class, SweeperImpl, in the order a search runs (set-up checks, the study,
+the loop, launching, recording); as Hydra's sweeper plugins keep their `_impl`. Recording lives
+in _results, checks in _checks, the batched loop in _batched.
 """
 
 import itertools
@@ -13,14 +17,12 @@ import math
 import os
 import sys
 import time
-import traceback
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 from filelock import FileLock, Timeout
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
@@ -34,65 +36,11 @@ from rlhp import record
 from rlhp.analysis import best_history
 from rlhp.config import check
 from rlhp.errors import ConfigError, RlhpError, TooManyFailures
-from rlhp.sweep import _centred, _checks, _constraint, _local, _space, _state
+from rlhp.sweep import _centred, _checks, _constraint, _local, _results, _space, _state
 
 log = logging.getLogger("rlhp.sweep")
 _METRIC = {"final": "total_reward_ma", "auc": "total_reward_ma (mean)", "eval": "eval_return"}
 MAX_REJECTIONS = 100  # consecutive rejected samples before the constraints are called hopeless
-
-
-def _check_settings(cfg: DictConfig) -> None:
-    """ConfigError for a hydra.sweeper setting out of its range."""
-    bad = [
-        ("n_trials", cfg.n_trials, "an integer >= 1", cfg.n_trials < 1),
-        (
-            "max_concurrent",
-            cfg.max_concurrent,
-            "null (CPU cores) or >= 1",
-            cfg.max_concurrent is not None and cfg.max_concurrent < 1,
-        ),
-        (
-            "budget_hours",
-            cfg.budget_hours,
-            "null or > 0",
-            cfg.budget_hours is not None and cfg.budget_hours <= 0,
-        ),
-        ("max_failure_rate", cfg.max_failure_rate, "in [0, 1]", not 0 <= cfg.max_failure_rate <= 1),
-        (
-            "direction",
-            cfg.direction,
-            "maximize or minimize",
-            cfg.direction not in ("maximize", "minimize"),
-        ),
-        ("population", cfg.population, "an integer >= 1", cfg.population < 1),
-        ("validate.top_k", cfg.validate.top_k, ">= 0", cfg.validate.top_k < 0),
-        ("validate.max_session", cfg.validate.max_session, ">= 1", cfg.validate.max_session < 1),
-        (
-            "prior_spread",
-            cfg.prior_spread,
-            "null or in (0, 1]",
-            cfg.prior_spread is not None and not 0 < cfg.prior_spread <= 1,
-        ),
-        (
-            "stop_when_best_holds",
-            cfg.stop_when_best_holds,
-            "null or >= 1",
-            cfg.stop_when_best_holds is not None and cfg.stop_when_best_holds < 1,
-        ),
-    ]
-    for name, value, allowed, wrong in bad:
-        if wrong:
-            raise ConfigError(f"hydra.sweeper.{name} must be {allowed}, got {value!r}")
-
-
-def _tell(study: optuna.Study, trial: Trial, *args: Any, **kwargs: Any) -> None:
-    """study.tell, where GridSampler's study.stop() after its last point (meant for optimize(),
-    a RuntimeError here) is no error: the trial's state is stored before it raises."""
-    try:
-        study.tell(trial, *args, **kwargs)
-    except RuntimeError as e:
-        if "Study.stop" not in str(e):
-            raise
 
 
 class SweeperImpl:
@@ -135,17 +83,34 @@ class SweeperImpl:
 
     def _prepare(self, arguments: list[str]) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        _check_settings(self.cfg)
+        _checks.settings(self.cfg)
+        self.n_trials = self.cfg.n_trials
+        self._search_space(arguments)
+        self._make_sampler()
+        notes = _checks.warnings(self.space, self.leaves, self.n_trials)
+        scheduler = OmegaConf.select(self.config, "meta.search_scheduler")
+        if scheduler and scheduler.get("lock", "flock") == "flock":
+            from rlhp.asha import lock_warning
+
+            notes += [w for w in [lock_warning(self.sweep_dir)] if w]
+        for warning in notes:
+            log.warning("rlhp: warning: %s", warning)
+        self._make_slots()
+
+    def _search_space(self, arguments: list[str]) -> None:
+        """The space, fixed overrides, constraints and prior trial, all checked on the
+        composed config of a probe trial."""
         self.space, self.fixed = _space.parse(self.cfg.params, arguments)
         self.ordered = _space.ordered(self.cfg.params, arguments)  # ordered(...) values by name
         if not self.space:
             raise ConfigError("nothing to search: hydra.sweeper.params is empty")
         _space.check_paths(self.space, self.config)
-        _space.check_domains(_space.as_values(self.space, self.ordered))
+        values = _space.as_values(self.space, self.ordered)
+        _space.check_domains(values)
         self.constraints = list(self.cfg.constraints)
         self.leaves = _space.leaves(self.config)
+        self.metric = _results.metric(self.leaves.get("objective"))
         _constraint.check(self.constraints, set(self.space) | set(self.leaves))
-        values = _space.as_values(self.space, self.ordered)
         prior = _space.prior(values, self.config, self.cfg.prior_values)
         index = {k: v.index(prior[k]) for k, v in self.ordered.items() if k in prior}
         self.prior = {**prior, **index}
@@ -157,6 +122,10 @@ class SweeperImpl:
                 f"({', '.join(algos.POPULATION)}), not {probe.algo.name}"
             )
         self._check_feasible()
+
+    def _make_sampler(self) -> None:
+        """The configured sampler; grid and dgd get the grid of the space, prior_spread
+        centres it on the prior."""
         self.sampler = instantiate(
             self.sampler_cfg,
             _execution_whitelist_=(
@@ -167,28 +136,24 @@ class SweeperImpl:
         )
         func = getattr(self.sampler, "func", None)
         self.is_grid = func is optuna.samplers.GridSampler
-        if func is not None:  # grid and dgd take the grid of the space
+        if func is not None:
             self.grid = _space.grid(self.space)
             self.sampler = self.sampler(self.grid)
-        if self.cfg.prior_spread is not None:
-            if outside := [k for k in self.space if k not in self.prior]:
-                name = outside[0]
-                raise ConfigError(
-                    f"hydra.sweeper.prior_spread centres the search on the prior, but {name}="
-                    f"{self.leaves.get(name.lstrip('+'))} is outside its search space "
-                    f"{_space.describe(self.space[name])}; set hydra.sweeper.prior_values.{name}"
-                )
-            seed = OmegaConf.select(self.sampler_cfg, "seed", default=None)
-            self.sampler = _centred.centred(self.sampler, self.prior, self.cfg.prior_spread, seed)
-        self.n_trials = self.cfg.n_trials
-        notes = _checks.warnings(self.space, self.leaves, self.n_trials)
-        scheduler = OmegaConf.select(self.config, "meta.search_scheduler")
-        if scheduler and scheduler.get("lock", "flock") == "flock":
-            from rlhp.asha import lock_warning
+        if self.cfg.prior_spread is None:
+            return
+        if outside := [k for k in self.space if k not in self.prior]:
+            name = outside[0]
+            raise ConfigError(
+                f"hydra.sweeper.prior_spread centres the search on the prior, but {name}="
+                f"{self.leaves.get(name.lstrip('+'))} is outside its search space "
+                f"{_space.describe(self.space[name])}; set hydra.sweeper.prior_values.{name}"
+            )
+        seed = OmegaConf.select(self.sampler_cfg, "seed", default=None)
+        self.sampler = _centred.centred(self.sampler, self.prior, self.cfg.prior_spread, seed)
 
-            notes += [w for w in [lock_warning(self.sweep_dir)] if w]
-        for warning in notes:
-            log.warning("rlhp: warning: %s", warning)
+    def _make_slots(self) -> None:
+        """Trial slots of the launcher: CPU cores locally, n_trials on a cluster, unless
+        max_concurrent says; SLURM is checked (and GPU sharing set up) before launch."""
         kind = type(self.launcher).__name__
         local = kind in ("LocalLauncher", "BasicLauncher")
         self.slots = self.cfg.max_concurrent or (os.cpu_count() if local else self.n_trials)
@@ -316,7 +281,7 @@ class SweeperImpl:
         space = {k: d for t in trials for k, d in t.distributions.items()}
         return space or dict(self.space)
 
-    def _resumable(self, study: optuna.Study) -> list[Trial]:
+    def resumable(self, study: optuna.Study) -> list[Trial]:
         """The trials that were running, to launch again; a trial whose sampling was cut short
         (some parameters missing) or that a constraint rejects was never launched: rejected."""
         out = []
@@ -325,11 +290,11 @@ class SweeperImpl:
             if set(frozen.params) != set(self.space):
                 trial.set_user_attr("rejected", "incomplete sample")
                 trial.set_user_attr("incomplete", True)
-                _tell(study, trial, state=TrialState.FAIL)
+                _results.tell(study, trial, state=TrialState.FAIL)
                 log.info("trial %d was never launched: its sampling was cut short", trial.number)
             elif expr := _constraint.violated(self.constraints, self._values(frozen.params)):
                 trial.set_user_attr("rejected", expr)
-                _tell(study, trial, state=TrialState.FAIL)
+                _results.tell(study, trial, state=TrialState.FAIL)
             else:
                 out.append(trial)
         return out
@@ -341,7 +306,7 @@ class SweeperImpl:
             from rlhp.sweep import _batched
 
             return _batched.run(self, study)
-        resumed = self._resumable(study)
+        resumed = self.resumable(study)
         trials = study.get_trials(deepcopy=False)
         launched, failed = _state.launched_failed(trials)
         self.elapsed0 = float(study.user_attrs.get("elapsed_s", 0.0))
@@ -360,22 +325,22 @@ class SweeperImpl:
                     and len(running) < self.slots
                     and launched < self.n_trials
                     and failed <= self.cfg.max_failure_rate * self.n_trials
-                    and not self._over_budget()
-                    and not self._best_holds(study)
+                    and not self.over_budget()
+                    and not self.best_holds(study)
                 ):
-                    trial = self._ask(study)
+                    trial = self.ask(study)
                     if trial is None:
                         exhausted = True
                         break
                     launched += 1
                     running[pool.submit(self._launch, trial)] = trial
-                self._report(study)
+                self.report(study)
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    failed += not self._tell(study, running.pop(future), future)
-                study.set_user_attr("elapsed_s", self._elapsed())
+                    failed += not self._ended(study, running.pop(future), future)
+                study.set_user_attr("elapsed_s", self.elapsed())
         except BaseException:  # Ctrl+C, a full disk: running trials stay RUNNING and resume
             _local.stop()  # local trials checkpoint and end; their results are not recorded
             raise
@@ -386,10 +351,10 @@ class SweeperImpl:
         if failed > self.cfg.max_failure_rate * self.n_trials:
             raise TooManyFailures(failed, self.cfg.max_failure_rate, self.n_trials)
 
-    def _elapsed(self) -> float:
+    def elapsed(self) -> float:
         return self.elapsed0 + time.time() - self.start
 
-    def _best_holds(self, study: optuna.Study) -> bool:
+    def best_holds(self, study: optuna.Study) -> bool:
         """The best configuration (by the mean over its runs) held for stop_when_best_holds
         completed runs: no new trial starts."""
         if (n := self.cfg.stop_when_best_holds) is None:
@@ -400,11 +365,11 @@ class SweeperImpl:
             log.info("the best configuration (trial %d's) held for %d runs", steps[-1].best, n)
         return held
 
-    def _over_budget(self) -> bool:
+    def over_budget(self) -> bool:
         hours = self.cfg.budget_hours
-        return hours is not None and self._elapsed() > hours * 3600
+        return hours is not None and self.elapsed() > hours * 3600
 
-    def _ask(self, study: optuna.Study) -> Trial | None:
+    def ask(self, study: optuna.Study) -> Trial | None:
         """The next trial that breaks no constraint; None when a grid is exhausted."""
         for _ in range(MAX_REJECTIONS):
             if self.is_grid and self._grid_exhausted(study):
@@ -413,7 +378,7 @@ class SweeperImpl:
             if (expr := _constraint.violated(self.constraints, self._values(trial.params))) is None:
                 return trial
             trial.set_user_attr("rejected", expr)
-            _tell(study, trial, state=TrialState.FAIL)
+            _results.tell(study, trial, state=TrialState.FAIL)
             log.info("rejected trial %d %s: matches %r", trial.number, trial.params, expr)
         raise ConfigError(f"the constraints rejected {MAX_REJECTIONS} samples in a row")
 
@@ -430,85 +395,43 @@ class SweeperImpl:
         return [f"seed={self.leaves['seed'] + number * self.leaves['max_session']}"]
 
     def _launch(self, trial: Trial):
-        return self._launch_job(
+        return self.launch_job(
             trial.number, self._overrides(trial.params) + self._seed(trial.number)
         )
 
-    def _launch_job(self, number: int, overrides: list[str]):
+    def launch_job(self, number: int, overrides: list[str]):
         """Job `number` (a trial, or a population job) through the launcher; its return."""
         if self.packer is not None:
             return self.packer.run(number, overrides)
         for attempt in itertools.count(1):
             try:
                 return self.launcher.launch([overrides], initial_job_idx=number)[0]
-            except (
-                Exception
-            ) as e:  # the job ended without a result: cancelled, killed, node failure
+            except Exception as e:  # the job ended without a result: cancelled, killed, ...
                 if not self.cfg.requeue or attempt > self.launcher.params.get("max_num_timeout", 3):
                     raise
                 log.warning("job %d ended (%s): queued again", number, e)
 
-    def _tell(self, study: optuna.Study, trial: Trial, future: Future) -> bool:
-        """Record a finished trial; False when it failed."""
+    def _ended(self, study: optuna.Study, trial: Trial, future: Future) -> bool:
+        """Record a trial whose job ended; False when it failed."""
         try:
             ret = future.result()
             ret.return_value  # noqa: B018  raises the trial's own exception
             run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
         except Exception as e:
-            return self._fail(study, trial, e)
-        return self._record(study, trial, run_dir)
+            return self.fail(study, trial, e)
+        return self.record(study, trial, run_dir)
 
-    def _fail(self, study: optuna.Study, trial: Trial, e: Exception | str) -> bool:
-        """Record a trial that failed with `e` (its exception, or why in words); False."""
-        if isinstance(e, Exception):
-            if (number := record.disk_errno(e, self.sweep_dir)) is not None:
-                raise OSError(number, os.strerror(number)) from e  # not the trial's fault
-            e = "".join(traceback.format_exception_only(e)).strip()
-        trial.set_user_attr("error", e[-2000:])
-        _tell(study, trial, state=TrialState.FAIL)
-        log.warning("trial %d failed: %s", trial.number, e.splitlines()[-1][:300])
-        return False
+    def fail(self, study: optuna.Study, trial: Trial, e: Exception | str) -> bool:
+        return _results.fail(study, trial, e, self.sweep_dir)
 
-    def _record(self, study: optuna.Study, trial: Trial, run_dir: Path) -> bool:
-        """Record a trial from the result.yaml in its folder; False when it failed."""
-        try:
-            result = record.TrialResult.read(run_dir)
-        except Exception as e:
-            return self._fail(study, trial, e)
-        if result.state == record.FAILED:  # a member of a population job
-            return self._fail(study, trial, result.error)
-        for key, value in result.attrs().items():
-            trial.set_user_attr(key, value)
-        if math.isnan(result.objective):  # no episode finished
-            trial.set_user_attr("error", "objective is NaN (no episode finished?)")
-            _tell(study, trial, state=TrialState.FAIL)
-            return False
-        self._report_curve(trial, run_dir, result.stopped_at)
-        if result.state == record.STOPPED:
-            trial.set_user_attr("stopped_at", result.stopped_at)
-            trial.report(result.objective, step=result.stopped_at)
-            _tell(study, trial, state=TrialState.PRUNED)
-        else:
-            _tell(study, trial, result.objective)
-        return True
+    def record(self, study: optuna.Study, trial: Trial, run_dir: Path) -> bool:
+        return _results.record_result(study, trial, run_dir, self.sweep_dir, self.metric)
 
-    def _report_curve(self, trial: Trial, run_dir: Path, stopped_at: int | None) -> None:
-        """The ranked metric at each log point (what ASHA judges), mean over sessions, as the
-        trial's intermediate values: optuna-dashboard draws them as its curves."""
-        key = "eval_return" if self.leaves.get("objective") == "eval" else "total_reward_ma"
-        try:
-            curve = pd.read_csv(run_dir / "metrics.csv").dropna(subset=[key])
-        except (OSError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError):
-            return
-        for frame, value in curve.groupby("frame")[key].mean().items():
-            if stopped_at is None or frame < stopped_at:
-                trial.report(float(value), step=int(frame))
-
-    def _report(self, study: optuna.Study, populations: dict | None = None) -> None:
+    def report(self, study: optuna.Study, populations: dict | None = None) -> None:
         """state.yaml and the progress line; `populations`: jobs and members of a batched
         search."""
         parallel = self.slots * self.cfg.population
-        state = _state.summary(study, self.n_trials, self._elapsed(), parallel)
+        state = _state.summary(study, self.n_trials, self.elapsed(), parallel)
         if populations is not None:
             state["populations"] = populations
         _state.write(self.sweep_dir, state)
@@ -545,10 +468,10 @@ class SweeperImpl:
         if self.cfg.prior and self.prior and not self.is_grid:
             study.enqueue_trial(self.prior)
         for i in range(self.n_trials):
-            trial = self._ask(study)
+            trial = self.ask(study)
             if trial is None:
                 break
             print(f"trial {i}: " + " ".join(self._overrides(trial.params)[len(self.fixed) :]))
-            _tell(study, trial, state=TrialState.FAIL)
+            _results.tell(study, trial, state=TrialState.FAIL)
         rejected = sum(1 for t in study.trials if "rejected" in t.user_attrs)
         print(f"rlhp: dry run, {rejected} sampled configurations rejected by constraints")
