@@ -13,6 +13,7 @@ import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from rlhp.record import decode
 from rlhp.sweep import _space
 
 
@@ -198,6 +199,7 @@ def test_narrow_spans_the_top_trials_of_a_real_search(tmp_path):
             "hydra.sweeper.max_concurrent=2",
             "hydra/sweeper/sampler=random",
             "hydra.sweeper.sampler.seed=1",
+            "algo.val_loss_coef=ordered(0.25, 0.5, 1.0)",
         ],
         cwd=tmp_path,
         env=cli_env(),
@@ -214,6 +216,8 @@ def test_narrow_spans_the_top_trials_of_a_real_search(tmp_path):
     top = df[df["state"] == "complete"].head(3)
     assert len(top) >= 2
     assert data["meta"]["search_scheduler"] is None and data["max_session"] == 4
+    assert data["hydra"]["sweep"]["dir"] == "multirun/stage2"  # not an ordered dimension's name
+    assert "algo.val_loss_coef" in data["hydra"]["sweeper"]["params"]
     assert data["env"]["max_frame"] == 1024 and "gamma" not in data["algo"]
     stage1 = _space.parse(
         yaml.safe_load((Path(__file__).parents[1] / "conf/search/ppo_cartpole.yaml").read_text())[
@@ -230,7 +234,7 @@ def test_narrow_spans_the_top_trials_of_a_real_search(tmp_path):
             assert narrow.log == dist.log
             assert narrow.high - narrow.low <= dist.high - dist.low
         elif name in space:  # categorical: the choices the top trials used
-            got = sorted(str(_space.decode(c)) for c in space[name].choices)
+            got = sorted(str(decode(c)) for c in space[name].choices)
             assert got == sorted({str(yaml.safe_load(str(v))) for v in values})
         else:  # one value among the top trials: fixed
             assert any(f.startswith(f"{name}=") for f in fixed)
@@ -239,3 +243,11 @@ def test_narrow_spans_the_top_trials_of_a_real_search(tmp_path):
         "narrow", str(tmp_path / "nothing"), "-o", str(tmp_path / "n.yaml"), cwd=tmp_path
     )
     assert proc.returncode == 2 and proc.stderr.startswith("rlhp: error:")
+    old = tmp_path / "old.yaml"  # --sessions: max_session's old name, for one release
+    proc = spec_cli(
+        "narrow", str(sweep), "--top_k", "3", "--sessions", "3", "-o", str(old), cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    deprecated = "rlhp.spec: warning: --sessions is deprecated; use --max_session"
+    assert proc.stderr.splitlines() == [deprecated]
+    assert yaml.safe_load(old.read_text())["max_session"] == 3
