@@ -1,12 +1,15 @@
-"""Logging for one session: TensorBoard scalars (global_step = frame) and the run's metrics.csv."""
+"""Logging for one session: TensorBoard scalars (global_step = frame) and the run's metrics.csv;
+at a trial's end, each session's HParams info (the layout: rlhp.tb)."""
 
 import math
 from pathlib import Path
 
 import pandas as pd
+from tensorboard.plugins.hparams import api_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from rlhp.record import write_atomic
+from rlhp.tb import HPARAMS_SUFFIX, METRICS, session_dir, session_end, session_start
 
 
 class Logger:
@@ -18,7 +21,7 @@ class Logger:
 
     def __init__(self, run_dir: Path, session: int, purge_step: int | None = None):
         self.run_dir, self.session = run_dir, session
-        self.writer = SummaryWriter(run_dir / "tb" / f"session{session}", purge_step=purge_step)
+        self.writer = SummaryWriter(session_dir(run_dir, session), purge_step=purge_step)
 
     def log(self, history: list[dict]) -> None:
         row = history[-1]
@@ -52,10 +55,14 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def log_hparams(run_dir: Path, hparams: dict, metrics: dict[str, float]) -> None:
-    """The run's hyperparameters and final metrics for TensorBoard's HParams dashboard."""
-    hparams = {
-        k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()
-    }
-    with SummaryWriter(run_dir / "tb") as writer:
-        writer.add_hparams(hparams, metrics, run_name="hparams")
+def log_hparams(run_dir: Path, hparams: dict, summaries: list[dict], objective: str) -> None:
+    """Each session's HParams session info, in its own run: the hparams, its final metrics at
+    its last frame and its end. The HParams table shows the trial's row with the mean over its
+    sessions: the trial's objective."""
+    start = session_start(run_dir, hparams)
+    for s, summary in enumerate(summaries):
+        with SummaryWriter(session_dir(run_dir, s), filename_suffix=HPARAMS_SUFFIX) as writer:
+            writer.file_writer.add_summary(start)
+            for tag, value in zip(METRICS, (summary[objective], summary["final"]), strict=True):
+                writer.add_scalar(tag, value, summary["frame"])
+            writer.file_writer.add_summary(session_end(api_pb2.STATUS_SUCCESS))

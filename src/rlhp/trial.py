@@ -1,6 +1,6 @@
-"""What a trial does around training: its ASHA reporter, its sessions (one after another, or
-in lockstep as one population), its result.yaml and HParams summary, and how it stops on a
-signal. Used by the entry point (rlhp.train) and by population jobs (rlhp.batch)."""
+"""What a trial does around training: its sessions (one after another, or in lockstep as one
+population), its result.yaml and HParams summary, and how it stops on a signal. Used by the
+entry point (rlhp.train) and by population jobs (rlhp.batch)."""
 
 import logging
 import signal
@@ -22,21 +22,6 @@ def device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def reporter(cfg: DictConfig, sweep_dir: Path, trial: int) -> Reporter | None:
-    """The ASHA coordinator's report for trial `trial` of the search in `sweep_dir`, when a
-    search scheduler is configured."""
-    scheduler = cfg.get("meta", {}).get("search_scheduler")
-    if not scheduler:
-        return None
-    from rlhp.asha import Coordinator, scheduler_settings
-
-    settings = scheduler_settings(
-        OmegaConf.to_container(scheduler, resolve=True), cfg.env.max_frame
-    )
-    coordinator = Coordinator(sweep_dir / "asha", **settings)
-    return lambda frame, value: coordinator.report(trial, frame, value)
 
 
 def lockstep(members: list[Member], report: Reporter | None) -> None:
@@ -113,8 +98,7 @@ def write_result(cfg: DictConfig, run_dir: Path, summaries: list[dict]) -> Trial
     result = TrialResult.of_sessions(summaries, cfg.objective, side_by_side)
     result.write(run_dir)
     hparams = {"env": cfg.env.name, **flatten(OmegaConf.to_container(cfg, resolve=True))}
-    metrics = {"objective": result.objective, "final_total_reward_ma": result.final}
-    log_hparams(run_dir, hparams, {f"hparams/{k}": v for k, v in metrics.items()})
+    log_hparams(run_dir, hparams, summaries, cfg.objective)
     log.info(
         "rlhp: objective %s = %.4f (std %.4f) in %s",
         cfg.objective,
