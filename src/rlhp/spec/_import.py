@@ -210,18 +210,6 @@ def _searched(
     return params, bool(params) and grids == len(params), dropped
 
 
-def _nested(values: dict[str, Any]) -> dict[str, Any]:
-    """Dotted keys as nested blocks."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
-
-
 def _search_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """The spec's search_scheduler and search_resources (rlhp's defaults filling the rest)."""
     out: dict[str, Any] = {}
@@ -253,7 +241,10 @@ def import_spec(path: Path, name: str | None = None) -> tuple[str, str, list[str
     defaults = [{"override /algo": algo}, {"override /env": env}]
     if all_grid:
         defaults.append({"override /hydra/sweeper/sampler": "grid"})
-    preset: dict[str, Any] = {"defaults": defaults, **_nested(values)}
+    fixed = OmegaConf.create()
+    for key, value in values.items():
+        OmegaConf.update(fixed, key, value)
+    preset: dict[str, Any] = {"defaults": defaults, **OmegaConf.to_container(fixed)}
     if search_meta := _search_meta(meta):
         preset["meta"] = search_meta
     sweeper = {"n_trials": meta.get("max_trial", 20), "params": params}
