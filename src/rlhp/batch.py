@@ -19,11 +19,12 @@ import torch
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
+from rlhp import asha
 from rlhp.inbox import Inbox
 from rlhp.loop import Preempted
 from rlhp.population import Member, Population
 from rlhp.record import TrialResult
-from rlhp.trial import StopOnSignal, device, lockstep, reporter, write_result
+from rlhp.trial import StopOnSignal, device, lockstep, write_result
 
 log = logging.getLogger("rlhp")
 
@@ -52,7 +53,7 @@ class Trials:
                 continue
             cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
             members = [Member(cfg, run_dir, s) for s in range(cfg.max_session)]
-            lockstep(members, reporter(cfg, self.sweep_dir, number))
+            lockstep(members, asha.reporter(cfg, self.sweep_dir, number))
             self.running[run_dir] = (members, lock)
             self.queue.extend(members)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rlhp.asha import scheduler_settings
+from rlhp import asha
 from rlhp.errors import ConfigError
 
 # the domain of every numeric hyperparameter of conf/algo/*.yaml, as an interval
@@ -70,11 +70,10 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(
             f"eval_episodes must be >= 0, and > 0 for objective eval; got {cfg.eval_episodes}"
         )
-    if scheduler := OmegaConf.select(cfg, "meta.search_scheduler"):
-        try:
-            scheduler_settings(OmegaConf.to_container(scheduler, resolve=True), cfg.env.max_frame)
-        except ValueError as e:
-            raise ConfigError(f"meta.search_scheduler: {e}") from None
+    try:
+        asha.settings(cfg)  # the coordinator's own check (check_settings), before launch
+    except ValueError as e:
+        raise ConfigError(f"meta.search_scheduler: {e}") from None
     for key in DOMAINS:
         value = OmegaConf.select(cfg.algo, key, default=None)
         if (domain := outside(f"algo.{key}", value)) is not None:

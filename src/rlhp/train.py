@@ -16,13 +16,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from rlhp import algo as algos
+from rlhp import asha
 from rlhp.config import check
 from rlhp.errors import ConfigError
 from rlhp.loop import Preempted
 from rlhp.trial import (
     StopOnSignal,
     device,
-    reporter,
     train_population,
     train_sessions,
     write_result,
@@ -45,7 +45,7 @@ def train(cfg: DictConfig) -> float:
     dev = device(cfg.device)
     report = None
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        report = reporter(cfg, Path(hydra_cfg.sweep.dir), hydra_cfg.job.num)
+        report = asha.reporter(cfg, Path(hydra_cfg.sweep.dir), hydra_cfg.job.num)
     # a trial run again (resumed sweep, requeued job) waits for a stale copy of itself to end
     with FileLock(run_dir / ".lock"):
         stop = StopOnSignal()
