@@ -135,7 +135,7 @@ def test_sessions_train_in_lockstep_each_with_its_own_outputs(rlhp_cli, tmp_path
         assert (run_dir / f"model_session{s}.pt").exists()
         assert (run_dir / f"model_session{s}_best.pt").exists()
         assert (run_dir / "checkpoints" / f"session{s}.pt").exists()
-        acc = event_accumulator.EventAccumulator(str(run_dir / "tb" / f"session{s}"))
+        acc = event_accumulator.EventAccumulator(str(run_dir / f"session{s}"))
         acc.Reload()
         steps = [e.step for e in acc.Scalars("total_reward_ma")]
         assert steps == df[df.session == s].frame.tolist()

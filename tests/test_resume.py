@@ -94,7 +94,7 @@ def test_killed_run_resumes_from_checkpoint(rlhp_cli, rlhp_cli_background, tmp_p
     # the objective is the moving average carried across the interruption
     assert result.objective == pytest.approx(df.total_reward_ma.iloc[-1])
 
-    steps = tb_steps(run_dir / "tb" / "session0", "total_reward_ma")
+    steps = tb_steps(run_dir / "session0", "total_reward_ma")
     assert (np.diff(steps) > 0).all()
     assert steps == df.frame[np.isfinite(df.total_reward_ma)].tolist()
 
@@ -106,7 +106,7 @@ def test_finished_run_rerun_returns_same_objective(rlhp_cli, tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     result = OmegaConf.to_container(OmegaConf.load(run_dir / "result.yaml"))
     metrics = (run_dir / "metrics.csv").read_text()
-    steps = tb_steps(run_dir / "tb" / "session0", "policy_loss")
+    steps = tb_steps(run_dir / "session0", "policy_loss")
 
     second = rlhp_cli(*overrides, run_dir=run_dir)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -116,4 +116,4 @@ def test_finished_run_rerun_returns_same_objective(rlhp_cli, tmp_path):
     # nothing was trained: no new rows, no new TensorBoard points, no extra training time
     assert again["wall_s"] == result["wall_s"]
     assert (run_dir / "metrics.csv").read_text() == metrics
-    assert tb_steps(run_dir / "tb" / "session0", "policy_loss") == steps
+    assert tb_steps(run_dir / "session0", "policy_loss") == steps

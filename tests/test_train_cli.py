@@ -15,6 +15,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import api_pb2 as hp_api
 from tensorboard.plugins.hparams import metadata as hp_metadata
 
 from rlhp import algo
@@ -83,7 +84,7 @@ def test_train_env(env, rlhp_cli, tmp_path):
     for name in [
         ".hydra/config.yaml",
         ".hydra/overrides.yaml",
-        "tb",
+        "session0",
         "checkpoints/session0.pt",
         "metrics.csv",
         "model_session0.pt",
@@ -125,7 +126,7 @@ def test_train_env(env, rlhp_cli, tmp_path):
         assert ((ma[finite] <= 0) & (ma[finite] >= -16.3 * 200)).all()
 
     # TensorBoard scalars: steps are frames, values those of metrics.csv
-    acc = scalars(run_dir / "tb" / "session0")
+    acc = scalars(run_dir / "session0")
     tags = acc.Tags()["scalars"]
     for key in SCALARS:
         rows = df[np.isfinite(df[key])]
@@ -145,19 +146,19 @@ def test_train_env(env, rlhp_cli, tmp_path):
     assert same(result["sessions"][0]["final"], float(ma[-1]))
     assert result["objective_std"] == 0 or math.isnan(result["objective_std"])
 
-    # HParams plugin data in the tb/hparams sub-run
-    check_hparams(run_dir, cfg, result)
+    # HParams session info in the session's own run (the run dir is the logdir: run "session0")
+    check_hparams(acc, run_dir, cfg, result)
 
 
-def check_hparams(run_dir: Path, cfg, result: dict) -> None:
-    acc = event_accumulator.EventAccumulator(str(run_dir / "tb" / "hparams"))
-    acc.Reload()
+def check_hparams(acc, run_dir: Path, cfg, result: dict) -> None:
     content = acc.PluginTagToContent(hp_metadata.PLUGIN_NAME)
-    assert hp_metadata.SESSION_START_INFO_TAG in content
-    assert hp_metadata.EXPERIMENT_TAG in content
+    assert set(content) == {hp_metadata.SESSION_START_INFO_TAG, hp_metadata.SESSION_END_INFO_TAG}
     start = hp_metadata.parse_session_start_info_plugin_data(
         content[hp_metadata.SESSION_START_INFO_TAG]
     )
+    assert start.group_name == run_dir.name  # the HParams table's row is named by the run
+    end = hp_metadata.parse_session_end_info_plugin_data(content[hp_metadata.SESSION_END_INFO_TAG])
+    assert end.status == hp_api.STATUS_SUCCESS
     hparams = dict(start.hparams)
     for key in ["algo.gamma", "algo.lam", "algo.lr", "algo.clip_eps", "algo.time_horizon"]:
         name = key.split(".")[1]
@@ -165,13 +166,11 @@ def check_hparams(run_dir: Path, cfg, result: dict) -> None:
     assert hparams["seed"].number_value == cfg.seed
     assert hparams["env"].string_value == cfg.env.name
     assert hparams["algo.name"].string_value == cfg.algo.name
-    experiment = hp_metadata.parse_experiment_plugin_data(content[hp_metadata.EXPERIMENT_TAG])
-    assert {h.name for h in experiment.hparam_infos} == set(hparams)
-    metric_tags = {m.name.tag for m in experiment.metric_infos}
-    assert "hparams/objective" in metric_tags
+    assert hparams["algo.hid_layers"].string_value == str(list(cfg.algo.hid_layers))
     if not math.isnan(result["objective"]):
         [event] = acc.Scalars("hparams/objective")
         assert event.value == pytest.approx(result["objective"], rel=1e-6)
+        assert event.step == result["frame"]
 
 
 def compose(rlhp_cli, *overrides: str):
@@ -220,7 +219,7 @@ def test_two_sessions_auc_objective(rlhp_cli, tmp_path):
     for s in (0, 1):
         assert (run_dir / "checkpoints" / f"session{s}.pt").exists()
         assert (run_dir / f"model_session{s}.pt").exists()
-        assert (run_dir / "tb" / f"session{s}").is_dir()
+        assert (run_dir / f"session{s}").is_dir()
     df = pd.read_csv(run_dir / "metrics.csv")
     assert sorted(df.session.unique()) == [0, 1]
     result = load_result(run_dir)
@@ -253,7 +252,7 @@ def test_greedy_evaluation_is_the_objective(rlhp_cli, tmp_path):
     df = pd.read_csv(run_dir / "metrics.csv")
     returns = df.eval_return.to_numpy()
     assert len(returns) == 3 and ((returns >= 8) & (returns <= 500)).all()  # CartPole
-    events = scalars(run_dir / "tb" / "session0").Scalars("eval_return")
+    events = scalars(run_dir / "session0").Scalars("eval_return")
     assert [e.step for e in events] == df.frame.tolist()
     np.testing.assert_allclose([e.value for e in events], returns, rtol=1e-6)
     result = load_result(run_dir)

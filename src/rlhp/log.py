@@ -57,11 +57,14 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def log_hparams(run_dir: Path, hparams: dict, summaries: list[dict], objective: str) -> None:
     """Each session's HParams session info, in its own run: the hparams, its final metrics at
-    its last frame and its end. The HParams table shows the trial's row with the mean over its
-    sessions: the trial's objective."""
+    its last frame and its end, in a file of their own (replaced when the trial ends again). The
+    HParams table shows the trial's row with the mean over its sessions: the trial's objective."""
     start = session_start(run_dir, hparams)
     for s, summary in enumerate(summaries):
-        with SummaryWriter(session_dir(run_dir, s), filename_suffix=HPARAMS_SUFFIX) as writer:
+        run = session_dir(run_dir, s)
+        for old in run.glob(f"*{HPARAMS_SUFFIX}"):  # a finished trial run again: written anew
+            old.unlink()
+        with SummaryWriter(run, filename_suffix=HPARAMS_SUFFIX) as writer:
             writer.file_writer.add_summary(start)
             for tag, value in zip(METRICS, (summary[objective], summary["final"]), strict=True):
                 writer.add_scalar(tag, value, summary["frame"])

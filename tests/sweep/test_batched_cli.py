@@ -77,7 +77,7 @@ def test_one_population_job_trains_every_trial_and_refills_stopped_members(tmp_p
         assert trial_config(sweep, t.number).algo.lr == pytest.approx(t.params["algo.lr"])
         df = pd.read_csv(run_dir / "metrics.csv")
         assert df.frame.max() == t.user_attrs["frame"]
-        assert (run_dir / "tb" / "session0").is_dir() and (run_dir / "result.yaml").is_file()
+        assert (run_dir / "session0").is_dir() and (run_dir / "result.yaml").is_file()
         if t.state == TrialState.PRUNED:
             assert t.user_attrs["stopped_at"] == df.frame.max() < 2048
     # 8 trials through 3 member slots (+1 queued): later trials took slots stopped ones freed
