@@ -267,11 +267,16 @@ def test_tensorboard_lists_every_trial_with_its_hparams(sweep):
     call = hparams_plugin(sweep)
     exp = call("/experiment", {"experimentName": ""})
     infos = {h["name"]: h for h in exp["hparamInfos"]}
-    assert set(SEARCHED) <= set(infos)  # the sweep-level experiment, with domains
+    # the searched parameters first (`differs`: the dashboard shows them), then the fixed values
+    names = [h["name"] for h in exp["hparamInfos"]]
+    assert sorted(names[: len(SEARCHED)]) == sorted(SEARCHED)
+    assert all(infos[n].get("differs") for n in SEARCHED)
+    assert {"seed", "env", "algo.name"} <= set(names[len(SEARCHED) :])
+    assert not any(infos[n].get("differs") for n in names[len(SEARCHED) :])
     assert infos["algo.gamma"]["domainInterval"] == {"minValue": 0.9, "maxValue": 0.999}
     assert sorted(infos["algo.hid_layers"]["domainDiscrete"]) == ["[32, 32]", "[64, 64]"]
     metrics = [m["name"]["tag"] for m in exp["metricInfos"]]
-    assert "hparams/objective" in metrics
+    assert metrics[0] == "hparams/objective"
     # what the dashboard asks for: every column filtered by its domain
     cols = []
     for h in exp["hparamInfos"]:
@@ -294,9 +299,11 @@ def test_tensorboard_lists_every_trial_with_its_hparams(sweep):
     )["sessionGroups"]
     df = pd.read_csv(sweep / "experiment_df.csv").set_index("trial")
     complete = sorted(df.index[df["state"] == "complete"])
-    assert sorted(int(g["name"].split("/")[0]) for g in groups) == complete
+    # one row per trial, named by it; its session is the run of its scalars
+    assert sorted(int(g["name"]) for g in groups) == complete
     for g in groups:
-        row = df.loc[int(g["name"].split("/")[0])]
+        assert [s["name"] for s in g["sessions"]] == [f"{g['name']}/session0"]
+        row = df.loc[int(g["name"])]
         for name in ("algo.gamma", "algo.entropy_coef", "algo.training_epoch", "algo.lr"):
             assert g["hparams"][name] == pytest.approx(row[name])
         assert g["hparams"]["algo.hid_layers"].replace(" ", "") == row["algo.hid_layers"]
