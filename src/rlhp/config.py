@@ -3,7 +3,6 @@ check of a config runs here, once, before anything is launched (the env and agen
 trust it)."""
 
 import math
-from types import SimpleNamespace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -84,8 +83,3 @@ def check(cfg: DictConfig) -> None:
     env = gym.make(cfg.env.id)
     algo.check(cfg.algo.name, env.action_space, cfg)
     env.close()
-
-
-def plain(cfg: DictConfig) -> SimpleNamespace:
-    """The hyperparameters as plain attributes: DictConfig lookups cost microseconds a step."""
-    return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))

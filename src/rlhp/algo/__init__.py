@@ -3,10 +3,11 @@ stacked agents of K members (rlhp.population trains them), the others single age
 rlhp.loop's Session."""
 
 import importlib
+from types import SimpleNamespace
 
 import gymnasium as gym
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rlhp.errors import ConfigError
 
@@ -43,6 +44,11 @@ def check(name: str, action_space: gym.Space | None = None, cfg: DictConfig | No
         raise ConfigError(
             f"algo.optimizer must be {' or '.join(OPTIMIZERS)}, got {cfg.algo.optimizer!r}"
         )
+
+
+def plain(cfg: DictConfig) -> SimpleNamespace:
+    """The hyperparameters as plain attributes: DictConfig lookups cost microseconds a step."""
+    return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))
 
 
 POPULATION = ("ppo", "a2c")  # stacked agents: K members, rlhp.population trains them

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from rlhp.algo import plain
 from rlhp.algo.rollout import OnPolicy, gae
-from rlhp.config import plain
 
 MEMBER_KEYS = (
     "gamma", "lam", "entropy_coef", "val_loss_coef", "lr", "lr_anneal", "clip_grad_val",

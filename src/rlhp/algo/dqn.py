@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from rlhp.algo import plain
 from rlhp.algo._schedule import crossed, linear, updates_due
 from rlhp.algo.replay import ReplayMemory
-from rlhp.config import plain
 from rlhp.net import body, gradient_step
 
 log = logging.getLogger("rlhp")

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from rlhp.algo import plain
 from rlhp.algo._schedule import linear
-from rlhp.config import plain
 from rlhp.net import ActorCritic, gradient_step
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from rlhp import optim
+from rlhp.algo import plain
 from rlhp.algo._schedule import linear
-from rlhp.config import plain
 from rlhp.stack import MemberParams, StackedActorCritic
 
 

@@ -20,9 +20,9 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.distributions import Normal
 
+from rlhp.algo import plain
 from rlhp.algo._schedule import updates_due
 from rlhp.algo.replay import ReplayMemory
-from rlhp.config import plain
 from rlhp.net import body, gradient_step
 
 log = logging.getLogger("rlhp")
