@@ -103,6 +103,7 @@ class Session:
         self.frame, self.wall = 0, 0.0
         self.history: list[dict] = []
         self.recent = deque(maxlen=100)  # returns of the last 100 episodes
+        self.episodes: list[float] = []  # returns since the last log point
         self.stopped_at: int | None = None
 
     @property
@@ -128,64 +129,71 @@ class Session:
             if self.stopped_at is not None:
                 self.close()
                 return self.summary()
-        logger = Logger(self.run_dir, self.session, purge_step=self.frame + 1 if resumed else None)
-        cfg, num_envs = self.cfg, self.env.num_envs
-        obs = self.env.reset(seed=self.seed + self.frame)
-        max_frame = cfg.env.max_frame  # read once: each DictConfig lookup costs ~10 µs
-        next_log = (self.frame // cfg.log_frequency + 1) * cfg.log_frequency
-        start, last_time, last_frame = (
-            time.perf_counter() - self.wall,
-            time.perf_counter(),
-            self.frame,
-        )
-        episodes: list[float] = []
-        losses: dict[str, float] = {}
+        purge = self.frame + 1 if resumed else None
+        self.logger = Logger(self.run_dir, self.session, purge_step=purge)
         try:
-            while self.frame < max_frame or not self.agent.at_boundary:
-                action = self.agent.act(obs)
-                obs, reward, terminated, truncated, final_obs = self.env.step(action)
-                self.frame += num_envs
-                self.agent.observe(obs, reward, terminated, truncated, final_obs)
-                losses = self.agent.update(self.frame) or losses
-                for ret, _ in self.env.pop_episodes():
-                    self.recent.append(ret)
-                    episodes.append(ret)
-                if not self.agent.at_boundary:
-                    continue
-                if self.frame >= next_log or self.frame >= max_frame:
-                    fps = (self.frame - last_frame) / (time.perf_counter() - last_time)
-                    row = {
-                        "frame": self.frame,
-                        "total_reward_ma": self.total_reward_ma,
-                        "episode_return": float(np.mean(episodes)) if episodes else np.nan,
-                        "fps": fps,  # training only: evaluation time is left out
-                    }
-                    if self.eval_env is not None:
-                        row["eval_return"] = self.evaluate()
-                        best = self.summary()["eval_best"]
-                        if np.isnan(best) or row["eval_return"] > best:
-                            self._save_model("_best")  # the best greedy policy so far
-                    last_time = time.perf_counter()
-                    self.wall = last_time - start
-                    self.history.append(row | {"wall_s": self.wall, **losses})
-                    logger.log(self.history)
-                    episodes, last_frame = [], self.frame
-                    next_log = (self.frame // cfg.log_frequency + 1) * cfg.log_frequency
-                    score = self.eval_return if cfg.objective == "eval" else self.total_reward_ma
-                    if reporter is not None and not reporter(self.frame, score):
-                        self.stopped_at = self.frame
-                    self._save()
-                    if self.stopped_at is not None:
-                        break
-                if self.stop_requested:
-                    self.wall = time.perf_counter() - start
-                    self._save()
-                    raise Preempted(f"session {self.session} checkpointed at frame {self.frame}")
+            self._train(reporter)
         finally:
-            logger.close()
+            self.logger.close()
             self.close()
         self._save_model()
         return self.summary()
+
+    def _train(self, reporter: Reporter | None) -> None:
+        """Step, observe and update until max_frame, with a log point every log_frequency
+        frames (at a boundary of the agent); Preempted after a checkpoint when asked to stop."""
+        cfg, num_envs = self.cfg, self.env.num_envs
+        obs = self.env.reset(seed=self.seed + self.frame)
+        max_frame = cfg.env.max_frame  # read once: each DictConfig lookup costs ~10 µs
+        self.next_log = (self.frame // cfg.log_frequency + 1) * cfg.log_frequency
+        self.started = time.perf_counter() - self.wall
+        self.last_time, self.last_frame = time.perf_counter(), self.frame
+        losses: dict[str, float] = {}
+        while self.frame < max_frame or not self.agent.at_boundary:
+            action = self.agent.act(obs)
+            obs, reward, terminated, truncated, final_obs = self.env.step(action)
+            self.frame += num_envs
+            self.agent.observe(obs, reward, terminated, truncated, final_obs)
+            losses = self.agent.update(self.frame) or losses
+            for ret, _ in self.env.pop_episodes():
+                self.recent.append(ret)
+                self.episodes.append(ret)
+            if not self.agent.at_boundary:
+                continue
+            if self.frame >= self.next_log or self.frame >= max_frame:
+                self._log_point(losses, reporter)
+                if self.stopped_at is not None:
+                    return
+            if self.stop_requested:
+                self.wall = time.perf_counter() - self.started
+                self._save()
+                raise Preempted(f"session {self.session} checkpointed at frame {self.frame}")
+
+    def _log_point(self, losses: dict[str, float], reporter: Reporter | None) -> None:
+        """A log row (and evaluation, the best model so far), the reporter's decision, then a
+        checkpoint."""
+        fps = (self.frame - self.last_frame) / (time.perf_counter() - self.last_time)
+        row = {
+            "frame": self.frame,
+            "total_reward_ma": self.total_reward_ma,
+            "episode_return": float(np.mean(self.episodes)) if self.episodes else np.nan,
+            "fps": fps,  # training only: evaluation time is left out
+        }
+        if self.eval_env is not None:
+            row["eval_return"] = self.evaluate()
+            best = self.summary()["eval_best"]
+            if np.isnan(best) or row["eval_return"] > best:
+                self._save_model("_best")  # the best greedy policy so far
+        self.last_time = time.perf_counter()
+        self.wall = self.last_time - self.started
+        self.history.append(row | {"wall_s": self.wall, **losses})
+        self.logger.log(self.history)
+        self.episodes, self.last_frame = [], self.frame
+        self.next_log = (self.frame // self.cfg.log_frequency + 1) * self.cfg.log_frequency
+        score = self.eval_return if self.cfg.objective == "eval" else self.total_reward_ma
+        if reporter is not None and not reporter(self.frame, score):
+            self.stopped_at = self.frame
+        self._save()
 
     def close(self) -> None:
         self.env.close()
