@@ -4,9 +4,10 @@ and A2C train as populations, rlhp.population, which shares `evaluate`, `summari
 
 It counts frames (env steps summed over the vector envs), tracks episode returns and
 `total_reward_ma` (the mean return of the last 100 episodes), and at every log point evaluates
-the greedy policy (`eval_return`, when `eval_episodes` > 0), writes metrics, asks the reporter
-whether to go on (ASHA plugs in there) and checkpoints the whole training state. A session
-whose run directory holds a checkpoint resumes from it.
+the greedy policy (`eval_return`, when `eval_episodes` > 0), writes metrics (rlhp.log), asks
+the reporter whether to go on (a trial's first session reports to ASHA: rlhp.asha.reporter) and
+checkpoints the whole training state. A session whose run directory holds a checkpoint resumes
+from it; the checkpoint of a stopped session ends it at once.
 """
 
 import os
@@ -87,7 +88,8 @@ def summarize(history: list[dict], frame: int, wall: float, stopped_at: int | No
 
 
 class Session:
-    """Trains `cfg.algo` on `cfg.env` for `cfg.env.max_frame` frames with seed `seed`."""
+    """Trains `cfg.algo` on `cfg.env` for `cfg.env.max_frame` frames with seed
+    cfg.seed + session, in `run_dir`."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, session: int, device: torch.device):
         self.cfg, self.run_dir, self.session = cfg, run_dir, session

@@ -1,5 +1,6 @@
-"""Networks shared by the algorithms: MLP and Nature DQN CNN (Mnih et al. 2015) bodies, and the
-actor-critic of the policy-gradient methods (PPO, A2C, REINFORCE)."""
+"""Networks of the single agents: MLP and Nature DQN CNN (Mnih et al. 2015) bodies, REINFORCE's
+actor-critic, and the policy head it shares with the stacked actor-critic of PPO and A2C
+(rlhp.stack, whose tests check it against this one)."""
 
 from collections.abc import Iterable
 

@@ -1,6 +1,8 @@
-"""Algorithms by `algo.name`; each module reads top to bottom on its own. PPO and A2C are
-stacked agents of K members (rlhp.population trains them), the others single agents on
-rlhp.loop's Session."""
+"""Algorithms by `algo.name`, one module each that reads top to bottom. PPO and A2C are stacked
+agents of K members (`make_population`; rlhp.population trains them, K = 1 included), DQN, SAC
+and REINFORCE single agents (`make`; rlhp.loop's Session trains them). What they share: the
+on-policy rollout, GAE and population skeleton (`rollout`), replay memory (`replay`), linear
+annealing and the gradient steps due (`_schedule`)."""
 
 import importlib
 from types import SimpleNamespace
@@ -72,6 +74,7 @@ def make_population(cfgs: list[DictConfig], env, device: torch.device):
 
 
 def make(cfg: DictConfig, env, device: torch.device):
-    """The agent for `cfg.algo` acting in `env` (a rlhp.env.VecEnv)."""
+    """The single agent (DQN, SAC, REINFORCE) for `cfg.algo` acting in `env` (a
+    rlhp.env.VecEnv)."""
     agent_cls = _agent_class(cfg.algo.name)
     return agent_cls(cfg.algo, env, cfg.env.net, cfg.env.max_frame, device)
