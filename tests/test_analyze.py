@@ -41,7 +41,7 @@ hydra:
       algo.entropy_coef: tag(log, interval(1e-4, 1e-2))
       algo.training_epoch: int(interval(2, 6))
       algo.hid_layers: choice([32,32], [64,64])
-    priors:
+    prior_values:
       algo.lr: 1e30
       algo.gamma: 0.9
     constraints:

@@ -51,7 +51,7 @@ def test_validation_runs_are_slurm_jobs(slurm_env, tmp_path):  # noqa: F811
         "hydra.sweeper.population=1",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.validate.top_k=2",
-        "hydra.sweeper.validate.sessions=2",
+        "hydra.sweeper.validate.max_session=2",
     )
     proc = subprocess.run(cmd, env=slurm_env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""What rlhp takes from the private parts of Hydra, the Optuna sweeper and Optuna (wrapped in
+"""What rlhp takes from the private parts of Hydra, and the Optuna sweeper (wrapped in
 rlhp.sweep._foreign): an upgrade that changes one fails here, not in a user's sweep. submitit's
 are guarded in test_local.py; a trial's JobReturn is read through its public API."""
 
@@ -10,7 +10,6 @@ from hydra.core.override_parser import overrides_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.storages.journal import JournalFileBackend
 
 from rlhp.loop import Preempted
 from rlhp.sweep import _foreign, _slurm
@@ -49,15 +48,6 @@ def test_the_command_line_grammar_reads_ordered_as_a_choice():
 )
 def test_the_optuna_sweepers_reading_of_its_grammar(value, want):
     assert _foreign.distribution(parse(f"algo.x={value}")) == want
-
-
-def test_the_journal_backend_keeps_its_path_and_lock(tmp_path):
-    # rlhp.record's journal backend subclasses it and appends under its lock
-    path = str(tmp_path / "study.journal")
-    backend = JournalFileBackend(path)
-    assert backend._file_path == path
-    assert backend._lock.acquire()
-    backend._lock.release()
 
 
 def job_return(status: JobStatus, value: object) -> JobReturn:

@@ -11,13 +11,14 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage
-from optuna.storages.journal import JournalFileBackend
-from optuna.storages.journal._file import get_lock_file
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 log = logging.getLogger("rlhp.record")
 RECORD = b'{"op_code":'  # how every record Optuna writes begins
@@ -105,7 +106,7 @@ def set_aside_torn(path: Path, backend: "JournalFile") -> None:
     """Move the torn records of the journal at `path` into `<path>.torn` (under its lock)."""
     if not path.is_file() or not _split(path.read_bytes())[2]:
         return
-    with get_lock_file(backend._lock):  # a writer may have been mid-append: look again
+    with backend.locked():  # a writer may have been mid-append: look again
         _repair(path)
 
 
@@ -124,14 +125,27 @@ def _repair(path: Path) -> None:
 
 
 class JournalFile(JournalFileBackend):
-    """Optuna's journal file backend, which never appends onto a torn last line."""
+    """Optuna's journal file backend (its default symlink lock), which never appends onto a
+    torn last line."""
+
+    def __init__(self, path: str):
+        self.path, self.lock = path, JournalFileSymlinkLock(path)
+        super().__init__(path, lock_obj=self.lock)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.lock.acquire()
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-        with get_lock_file(self._lock):
-            if not _ends_with_newline(self._file_path):
-                _repair(Path(self._file_path))
-            with open(self._file_path, "ab") as f:
+        with self.locked():
+            if not _ends_with_newline(self.path):
+                _repair(Path(self.path))
+            with open(self.path, "ab") as f:
                 f.write(text.encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())
