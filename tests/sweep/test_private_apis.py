@@ -1,4 +1,4 @@
-"""What rlhp takes from the private parts of Hydra, and the Optuna sweeper (wrapped in
+"""What rlhp takes from the private parts of Hydra and the Optuna sweeper (wrapped in
 rlhp.sweep._foreign): an upgrade that changes one fails here, not in a user's sweep. submitit's
 are guarded in test_local.py; a trial's JobReturn is read through its public API."""
 
