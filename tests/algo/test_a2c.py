@@ -1,28 +1,20 @@
 """A2C: GAE against hand-computed n-step returns and TD errors, bootstrapping at time limits,
 one gradient step per rollout, and that the policy gradient moves towards better actions."""
 
-from pathlib import Path
-from types import SimpleNamespace
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from rlhp.algo.a2c import A2C
 from rlhp.algo.rollout import gae
 
-CONF = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "algo" / "a2c.yaml")
+from ._stubs import algo_config, vec_env
 
 
 def make_agent(num_envs=2, action_space=None, **overrides) -> A2C:
-    cfg = OmegaConf.merge(CONF, overrides)
-    env = SimpleNamespace(
-        num_envs=num_envs,
-        observation_space=gym.spaces.Box(-1, 1, (2,)),
-        action_space=action_space or gym.spaces.Discrete(2),
-    )
+    cfg = algo_config("a2c", overrides)
+    env = vec_env(num_envs, action_space or gym.spaces.Discrete(2))
     agent = A2C([cfg], env, "mlp", 10_000, torch.device("cpu"))
     agent.set_member(0, cfg, seed=0)
     return agent

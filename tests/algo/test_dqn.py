@@ -1,28 +1,20 @@
 """DQN: the (double) TD target by hand, the agent's use of its two networks, the epsilon and
 training schedules in frames, and a state_dict that carries the replay memory."""
 
-from pathlib import Path
-from types import SimpleNamespace
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from rlhp.algo.dqn import DQN, td_target
 
-CONF = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "algo" / "dqn.yaml")
+from ._stubs import algo_config, vec_env
 
 
 def make_agent(num_envs=1, obs_dim=1, n_actions=2, max_frame=1000, **overrides) -> DQN:
-    cfg = OmegaConf.merge(CONF, overrides)
-    env = SimpleNamespace(
-        num_envs=num_envs,
-        observation_space=gym.spaces.Box(-1, 1, (obs_dim,)),
-        action_space=gym.spaces.Discrete(n_actions),
-    )
+    cfg = algo_config("dqn", overrides)
+    env = vec_env(num_envs, gym.spaces.Discrete(n_actions), obs_dim)
     return DQN(cfg, env, "mlp", max_frame, torch.device("cpu"))
 
 

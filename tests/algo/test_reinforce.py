@@ -1,27 +1,19 @@
 """REINFORCE: discounted returns by hand, episodes assembled per env, bootstrapping at time
 limits with a baseline, a gradient step per batch of episodes, and learning a bandit."""
 
-from pathlib import Path
-from types import SimpleNamespace
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from rlhp.algo.reinforce import REINFORCE, discounted_returns
 
-CONF = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "algo" / "reinforce.yaml")
+from ._stubs import algo_config, vec_env
 
 
 def make_agent(num_envs=2, action_space=None, **overrides) -> REINFORCE:
-    cfg = OmegaConf.merge(CONF, overrides)
-    env = SimpleNamespace(
-        num_envs=num_envs,
-        observation_space=gym.spaces.Box(-1, 1, (2,)),
-        action_space=action_space or gym.spaces.Discrete(3),
-    )
+    cfg = algo_config("reinforce", overrides)
+    env = vec_env(num_envs, action_space or gym.spaces.Discrete(3))
     return REINFORCE(cfg, env, "mlp", 10_000, torch.device("cpu"))
 
 

@@ -2,28 +2,23 @@
 direction, Polyak targets, the frame schedule and a state_dict that carries the replay."""
 
 import math
-from pathlib import Path
-from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from rlhp.algo.sac import SAC, squashed_sample
 
-CONF = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "algo" / "sac.yaml")
+from ._stubs import algo_config, vec_env
+
 SMALL = {"hid_layers": [16, 16], "batch_size": 8}
 
 
 def make_agent(num_envs=1, low=(-2.0, 0.0), high=(2.0, 1.0), **overrides) -> SAC:
-    cfg = OmegaConf.merge(CONF, SMALL, overrides)
-    env = SimpleNamespace(
-        num_envs=num_envs,
-        observation_space=gym.spaces.Box(-1, 1, (3,)),
-        action_space=gym.spaces.Box(np.array(low, np.float32), np.array(high, np.float32)),
-    )
+    cfg = algo_config("sac", SMALL, overrides)
+    box = gym.spaces.Box(np.array(low, np.float32), np.array(high, np.float32))
+    env = vec_env(num_envs, box, obs_dim=3)
     return SAC(cfg, env, "mlp", 1000, torch.device("cpu"))
 
 
