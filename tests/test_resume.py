@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.backend.event_processing import event_accumulator, plugin_event_multiplexer
 
 LOG = 2048  # log_frequency: a multiple of cartpole's rollout (8 envs x 32 steps)
 
@@ -96,6 +96,9 @@ def test_killed_run_resumes_from_checkpoint(rlhp_cli, rlhp_cli_background, tmp_p
 
     steps = tb_steps(run_dir / "session0", "total_reward_ma")
     assert (np.diff(steps) > 0).all()
+    # still one TensorBoard run for the session (`tensorboard --logdir RUN_DIR`)
+    mux = plugin_event_multiplexer.EventMultiplexer().AddRunsFromDirectory(str(run_dir))
+    assert set(mux.Runs()) == {"session0"}
     assert steps == df.frame[np.isfinite(df.total_reward_ma)].tolist()
 
 
