@@ -14,8 +14,8 @@ of a search, on one still running and on one that was killed. It writes into the
   the top configurations.
 - best.yaml (and top_k/rank2.yaml ...): the best configurations as complete configs;
   `python -m rlhp.train --config-dir SWEEP_DIR --config-name best` trains the best one.
-- an experiment-level HParams summary at the sweep dir root, so `tensorboard --logdir SWEEP_DIR`
-  lists every trial with the searched parameters' domains and its final metrics.
+- an experiment-level HParams summary, so `tensorboard --logdir SWEEP_DIR` lists every trial
+  with the searched parameters (shown first) and their domains, and its final metrics.
 """
 
 import argparse

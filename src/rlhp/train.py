@@ -41,7 +41,7 @@ def train(cfg: DictConfig) -> float:
     torch.set_num_threads(cfg.torch_threads)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    log.info("rlhp: outputs in %s (tensorboard --logdir %s)", run_dir, run_dir / "tb")
+    log.info("rlhp: outputs in %s (tensorboard --logdir %s)", run_dir, run_dir)
     dev = device(cfg.device)
     report = None
     if hydra_cfg.mode == RunMode.MULTIRUN:

@@ -4,7 +4,8 @@
       study.journal          the Optuna study (unless hydra.sweeper.storage names another)
       state.yaml             the sweeper's progress (counts, running trials, best, eta)
       asha/                  the ASHA coordinator's rungs and decisions (rlhp.asha)
-      N/                     trial N: .hydra/, metrics.csv, tb/, checkpoints, result.yaml
+      N/                     trial N: .hydra/, metrics.csv, session<s>/ (TensorBoard), checkpoints,
+                             result.yaml
       populations/J/         population job J of a batched search (its inbox, its log)
       validation/trialN/     trial N's validation re-run; validation.csv beside
       experiment_df.csv ...  the analysis (rlhp.analyze)
