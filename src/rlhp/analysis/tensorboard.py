@@ -116,6 +116,7 @@ def _fixed(name: str, logged: Values) -> api_pb2.HParamInfo:
 def _experiment(
     sweep: Sweep, infos: list[api_pb2.HParamInfo], metrics: set[str]
 ) -> api_pb2.Experiment:
+    """The experiment: `infos`, then the metrics the sessions logged, the objective first."""
     metric_infos = [
         api_pb2.MetricInfo(
             name=api_pb2.MetricName(tag=tag, group=""), display_name=tag.removeprefix("hparams/")
