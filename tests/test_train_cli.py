@@ -234,7 +234,7 @@ def test_two_sessions_auc_objective(rlhp_cli, tmp_path):
         aucs.append(summary["auc"])
     assert aucs[0] != aucs[1]  # sessions run with different seeds
     assert result["objective"] == pytest.approx(np.mean(aucs))
-    assert result["std"] == pytest.approx(np.std(aucs))
+    assert result["objective_std"] == pytest.approx(np.std(aucs))
     assert result["frame"] == sum(s["frame"] for s in sessions)
 
 

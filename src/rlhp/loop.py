@@ -10,7 +10,6 @@ checkpoints the whole training state. A session whose run directory holds a chec
 from it; the checkpoint of a stopped session ends it at once.
 """
 
-import os
 import random
 import time
 from collections import deque
@@ -25,6 +24,7 @@ from omegaconf import DictConfig
 from rlhp import algo as algos
 from rlhp.env import VecEnv
 from rlhp.log import Logger
+from rlhp.record import replacing
 
 Reporter = Callable[[int, float], bool]  # (frame, total_reward_ma or eval_return) -> continue?
 EVAL_SEED = 1_000_003  # evaluation episodes start from seeds the training envs never use
@@ -59,14 +59,10 @@ def evaluate(env: VecEnv, greedy: Callable[[np.ndarray], np.ndarray], seed: int,
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    """torch.save via a temporary file, fsync and rename: a reader sees the old or the new."""
+    """torch.save, atomically (rlhp.record.replacing): a reader sees the old or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def summarize(history: list[dict], frame: int, wall: float, stopped_at: int | None) -> dict:

@@ -384,7 +384,7 @@ def test_crashing_trial_is_recorded_and_the_sweep_finishes(grid):
 # -- several sessions per trial
 
 
-def test_max_session_records_std_and_the_mean_objective(background):
+def test_max_session_records_objective_std_and_the_mean_objective(background):
     proc = background.result("sessions")
     sweep_dir = background.base / "sessions"
     assert proc.returncode == 0, output(proc)
@@ -393,8 +393,8 @@ def test_max_session_records_std_and_the_mean_objective(background):
     result = OmegaConf.load(sweep_dir / "0" / "result.yaml")
     finals = np.array([s.final for s in result.sessions])
     assert len(finals) == 2 and np.isfinite(finals).all()
-    assert result.std == pytest.approx(finals.std())
-    assert trial.user_attrs["std"] == pytest.approx(finals.std())
+    assert result.objective_std == pytest.approx(finals.std())
+    assert trial.user_attrs["objective_std"] == pytest.approx(finals.std())
     assert trial.user_attrs["sessions"] == 2
     assert trial.value == pytest.approx(finals.mean())  # objective final, the default
     assert result.objective == pytest.approx(finals.mean())

@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from datetime import datetime
@@ -17,6 +16,7 @@ from rlhp.asha._lock import LOCKS, lock_warning
 from rlhp.asha._rule import bracket_of, cutoff, decide, milestones, reached
 from rlhp.asha._settings import check_settings
 from rlhp.asha._store import JsonLines
+from rlhp.record import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Coordinator:
                     ],
                 }
         if snapshot is not None:  # one reporter per SNAPSHOT_BYTES writes it, after the lock
-            _write_atomic(self._snapshot, json.dumps(snapshot))
+            write_atomic(self._snapshot, json.dumps(snapshot))
         return go
 
     def rungs(self) -> dict[tuple[int, int], dict[str, float]]:
@@ -146,7 +146,7 @@ class Coordinator:
         if not file.exists():
             with self._lock:
                 if not file.exists():
-                    _write_atomic(file, json.dumps(config, indent=2) + "\n")
+                    write_atomic(file, json.dumps(config, indent=2) + "\n")
         pinned = json.loads(file.read_text())
         if pinned != config:
             raise ValueError(f"{file} holds ASHA settings {pinned}, not {config}")
@@ -190,13 +190,6 @@ class Coordinator:
             self._last[trial] = max(key[1], self._last.get(trial, key[1]))
             if stop:
                 self._stopped[trial] = key[1]
-
-
-def _write_atomic(file: Path, text: str) -> None:
-    """Write ``text`` to a unique temporary file beside ``file``, then rename it over ``file``."""
-    with tempfile.NamedTemporaryFile("w", dir=file.parent, prefix=file.name, delete=False) as f:
-        f.write(text)
-    os.replace(f.name, file)
 
 
 def _rung(entry: list) -> int:

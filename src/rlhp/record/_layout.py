@@ -1,6 +1,7 @@
 """Where things are in a sweep directory, the trial id, and the one atomic write."""
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,10 +40,12 @@ def validation_dir(sweep_dir: Path, number: int) -> Path:
 
 @contextmanager
 def replacing(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path` to write the new file to; on leaving it is fsync'd and
+    """A new temporary path beside `path` to write the file to; on leaving it is fsync'd and
     renamed over `path`: readers see the old file or the new one, never a part, and a crash
     right after leaves the new one. On an error the old file stays and the temporary goes."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
         with open(tmp, "rb+") as f:

@@ -37,6 +37,7 @@ import cloudpickle
 from hydra.core.utils import JobReturn
 
 from rlhp.errors import ConfigError
+from rlhp.record import write_atomic
 from rlhp.slurm import executor
 
 log = logging.getLogger("rlhp.sweep")
@@ -44,12 +45,7 @@ PREEMPTED = 3  # exit code of a trial process that checkpointed on a signal
 
 
 def _dump(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        cloudpickle.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, cloudpickle.dumps(obj))
 
 
 def _load(path: Path) -> Any:
