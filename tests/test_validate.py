@@ -12,7 +12,8 @@ import yaml
 
 from rlhp.analysis import experiment_df
 from rlhp.record import load
-from rlhp.validate import _executor, _seed, run_overrides, slurm_params, validate
+from rlhp.slurm import executor, trial_params
+from rlhp.validate import _seed, run_overrides, validate
 
 TOP_K, SESSIONS = 2, 2
 
@@ -143,7 +144,7 @@ def test_running_it_again_resumes(validated):
     assert len(list(sweep.glob("validation/*/result.yaml"))) == TOP_K + 1
     assert len(pd.read_csv(sweep / "validation.csv")) == TOP_K + 1
     # a local search is validated locally
-    assert "SLURM" not in proc.stdout and slurm_params(sweep / "0") is None
+    assert "SLURM" not in proc.stdout and trial_params(sweep / "0") is None
 
 
 def test_nothing_to_validate(tmp_path):
@@ -240,12 +241,12 @@ def trial_dir(tmp_path: Path, launcher: dict, gpu: float) -> Path:
 def test_slurm_params_are_a_trials_resources_with_whole_gpus(tmp_path, gpu, gpus):
     from submitit.slurm.slurm import _make_sbatch_string
 
-    params = slurm_params(trial_dir(tmp_path, SLURM_LAUNCHER, gpu))
+    params = trial_params(trial_dir(tmp_path, SLURM_LAUNCHER, gpu))
     assert params["cpus_per_task"] == 2 and params["mem_gb"] == 4 and params["timeout_min"] == 60
     assert params["gpus_per_node"] == gpus
-    executor = _executor(params, tmp_path / "%j", "rlhp_validate3")._executor
-    assert executor.max_num_timeout == 5
-    script = _make_sbatch_string(command="x", folder=tmp_path / "%j", **executor.parameters)
+    slurm = executor(dict(params, name="rlhp_validate3"), tmp_path / "%j")._executor
+    assert slurm.max_num_timeout == 5
+    script = _make_sbatch_string(command="x", folder=tmp_path / "%j", **slurm.parameters)
     lines = set(script.splitlines())
     expected = ["--partition=gpu", "--cpus-per-task=2", "--mem=4GB", "--time=60"]
     expected += ["--signal=USR2@120", "--account=proj", "--job-name=rlhp_validate3"]
@@ -255,4 +256,4 @@ def test_slurm_params_are_a_trials_resources_with_whole_gpus(tmp_path, gpu, gpus
 
 def test_a_trial_of_another_launcher_is_validated_here(tmp_path):
     launcher = {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"}
-    assert slurm_params(trial_dir(tmp_path, launcher, 0)) is None
+    assert trial_params(trial_dir(tmp_path, launcher, 0)) is None

@@ -1,8 +1,12 @@
 """submitit SLURM executors from the Hydra submitit launcher's settings (`hydra.launcher.*`),
-built as Hydra's launcher builds them; shared by the sweeper's host jobs and validation."""
+built as Hydra's launcher builds them, and the settings a trial ran with; shared by the
+sweeper's host jobs and validation."""
 
+import math
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
 
 # launcher keys submitit's AutoExecutor takes under their own name; the rest get `slurm_`
 _SHARED = {"timeout_min", "name", "nodes", "mem_gb", "cpus_per_task", "gpus_per_node"}
@@ -25,3 +29,22 @@ def executor(params: dict[str, Any], folder: Path):
     ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm", **init)
     ex.update_parameters(**submitit_names(params))
     return ex
+
+
+def trial_params(run_dir: Path) -> dict[str, Any] | None:
+    """The SLURM launcher settings a trial ran with (its .hydra/hydra.yaml, resolved against its
+    config), with whole GPUs for meta.search_resources.gpu; None if it did not run on SLURM."""
+    hydra_path, cfg_path = run_dir / ".hydra" / "hydra.yaml", run_dir / ".hydra" / "config.yaml"
+    if not (hydra_path.is_file() and cfg_path.is_file()):
+        return None
+    hydra_cfg = OmegaConf.load(hydra_path).hydra
+    launcher = OmegaConf.to_container(hydra_cfg.get("launcher") or {})
+    if not str(launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+        return None
+    skip = ("_target_", "submitit_folder")  # the runs get a folder of their own
+    hydra_cfg.launcher = {k: v for k, v in launcher.items() if k not in skip}
+    cfg = OmegaConf.merge(OmegaConf.load(cfg_path), {"hydra": hydra_cfg})
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    if (gpu := OmegaConf.select(cfg, "meta.search_resources.gpu", default=0) or 0) > 0:
+        params["gpus_per_node"] = math.ceil(gpu)
+    return params

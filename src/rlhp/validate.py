@@ -62,7 +62,7 @@ from rlhp.record import (
     validation_dir,
     write_atomic,
 )
-from rlhp.slurm import executor
+from rlhp.slurm import executor, trial_params
 
 log = logging.getLogger("rlhp.validate")
 
@@ -155,25 +155,6 @@ class SlurmRun:
         return DelayedSubmission(SlurmRun(self.overrides, self.run_dir, self.cwd))
 
 
-def slurm_params(run_dir: Path) -> dict[str, Any] | None:
-    """The SLURM launcher settings a trial ran with (its .hydra/hydra.yaml, resolved against its
-    config), with whole GPUs for meta.search_resources.gpu; None if it did not run on SLURM."""
-    hydra_path, cfg_path = run_dir / ".hydra" / "hydra.yaml", run_dir / ".hydra" / "config.yaml"
-    if not (hydra_path.is_file() and cfg_path.is_file()):
-        return None
-    hydra_cfg = OmegaConf.load(hydra_path).hydra
-    launcher = OmegaConf.to_container(hydra_cfg.get("launcher") or {})
-    if not str(launcher.get("_target_", "")).endswith(".SlurmLauncher"):
-        return None
-    skip = ("_target_", "submitit_folder")  # the runs get a folder of their own
-    hydra_cfg.launcher = {k: v for k, v in launcher.items() if k not in skip}
-    cfg = OmegaConf.merge(OmegaConf.load(cfg_path), {"hydra": hydra_cfg})
-    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
-    if (gpu := OmegaConf.select(cfg, "meta.search_resources.gpu", default=0) or 0) > 0:
-        params["gpus_per_node"] = math.ceil(gpu)
-    return params
-
-
 def _submit(number: int, overrides: list[str], run_dir: Path, cwd: Path, params: dict) -> int:
     """The run as a SLURM job; its exit code (1 when it could not be submitted or the job ended
     without one: cancelled, killed, node failure, too many time limits)."""
@@ -224,7 +205,7 @@ def _jobs(sweep: Sweep, top: pd.DataFrame, max_session: int, local: bool) -> lis
                 validation_dir(sweep.dir, number),
                 seed,
                 run_overrides(sweep, number, seed, max_session),
-                None if local else slurm_params(sweep.trial_dir(number)),
+                None if local else trial_params(sweep.trial_dir(number)),
             )
         )
     return jobs
