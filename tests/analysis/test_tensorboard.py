@@ -3,6 +3,7 @@ read by a headless Chromium (Debian's package; playwright's locators pierce Tens
 DOM)."""
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -101,11 +102,24 @@ def tensorboard(sweep, tmp_path_factory) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
+def install_chromium() -> str:
+    """Debian's chromium, installed here when the tests run as root on Debian (as the SLURM
+    tests install SLURM); else the test fails saying what is missing."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.fail("no chromium on PATH: apt-get install chromium (see .ci/run)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+    ):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed: {proc.stderr[-2000:]}"
+    return shutil.which("chromium")
+
+
 @pytest.fixture(scope="module")
 def page(tensorboard) -> Iterator[Page]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("no chromium on PATH: apt-get install chromium (see .ci/run)")
+    chromium = shutil.which("chromium") or install_chromium()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         yield browser.new_page(viewport={"width": 1600, "height": 1000})
