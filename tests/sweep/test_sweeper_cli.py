@@ -137,7 +137,7 @@ JOB_OF = {  # tests that read a background sweep without naming it in a paramete
     "test_grid_stops_when_exhausted": "grid_exhaustion",
     "test_constraint_rejects_and_never_launches": "grid_exhaustion",
     "test_crashing_trial_is_recorded_and_the_sweep_finishes": "grid_exhaustion",
-    "test_max_session_records_std_and_the_mean_objective": "sessions",
+    "test_max_session_records_objective_std_and_the_mean_objective": "sessions",
     "test_objective_eval_ranks_and_stops_on_greedy_returns": "eval",
 }
 
