@@ -38,8 +38,7 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine  # noqa: E402
 
-from rlhp.asha import Coordinator, scheduler_settings  # noqa: E402
-from rlhp.asha._rule import milestones  # noqa: E402
+from rlhp.asha import Coordinator, milestones, scheduler_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = OmegaConf.load(ROOT / "conf" / "search" / "ppo_cartpole.yaml")
