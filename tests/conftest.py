@@ -1,19 +1,12 @@
 """Shared fixtures: run the real `python -m rlhp.train` CLI in a subprocess."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-
-def cli_env() -> dict[str, str]:
-    """The environment for a CLI subprocess: Hydra's short error output, one torch thread."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
+from sweep._cli import cli_env
 
 
 @pytest.fixture

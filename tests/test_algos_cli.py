@@ -4,7 +4,6 @@ run resumed from its checkpoint with the replay memory, the tuned configs and th
 presets (dry runs)."""
 
 import math
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import torch
 from hydra import compose as compose_config
 from hydra import initialize_config_dir
 from omegaconf import OmegaConf
+from sweep._cli import cli_env
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -74,12 +74,6 @@ RUNS = {
 
 PRESETS = ["dqn_cartpole", "dqn_breakout", "a2c_cartpole", "a2c_lunar"]
 PRESETS += ["sac_pendulum", "sac_halfcheetah"]
-
-
-def cli_env() -> dict[str, str]:
-    """As tests/conftest.py's rlhp_cli runs it: Hydra's short errors, one torch thread."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return env | {"OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1")}
 
 
 def check_ok(proc) -> None:

@@ -2,62 +2,31 @@
 and stage 2 narrowed from a real search."""
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from sweep._cli import output, run_cli, run_sweep
 
 from rlhp.record import decode
 from rlhp.sweep import _space
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
 
 SPECS = Path(__file__).parent / "data" / "specs"
 
 
 def spec_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rlhp.spec", *args],
-        cwd=cwd,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli("spec", *args, cwd=cwd, timeout=120)
 
 
 def dry_run(conf: Path, name: str, n: int) -> list[dict[str, str]]:
     """The sampled trials the real sweep CLI prints for a preset, as {key: value} each."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rlhp.train",
-            "-m",
-            "--config-dir",
-            str(conf),
-            f"+search={name}",
-            "hydra.sweeper.dry_run=true",
-            f"hydra.sweeper.n_trials={n}",
-        ],
-        cwd=conf.parent,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    dry = [f"+search={name}", "hydra.sweeper.dry_run=true", f"hydra.sweeper.n_trials={n}"]
+    proc = run_sweep(conf.parent / "dry_run", "--config-dir", str(conf), *dry, timeout=300)
+    assert proc.returncode == 0, output(proc)
     lines = [ln for ln in proc.stdout.splitlines() if re.match(r"trial \d+: ", ln)]
     return [dict(kv.split("=", 1) for kv in ln.split(": ", 1)[1].split()) for ln in lines]
 
@@ -187,27 +156,20 @@ def test_import_bad_input_is_one_error_line(tmp_path):
 
 def test_narrow_spans_the_top_trials_of_a_real_search(tmp_path):
     sweep = tmp_path / "stage1"
-    cmd = [sys.executable, "-m", "rlhp.train", "-m", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(
-        [
-            *cmd,
-            "+search=ppo_cartpole",
-            "env.max_frame=1024",
-            "log_frequency=256",
-            "meta.search_scheduler.grace_period=256",
-            "hydra.sweeper.n_trials=5",
-            "hydra.sweeper.max_concurrent=2",
-            "hydra/sweeper/sampler=random",
-            "hydra.sweeper.sampler.seed=1",
-            "algo.val_loss_coef=ordered(0.25, 0.5, 1.0)",
-        ],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
+    proc = run_sweep(
+        sweep,
+        "+search=ppo_cartpole",
+        "env.max_frame=1024",
+        "log_frequency=256",
+        "meta.search_scheduler.grace_period=256",
+        "hydra.sweeper.n_trials=5",
+        "hydra.sweeper.max_concurrent=2",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.sampler.seed=1",
+        "algo.val_loss_coef=ordered(0.25, 0.5, 1.0)",
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, output(proc)
     out = tmp_path / "conf" / "search" / "stage2.yaml"
     proc = spec_cli("narrow", str(sweep), "--top_k", "3", "-o", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -1,14 +1,12 @@
 """rlhp.validate: the top configurations of a real search re-run with fresh seeds."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import yaml
+from sweep._cli import output, run_cli, run_sweep
 
 from rlhp.analysis import experiment_df
 from rlhp.record import load
@@ -18,23 +16,13 @@ from rlhp.validate import _seed, run_overrides, validate
 TOP_K, SESSIONS = 2, 2
 
 
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
-
-
 @pytest.fixture(scope="session")
 def sweep(tmp_path_factory) -> Path:
     """A real 3-trial search."""
     root = tmp_path_factory.mktemp("validate")
     sweep = root / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "rlhp.train",
-        "-m",
-        f"hydra.sweep.dir={sweep}",
+    proc = run_sweep(
+        sweep,
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.max_concurrent=2",
         "hydra/sweeper/sampler=random",
@@ -43,9 +31,9 @@ def sweep(tmp_path_factory) -> Path:
         "log_frequency=256",
         "algo.gamma=interval(0.9, 0.999)",
         "algo.training_epoch=int(interval(2, 6))",
-    ]
-    proc = subprocess.run(cmd, cwd=root, env=cli_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+        timeout=300,
+    )
+    assert proc.returncode == 0, output(proc)
     return sweep
 
 
@@ -129,13 +117,7 @@ def test_running_it_again_resumes(validated):
     before = {p: p.stat().st_mtime_ns for p in sweep.glob("validation/*/result.yaml")}
     assert len(before) == TOP_K
     # one more configuration: only that one runs (asked with the old name of max_session)
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlhp.validate", str(sweep), f"top_k={TOP_K + 1}", "sessions=2"],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("validate", sweep, f"top_k={TOP_K + 1}", "sessions=2")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"1 to run ({TOP_K} done before)" in proc.stdout
     # the name before max_session still works, with one deprecation line
@@ -148,13 +130,7 @@ def test_running_it_again_resumes(validated):
 
 
 def test_nothing_to_validate(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlhp.validate", str(tmp_path), "top_k=2"],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cli("validate", tmp_path, "top_k=2", timeout=60)
     assert proc.returncode == 1 and "holds no study" in proc.stderr
 
 

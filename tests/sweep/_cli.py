@@ -1,9 +1,12 @@
-"""Run the real `python -m rlhp.train -m` sweep CLI in subprocesses and read back what it left."""
+"""Run the real CLIs (`python -m rlhp.train -m`, `rlhp.analyze`, ...) in subprocesses and read
+back what a sweep left."""
 
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +21,14 @@ def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+def run_cli(module: str, *args: object, cwd: Path | None = None, timeout: float = 300):
+    """CompletedProcess of `python -m rlhp.<module> ARGS` (rlhp.analyze, rlhp.validate, ...)."""
+    cmd = [sys.executable, "-m", f"rlhp.{module}", *map(str, args)]
+    return subprocess.run(
+        cmd, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def sweep_cmd(sweep_dir: Path, *overrides: str) -> list[str]:
@@ -63,6 +74,23 @@ def kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    proc: subprocess.Popen,
+    timeout: float,
+    what: str,
+    log: Path | None = None,
+) -> None:
+    """Poll predicate until it holds; fail if the sweep ended first or timeout passed (with the
+    tail of its log, if given)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        tail = f"\n{log.read_text()[-3000:]}" if log else ""
+        assert proc.poll() is None, f"the sweep ended before {what}{tail}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}{tail}"
+        time.sleep(0.2)
 
 
 class Background:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +20,7 @@ from ._cli import (
     start_sweep,
     trial_config,
     trial_dirs,
+    wait_for,
 )
 
 BASE = [
@@ -140,14 +140,6 @@ def test_sessions_in_lockstep_report_their_mean_to_asha(tmp_path):
         assert ends[0] == ends[1]  # stopped or finished together
 
 
-def wait_until(predicate, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
-
-
 def results(sweep: Path) -> int:
     return sum((sweep / str(n) / "result.yaml").exists() for n in trial_dirs(sweep))
 
@@ -159,7 +151,7 @@ def test_sigkill_of_the_controller_resumes_to_exactly_n_trials(tmp_path):
     args += ["hydra.sweeper.max_concurrent=1"]
     proc = start_sweep(sweep, *args, log=log)
     try:
-        wait_until(lambda: results(sweep) >= 1, proc, log)
+        wait_for(lambda: results(sweep) >= 1, proc, 240, "a complete trial", log)
         checkpoints = list(sweep.glob("*/checkpoints/session0.pt"))
         assert checkpoints
     finally:
@@ -182,7 +174,9 @@ def test_a_killed_population_job_fails_its_trials_and_the_search_goes_on(tmp_pat
     args += ["hydra.sweeper.max_concurrent=1", "hydra.sweeper.max_failure_rate=1.0"]
     proc = start_sweep(sweep, *args, log=log)
     try:
-        wait_until(lambda: list(sweep.glob("*/checkpoints/session0.pt")), proc, log)
+        wait_for(
+            lambda: list(sweep.glob("*/checkpoints/session0.pt")), proc, 240, "a checkpoint", log
+        )
         pids = subprocess.run(  # the population job: a submitit job process of this sweep
             ["pgrep", "-g", str(proc.pid), "-f", "submitit.core._submit"],
             capture_output=True,

@@ -10,8 +10,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -19,10 +17,32 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from ._cli import TINY, cli_env, kill_group, load_study, output, run_sweep, start_sweep, trial_dirs
+from ._cli import (
+    TINY,
+    kill_group,
+    load_study,
+    output,
+    run_cli,
+    run_sweep,
+    start_sweep,
+    trial_dirs,
+    wait_for,
+)
 
 LR = "algo.lr=tag(log, interval(1e-4, 1e-3))"
 BASE = [*TINY, "hydra.sweeper.n_trials=2", "hydra.sweeper.max_concurrent=2", LR]
+
+
+def one_at_a_time(max_frame: int, n_trials: int, *more: str) -> list[str]:
+    """A sweep of n_trials trials of max_frame frames each, one trial at a time."""
+    return [
+        f"env.max_frame={max_frame}",
+        "log_frequency=500",
+        f"hydra.sweeper.n_trials={n_trials}",
+        "hydra.sweeper.max_concurrent=1",
+        *more,
+        LR,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +68,6 @@ def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [ln for ln in proc.stderr.splitlines() if ln.startswith("rlhp: error: ")]
 
 
-def analyze(sweep_dir: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "rlhp.analyze", str(sweep_dir)]
-    return subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_torn_journal_resumes_to_exactly_n_trials(finished, tmp_path, seed):
     sweep_dir = copy(finished, tmp_path)
@@ -61,7 +76,7 @@ def test_a_torn_journal_resumes_to_exactly_n_trials(finished, tmp_path, seed):
     cut = random.Random(seed).randrange(len(data) // 2, len(data) - 1)
     path.write_bytes(data[:cut] if data[cut - 1 : cut] != b"\n" else data[: cut - 1])
 
-    reader = analyze(sweep_dir)  # reads what is complete, sets the torn tail aside
+    reader = run_cli("analyze", sweep_dir)  # reads what is complete, sets the torn tail aside
     assert reader.returncode == 0, output(reader)
     assert (sweep_dir / "study.journal.torn").is_file()
     proc = run_sweep(sweep_dir, *BASE)
@@ -118,27 +133,13 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def wait_for(predicate, proc, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, f"the sweep ended before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def completed(sweep_dir: Path) -> int:
     return sum((sweep_dir / str(n) / "result.yaml").is_file() for n in trial_dirs(sweep_dir))
 
 
 def test_a_full_disk_stops_with_one_line_and_the_same_command_resumes(small_disk, tmp_path):
     sweep_dir = small_disk / "sweep"
-    overrides = [
-        "env.max_frame=4000",
-        "log_frequency=500",
-        "hydra.sweeper.n_trials=4",
-        "hydra.sweeper.max_concurrent=1",
-        LR,
-    ]
+    overrides = one_at_a_time(4000, 4)
     proc = start_sweep(sweep_dir, *overrides, log=tmp_path / "full.log")
     try:
         wait_for(lambda: completed(sweep_dir) >= 1, proc, 300, "a complete trial")
@@ -195,14 +196,7 @@ def test_killed_trials_fail_with_their_signal_and_the_search_still_analyses(tmp_
     """Both trials are SIGKILLed: each fails naming signal 9, the second starts only after the
     first ended (one slot), and max_failure_rate stops the search after its analysis."""
     sweep_dir = tmp_path / "killed"
-    overrides = [
-        "env.max_frame=200000",
-        "log_frequency=500",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.max_concurrent=1",
-        "hydra.sweeper.max_failure_rate=0.5",
-        LR,
-    ]
+    overrides = one_at_a_time(200000, 3, "hydra.sweeper.max_failure_rate=0.5")
     proc = start_sweep(sweep_dir, *overrides, log=tmp_path / "killed.log")
     try:
         for number in (0, 1):
@@ -231,13 +225,7 @@ def test_killed_trials_fail_with_their_signal_and_the_search_still_analyses(tmp_
 
 def test_ctrl_c_ends_with_one_line_and_the_same_command_resumes(tmp_path):
     sweep_dir = tmp_path / "interrupted"
-    overrides = [
-        "env.max_frame=6000",
-        "log_frequency=500",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.max_concurrent=1",
-        LR,
-    ]
+    overrides = one_at_a_time(6000, 3)
     proc = start_sweep(sweep_dir, *overrides, log=tmp_path / "ctrl_c.log")
     try:
         wait_for((sweep_dir / "0" / "metrics.csv").is_file, proc, 300, "trial 0 training")
@@ -270,7 +258,7 @@ def test_analyze_reads_a_journal_optuna_appended_onto_a_torn_line(finished, tmp_
     plain = optuna.storages.journal.JournalFileBackend(str(path))
     with pytest.raises(ValueError):  # Optuna alone cannot read it
         optuna.load_study(study_name="rlhp", storage=optuna.storages.JournalStorage(plain))
-    proc = analyze(sweep_dir)
+    proc = run_cli("analyze", sweep_dir)
     assert proc.returncode == 0, output(proc)
     df = pd.read_csv(sweep_dir / "experiment_df.csv")
     assert sorted(df.state) == ["complete", "complete"]

@@ -10,7 +10,6 @@ read them wait; the two timing-sensitive tests (resume after SIGKILL, busy slots
 
 import ast
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from ._cli import (
     state,
     trial_config,
     trial_dirs,
+    wait_for,
 )
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -421,14 +421,6 @@ def test_objective_eval_ranks_and_stops_on_greedy_returns(background):
 
 
 # -- resume after SIGKILL
-
-
-def wait_for(predicate, proc, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, f"the sweep ended before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def read_state(sweep_dir: Path):
