@@ -7,32 +7,23 @@ from collections import Counter
 import optuna
 import pytest
 import yaml
-from test_slurm import (  # noqa: F401
-    _frames,
-    assert_requeued,
-    results,
-    sacct,
-    search,
-    slurm_env,
-    study,
-    wait_for,
-)
+from _helpers import assert_requeued, frames, job_id, results, run_search, sacct, start_search
+from sweep._cli import load_study, wait_for
 
 pytestmark = pytest.mark.slurm
 
 
-def test_population_search_runs_trials_as_members_of_few_jobs(slurm_env, tmp_path):  # noqa: F811
+def test_population_search_runs_trials_as_members_of_few_jobs(slurm_env, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = search(
+    run_search(
+        slurm_env,
         sweep,
         "hydra.sweeper.population=3",
         "hydra.sweeper.n_trials=6",
         "hydra.sweeper.max_concurrent=2",
         "meta.search_resources.gpu=0",
     )
-    proc = subprocess.run(cmd, env=slurm_env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    trials = [t for t in study(sweep).trials if "rejected" not in t.user_attrs]
+    trials = [t for t in load_study(sweep).trials if "rejected" not in t.user_attrs]
     assert len(trials) == 6
     states = Counter(t.state for t in trials)
     assert states[optuna.trial.TrialState.PRUNED] + states[optuna.trial.TrialState.COMPLETE] == 6
@@ -44,19 +35,17 @@ def test_population_search_runs_trials_as_members_of_few_jobs(slurm_env, tmp_pat
     assert all(r["State"] == "COMPLETED" for r in rows if "." not in r["JobID"]), rows
 
 
-def test_preempted_population_is_requeued_and_every_member_resumes(slurm_env, tmp_path):  # noqa: F811
+def test_preempted_population_is_requeued_and_every_member_resumes(slurm_env, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = search(
+    proc = start_search(
+        slurm_env,
         sweep,
-        "env.max_frame=40000",
-        "log_frequency=2000",
         "meta.search_scheduler=null",
         "meta.search_resources.gpu=0",
         "hydra.sweeper.population=2",
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.max_concurrent=1",
     )
-    proc = subprocess.Popen(cmd, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def members() -> list[int]:  # the population's trials (a constraint may reject a sample)
         inbox = sweep / "populations" / "0" / "inbox.jsonl"
@@ -64,21 +53,20 @@ def test_preempted_population_is_requeued_and_every_member_resumes(slurm_env, tm
         return [yaml.safe_load(line)["trial"] for line in lines]
 
     def logged() -> bool:
-        return len(members()) == 2 and all(len(_frames(sweep / str(n))) >= 2 for n in members())
+        return len(members()) == 2 and all(len(frames(sweep / str(n))) >= 2 for n in members())
 
     try:
-        wait_for(logged, 300, "both members to log twice")
-        job = yaml.safe_load((sweep / "populations" / "0" / ".hydra" / "hydra.yaml").read_text())
-        job_id = job["hydra"]["job"]["id"]
-        before = {n: _frames(sweep / str(n))[-1] for n in members()}
-        subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm_env, check=True)
+        wait_for(logged, proc, 300, "both members to log twice")
+        job = job_id(sweep / "populations" / "0")
+        before = {n: frames(sweep / str(n))[-1] for n in members()}
+        subprocess.run(["scancel", "--signal=USR2", job], env=slurm_env, check=True)
         out, err = proc.communicate(timeout=600)
     finally:
         proc.kill()
     assert proc.returncode == 0, err.decode()[-3000:]
-    trials = [t for t in study(sweep).trials if "rejected" not in t.user_attrs]
+    trials = [t for t in load_study(sweep).trials if "rejected" not in t.user_attrs]
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     for n in before:
-        frames = _frames(sweep / str(n))
-        assert frames == sorted(set(frames)) and frames[-1] >= 40000 and before[n] in frames
-    assert_requeued(slurm_env, job_id)
+        logged = frames(sweep / str(n))
+        assert logged == sorted(set(logged)) and logged[-1] >= 40000 and before[n] in logged
+    assert_requeued(slurm_env, job)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_slurm import assert_requeued, results, sacct, search, slurm_env, wait_for  # noqa: F401
+from _helpers import assert_requeued, results, run_search, sacct
+from sweep._cli import wait_for
 
 pytestmark = pytest.mark.slurm
 
@@ -42,9 +43,10 @@ def validate_cli(env: dict, sweep: Path, *args: str) -> subprocess.CompletedProc
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_validation_runs_are_slurm_jobs(slurm_env, tmp_path):  # noqa: F811
+def test_validation_runs_are_slurm_jobs(slurm_env, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = search(
+    run_search(
+        slurm_env,
         sweep,
         "meta.search_scheduler=null",
         "meta.search_resources.gpu=0.5",
@@ -53,8 +55,6 @@ def test_validation_runs_are_slurm_jobs(slurm_env, tmp_path):  # noqa: F811
         "hydra.sweeper.validate.top_k=2",
         "hydra.sweeper.validate.max_session=2",
     )
-    proc = subprocess.run(cmd, env=slurm_env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
 
     table = pd.read_csv(sweep / "validation.csv")
     assert len(table) == 2 and table["validated_mean"].notna().all(), table
@@ -94,9 +94,10 @@ def test_validation_runs_are_slurm_jobs(slurm_env, tmp_path):  # noqa: F811
     assert validation_jobs(sweep)[new] is None
 
 
-def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path):  # noqa: F811
+def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = search(
+    run_search(
+        slurm_env,
         sweep,
         "env.max_frame=40000",
         "log_frequency=2000",
@@ -105,15 +106,18 @@ def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path): 
         "hydra.sweeper.population=1",
         "hydra.sweeper.n_trials=1",
     )
-    proc = subprocess.run(cmd, env=slurm_env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = sweep / "validation" / "trial0"
     cli = [sys.executable, "-m", "rlhp.validate", str(sweep), "top_k=1", "max_session=2"]
     proc = subprocess.Popen(cli, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: len(frames(run_dir).get(1, [])) >= 2, 300, "both sessions to log twice")
+        wait_for(
+            lambda: len(session_frames(run_dir).get(1, [])) >= 2,
+            proc,
+            300,
+            "both sessions to log twice",
+        )
         (job_id,) = [p.name for p in (sweep / "validation" / ".submitit").glob("[0-9]*")]
-        before = frames(run_dir)
+        before = session_frames(run_dir)
         subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm_env, check=True)
         out, err = proc.communicate(timeout=600)
     finally:
@@ -121,7 +125,7 @@ def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path): 
     assert proc.returncode == 0, out.decode()[-2000:] + err.decode()[-2000:]
     log = (run_dir / "validate.log").read_text()
     assert "checkpointed at frame" in log and log.count("$ ") == 2  # stopped, started again
-    after = frames(run_dir)
+    after = session_frames(run_dir)
     for session, seen in after.items():
         assert seen == sorted(set(seen)), seen  # resumed: nothing counted twice
         assert seen[-1] >= 40000 and set(before[session]) <= set(seen)
@@ -131,7 +135,7 @@ def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path): 
     assert pd.read_csv(sweep / "validation.csv")["validated_mean"].notna().all()
 
 
-def frames(run_dir: Path) -> dict[int, list[int]]:
+def session_frames(run_dir: Path) -> dict[int, list[int]]:
     """session -> the frames it logged (metrics.csv)."""
     path = run_dir / "metrics.csv"
     if not path.exists():

@@ -83,12 +83,12 @@ def wait_for(
     what: str,
     log: Path | None = None,
 ) -> None:
-    """Poll predicate until it holds; fail if the sweep ended first or timeout passed (with the
+    """Poll predicate until it holds; fail if the process ended first or timeout passed (with the
     tail of its log, if given)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         tail = f"\n{log.read_text()[-3000:]}" if log else ""
-        assert proc.poll() is None, f"the sweep ended before {what}{tail}"
+        assert proc.poll() is None, f"the process ended before {what}{tail}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}{tail}"
         time.sleep(0.2)
 

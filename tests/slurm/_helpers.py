@@ -1,0 +1,93 @@
+"""Searches through the local SLURM cluster (the `slurm_env` fixture) and what they left."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+
+def search(sweep_dir: Path, *overrides: str) -> list[str]:
+    """The command of a small ASHA search of CartPole, a SLURM job per trial."""
+    return [
+        sys.executable,
+        "-m",
+        "rlhp.train",
+        "-m",
+        "+search=ppo_cartpole",
+        "+cluster=slurm",
+        "hydra.launcher.partition=debug",
+        f"hydra.sweep.dir={sweep_dir}",
+        "meta.search_resources.mem_gb=1",
+        "env.max_frame=4000",
+        "log_frequency=500",
+        "meta.search_scheduler={grace_period: 1000, reduction_factor: 2}",
+        "hydra.sweeper.population=1",  # a job per trial (tests/slurm/test_batched_slurm.py: more)
+        "hydra.sweeper.constraints=[]",  # trial numbers 0, 1, ... (no sample rejected)
+        *overrides,
+    ]
+
+
+def run_search(env: dict, sweep_dir: Path, *overrides: str) -> None:
+    """Run the search to its end; it succeeds."""
+    proc = subprocess.run(
+        search(sweep_dir, *overrides), env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def start_search(env: dict, sweep_dir: Path, *overrides: str) -> subprocess.Popen:
+    """A search of long trials (40000 frames, logged every 2000) to preempt or cancel."""
+    cmd = search(sweep_dir, "env.max_frame=40000", "log_frequency=2000", *overrides)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def job_id(run_dir: Path) -> str:
+    """The SLURM job id Hydra recorded for a trial (or population) directory."""
+    job = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())
+    return job["hydra"]["job"]["id"]
+
+
+def sacct(env: dict, job_ids: set[str]) -> list[dict]:
+    """Accounting rows (job and steps) of the given jobs; sacct lags squeue by a few seconds."""
+    fmt = "JobID,JobName%40,State,ExitCode"
+    for _ in range(20):
+        out = subprocess.run(
+            ["sacct", "-n", "-P", "-j", ",".join(sorted(job_ids)), f"--format={fmt}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        keys = ["JobID", "JobName", "State", "ExitCode"]
+        rows = [dict(zip(keys, line.split("|"), strict=True)) for line in out.splitlines()]
+        if rows and all(r["State"] not in ("RUNNING", "PENDING") for r in rows):
+            return rows
+        time.sleep(1)
+    return rows
+
+
+def assert_requeued(env: dict, job_id: str) -> None:
+    """The job's accounting history shows it was requeued (or preempted) at least once."""
+    history = subprocess.run(
+        ["sacct", "-n", "-P", "-D", "-X", "-j", job_id, "--format=State"],
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert "REQUEUED" in history or "PREEMPTED" in history, history
+
+
+def results(sweep_dir: Path) -> dict[int, dict]:
+    out = {}
+    for path in sweep_dir.glob("[0-9]*/result.yaml"):
+        out[int(path.parent.name)] = yaml.safe_load(path.read_text())
+    return out
+
+
+def frames(run_dir: Path) -> list[int]:
+    """The frames a trial logged (metrics.csv)."""
+    path = run_dir / "metrics.csv"
+    return pd.read_csv(path).frame.tolist() if path.exists() else []
