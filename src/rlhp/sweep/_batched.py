@@ -36,7 +36,7 @@ from rlhp import record
 from rlhp.errors import TooManyFailures
 from rlhp.inbox import Inbox
 from rlhp.population import is_member_key, signature
-from rlhp.sweep import _local, _state
+from rlhp.sweep import _state
 
 log = logging.getLogger("rlhp.sweep")
 
@@ -226,7 +226,7 @@ def run(sweeper: Any, study: optuna.Study) -> None:
             study.set_user_attr("elapsed_s", sw.elapsed())
             time.sleep(0.5)
     except BaseException:  # Ctrl+C, a full disk: running trials stay RUNNING and resume
-        _local.stop()
+        sw.stop()
         raise
     finally:
         batched.pool.shutdown(wait=True, cancel_futures=True)

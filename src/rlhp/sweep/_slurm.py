@@ -1,4 +1,11 @@
-"""SLURM: a reachability check, and several trials sharing one GPU.
+"""SLURM: a reachability check, trial jobs the sweeper can stop, and several trials sharing
+one GPU.
+
+Trial (and population) jobs are submitted as Hydra's submitit launcher submits them, one submitit
+job each, but kept (`Jobs`), so that Ctrl+C can stop them: `stop_jobs` sends SIGTERM to their
+steps, where the trials run. A trial checkpoints on it and ends; submitit ignores SIGTERM, so
+nothing is requeued (SIGUSR2 would be), and the trial stays RUNNING in the study: the same
+command resumes it from its checkpoint. Host jobs (below) pass the signal on to their trials.
 
 Host jobs each hold one GPU and run `per_gpu` trials at once.
 
@@ -34,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, filter_overrides
+from submitit.core.utils import UncompletedJobError
 
 from rlhp.errors import ConfigError
 from rlhp.record import write_atomic
@@ -42,6 +50,7 @@ from rlhp.slurm import executor
 
 log = logging.getLogger("rlhp.sweep")
 PREEMPTED = 3  # exit code of a trial process that checkpointed on a signal
+STOP_GRACE_S = 60  # jobs still running this long after the stop signal are cancelled outright
 
 
 def _dump(obj: Any, path: Path) -> None:
@@ -177,6 +186,79 @@ def serve(launcher, queue_root: str, host: str, per_gpu: int, cpus: int, idle_s:
         time.sleep(0.2)
 
 
+def _queued(job_ids: set[str]) -> dict[str, str]:
+    """Job id -> squeue's state (PD, R, CG, ...) of those of job_ids still in the queue."""
+    out = subprocess.run(["squeue", "-h", "--me", "-o", "%i|%t"], capture_output=True, text=True)
+    rows = (line.split("|") for line in out.stdout.split())
+    return {job_id: state for job_id, state in rows if job_id in job_ids}
+
+
+def _scancel(*args: str) -> None:
+    subprocess.run(["scancel", *args], capture_output=True)
+
+
+def stop_jobs(job_ids: set[str], grace_s: float = STOP_GRACE_S) -> None:
+    """Make these jobs' trials checkpoint and end, none requeued: SIGTERM to the steps of each
+    running job (see the module docstring), pending ones cancelled. Returns once none is left
+    running; one still running after grace_s (its trial was not yet listening for the signal) is
+    cancelled (SIGTERM, then SIGKILL)."""
+    queued = _queued(job_ids)
+    if pending := [i for i, state in queued.items() if state == "PD"]:
+        _scancel(*pending)
+    if running := [i for i, state in queued.items() if state != "PD"]:
+        _scancel("--signal=TERM", *running)
+    deadline = time.monotonic() + grace_s
+    while left := [i for i, state in _queued(job_ids).items() if state != "CG"]:
+        if time.monotonic() > deadline:
+            _scancel(*left)
+            return
+        time.sleep(1)
+
+
+class Jobs:
+    """Trial and population jobs, one submitit job each, as Hydra's submitit launcher submits
+    them, but kept so that stop() (Ctrl+C) reaches them."""
+
+    def __init__(self, launcher):
+        self.launcher = launcher
+        self.executor = executor(launcher.params, Path(launcher.params["submitit_folder"]))
+        self.running: dict[str, Any] = {}  # job id -> submitit job
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self, number: int, overrides: list[str]) -> JobReturn:
+        """Job `number`'s JobReturn; UncompletedJobError when the job ended without one (also
+        when it was cancelled after its trial checkpointed), KeyboardInterrupt after stop()."""
+        from hydra.core.singleton import Singleton
+
+        log.info("\t#%d : %s", number, " ".join(filter_overrides(overrides)))
+        args = (list(overrides), "hydra.sweep.dir", number, f"job_id_for_{number}")
+        job = self.executor.submit(self.launcher, *args, Singleton.get_state())
+        with self.lock:
+            self.running[job.job_id] = job
+        try:
+            if self.stopping.is_set():  # stop() came while this job was being submitted
+                stop_jobs({job.job_id})
+            while not job.done():
+                if self.stopping.is_set():
+                    raise KeyboardInterrupt
+                time.sleep(1)
+            ret = job.result()
+        finally:
+            with self.lock:
+                del self.running[job.job_id]
+        if _preempted(ret):
+            raise UncompletedJobError(f"job {job.job_id} was cancelled (its trial checkpointed)")
+        return ret
+
+    def stop(self) -> None:
+        """Every running job's trials checkpoint and end, none requeued (stop_jobs)."""
+        with self.lock:
+            self.stopping.set()
+            job_ids = set(self.running)
+        stop_jobs(job_ids)
+
+
 class Packer:
     """Runs trials on host jobs of `per_gpu` trials each (see the module docstring)."""
 
@@ -195,6 +277,7 @@ class Packer:
         self.hosts: dict[str, Any] = {}  # host name -> submitit job
         self.outstanding: set[int] = set()
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
 
     def run(self, number: int, overrides: list[str]):
         """Queue the trial, make sure a host will take it, wait for its JobReturn."""
@@ -216,6 +299,8 @@ class Packer:
                     if isinstance(result, Exception):
                         raise result
                     return result
+                if self.stopping.is_set():
+                    raise KeyboardInterrupt
                 self._tend(number, spec)
                 time.sleep(1.0)
         finally:
@@ -244,7 +329,7 @@ class Packer:
                         error = RuntimeError(f"host job {job.job_id} ended ({state}) mid-trial")
                         self.queue.finish(name, lost, error)
             needed = math.ceil(len(self.outstanding) / self.per_gpu)
-            while len(self.hosts) < needed and self.queue.pending():
+            while len(self.hosts) < needed and self.queue.pending() and not self.stopping.is_set():
                 name = f"h{len(os.listdir(self.queue.root / 'claimed'))}_{int(time.time())}"
                 (self.queue.root / "claimed" / name).mkdir()
                 self.hosts[name] = self.executor.submit(
@@ -261,6 +346,14 @@ class Packer:
     def close(self) -> None:
         """The search is over: idle hosts end now instead of after idle_s."""
         (self.queue.root / "closed").touch()
+
+    def stop(self) -> None:
+        """Ctrl+C: every host's trials checkpoint and end, no host is requeued (stop_jobs); the
+        trials stay RUNNING and are queued again when the same command runs."""
+        with self.lock:
+            self.stopping.set()
+            job_ids = {job.job_id for job in self.hosts.values()}
+        stop_jobs(job_ids)
 
 
 def check(partition: str | None, resources: dict[str, Any] | None = None) -> None:

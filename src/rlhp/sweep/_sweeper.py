@@ -160,14 +160,15 @@ class SweeperImpl:
         if kind == "BasicLauncher" and self.slots > 1:
             log.warning("the basic launcher runs trials in this process: one slot only")
             self.slots = 1
-        self.packer = None
+        self.packer = self.jobs = None  # SLURM: host jobs, or a job per trial
         if kind == "LocalLauncher":
             _local.install()
         if kind == "SlurmLauncher" and not self.cfg.dry_run:  # a dry run needs no SLURM
             self._slurm()
 
     def _slurm(self) -> None:
-        """Map meta.search_resources.gpu to whole GPUs per trial, or to shared host jobs."""
+        """Map meta.search_resources.gpu to whole GPUs per trial (a job each), or to shared host
+        jobs."""
         from rlhp.sweep import _slurm
 
         params = self.launcher.params
@@ -180,6 +181,8 @@ class SweeperImpl:
             per_gpu = round(1 / gpu)
             self.packer = _slurm.Packer(self.launcher, self.sweep_dir, per_gpu, self.cfg.requeue)
             log.info("%d trials share each GPU (meta.search_resources.gpu=%s)", per_gpu, gpu)
+        if self.packer is None:
+            self.jobs = _slurm.Jobs(self.launcher)
 
     def _check_feasible(self) -> None:
         """ConfigError, before any study is written, when the constraints reject every one of
@@ -342,7 +345,7 @@ class SweeperImpl:
                     failed += not self._ended(study, running.pop(future), future)
                 study.set_user_attr("elapsed_s", self.elapsed())
         except BaseException:  # Ctrl+C, a full disk: running trials stay RUNNING and resume
-            _local.stop()  # local trials checkpoint and end; their results are not recorded
+            self.stop()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -350,6 +353,14 @@ class SweeperImpl:
                 self.packer.close()
         if failed > self.cfg.max_failure_rate * self.n_trials:
             raise TooManyFailures(failed, self.cfg.max_failure_rate, self.n_trials)
+
+    def stop(self) -> None:
+        """Every running trial (local process, SLURM job or host job) checkpoints and ends, not
+        recorded and not requeued: it stays RUNNING and the same command resumes it."""
+        _local.stop()
+        for jobs in (self.jobs, self.packer):
+            if jobs is not None:
+                jobs.stop()
 
     def elapsed(self) -> float:
         return self.elapsed0 + time.time() - self.start
@@ -405,6 +416,8 @@ class SweeperImpl:
             return self.packer.run(number, overrides)
         for attempt in itertools.count(1):
             try:
+                if self.jobs is not None:
+                    return self.jobs.run(number, overrides)
                 return self.launcher.launch([overrides], initial_job_idx=number)[0]
             except Exception as e:  # the job ended without a result: cancelled, killed, ...
                 if not self.cfg.requeue or attempt > self.launcher.params.get("max_num_timeout", 3):
