@@ -8,6 +8,8 @@ signature differs (rlhp.population.signature: hid_layers, time_horizon, ...) nev
 When the space has structural dimensions, a job's first trial draws them freely and the trials
 asked to fill that job have them fixed to its values (Optuna's PartialFixedSampler), so every
 job stays full: the sampler explores structure once per job, and everything else per trial.
+A job is retired once it was given `population_trials` trials (its inbox closed, it ends when
+they end) and its slot starts a new job, so structure is drawn again through the search.
 With a grid (grid, dgd) nothing is fixed: a proposal no job of its kind has room for starts
 its own job in a free slot or waits for one, and a job with nothing left to do gives its slot
 up. A job holds its P trials plus one queued, so a freed member slot refills at the next
@@ -57,10 +59,23 @@ class Job:
     inbox: Inbox
     future: Future
     trials: dict[int, Proposal] = field(default_factory=dict)  # assigned, not recorded yet
+    given: int = 0  # trials assigned so far
     closed: bool = False
 
     def room(self, size: int) -> bool:
         return not self.closed and len(self.trials) <= size
+
+    def close(self) -> None:
+        """No more trials: the job ends once those it has end."""
+        if not self.closed:
+            self.inbox.close()
+            self.closed = True
+
+
+def retire_after(population_trials: int | None, fix: bool, structural: bool) -> int | None:
+    """How many trials a job is given before it is retired (None: never): only when the space
+    has structural dimensions and they are fixed per job (not with a grid)."""
+    return population_trials if fix and structural else None
 
 
 def prepare(sweeper: Any, trial: Trial) -> Proposal:
@@ -88,6 +103,7 @@ class Batched:
         algo = sweeper.config.algo.name
         self.structural = [k for k in sweeper.space if not is_member_key(algo, k)]
         self.fix = getattr(sweeper, "grid", None) is None  # a grid's points stay whole
+        self.retire = retire_after(sweeper.cfg.population_trials, self.fix, bool(self.structural))
         folder = sweeper.sweep_dir / record.POPULATIONS
         taken = [int(p.name) for p in folder.glob("*") if p.name.isdigit()]
         self.numbers = itertools.count(max(taken, default=-1) + 1)  # never reuse an inbox
@@ -129,6 +145,10 @@ class Batched:
     def assign(self, job: Job, proposal: Proposal) -> None:
         job.trials[proposal.trial.number] = proposal
         job.inbox.put(proposal.trial.number, proposal.run_dir)
+        job.given += 1
+        if self.retire is not None and job.given >= self.retire:
+            job.close()
+            log.info("population job %d retired after %d trials", job.number, job.given)
 
     def target(self) -> Job | None | bool:
         """Where the next trial goes: a job with room, None for a new job, False: nowhere."""
@@ -144,9 +164,8 @@ class Batched:
         """Without fixing, a job with no trial left gives its slot to proposals that wait."""
         if self.waiting:
             for job in self.jobs:
-                if not job.trials and not job.closed:
-                    job.inbox.close()
-                    job.closed = True
+                if not job.trials:
+                    job.close()
 
     def collect(self) -> tuple[int, int]:
         """Record the trials whose result appeared, and fail those of jobs that ended without
@@ -170,9 +189,7 @@ class Batched:
 
     def close(self) -> None:
         for job in self.jobs:
-            if not job.closed:
-                job.inbox.close()
-                job.closed = True
+            job.close()
 
 
 def run(sweeper: Any, study: optuna.Study) -> None:

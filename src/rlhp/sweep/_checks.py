@@ -81,6 +81,12 @@ def settings(cfg: DictConfig) -> None:
             cfg.direction not in ("maximize", "minimize"),
         ),
         ("population", cfg.population, "an integer >= 1", cfg.population < 1),
+        (
+            "population_trials",
+            cfg.population_trials,
+            "null or >= hydra.sweeper.population",
+            cfg.population_trials is not None and cfg.population_trials < cfg.population,
+        ),
         ("validate.top_k", cfg.validate.top_k, ">= 0", cfg.validate.top_k < 0),
         ("validate.max_session", cfg.validate.max_session, ">= 1", cfg.validate.max_session < 1),
         (
