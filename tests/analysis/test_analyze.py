@@ -1,12 +1,7 @@
 """rlhp.analyze on a real search (one per module), a killed one, and made-up studies."""
 
 import json
-import os
 import shlex
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import matplotlib.image
@@ -17,6 +12,7 @@ import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
+from sweep._cli import kill_group, load_study, output, run_cli, run_sweep, start_sweep, wait_for
 
 from rlhp.analysis import experiment_df
 from rlhp.analyze import GRAPHS, analyze
@@ -50,25 +46,14 @@ hydra:
 SEARCHED = ["algo.lr", "algo.gamma", "algo.entropy_coef", "algo.training_epoch", "algo.hid_layers"]
 
 
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
-
-
-def search_cmd(conf: Path, sweep: Path, *extra: str) -> list[str]:
+def search_args(conf: Path) -> list[str]:
+    """The overrides of the PRESET search, with a seeded random sampler."""
     return [
-        sys.executable,
-        "-m",
-        "rlhp.train",
-        "-m",
         "--config-dir",
         str(conf),
         "+search=analyze_test",
-        f"hydra.sweep.dir={sweep}",
         "hydra/sweeper/sampler=random",
         "hydra.sweeper.sampler.seed=0",
-        *extra,
     ]
 
 
@@ -83,31 +68,16 @@ def conf_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sweep(conf_dir, tmp_path_factory) -> Path:
     """A real search, analysed once; tests only read it."""
-    root = tmp_path_factory.mktemp("analyze")
-    sweep = root / "sweep"
-    proc = subprocess.run(
-        search_cmd(conf_dir, sweep),
-        cwd=root,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path_factory.mktemp("analyze") / "sweep"
+    proc = run_sweep(sweep, *search_args(conf_dir), timeout=300)
+    assert proc.returncode == 0, output(proc)
     analyze(sweep, strict=True)
     return sweep
 
 
-def study_trials(sweep: Path) -> list[optuna.trial.FrozenTrial]:
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(sweep / "study.journal"))
-    )
-    return optuna.load_study(study_name="rlhp", storage=storage).trials
-
-
 def test_experiment_df_loads_best_first_with_every_parameter_and_state(sweep):
     df = pd.read_csv(sweep / "experiment_df.csv")
-    trials = {t.number: t for t in study_trials(sweep)}
+    trials = {t.number: t for t in load_study(sweep).trials}
     assert sorted(df["trial"]) == sorted(trials)
     for name in SEARCHED:
         assert name in df.columns
@@ -181,13 +151,7 @@ def test_importance_ranks_every_searched_parameter(sweep):
 
 
 def test_cli_with_fanova(sweep, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlhp.analyze", str(sweep), "--evaluator", "fanova"],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli("analyze", sweep, "--evaluator", "fanova", timeout=120)
     try:
         assert proc.returncode == 0, proc.stderr
         assert "python -m rlhp.train --config-dir" in proc.stdout
@@ -203,26 +167,13 @@ def test_cli_with_fanova(sweep, tmp_path):
         analyze(sweep, strict=True)
 
 
-def test_best_yaml_trains_with_the_printed_command(sweep, tmp_path):
+def test_best_yaml_trains_with_the_printed_command(sweep, tmp_path, rlhp_cli):
     text = (sweep / "best.yaml").read_text()
     line = next(ln for ln in text.splitlines() if "--config-name best" in ln)
     cmd = shlex.split(line.lstrip("# "))
     assert cmd[:3] == ["python", "-m", "rlhp.train"]
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            *cmd[1:],
-            "env.max_frame=256",
-            "log_frequency=128",
-            f"hydra.run.dir={run}",
-        ],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = rlhp_cli(*cmd[3:], "env.max_frame=256", "log_frequency=128", run_dir=run, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run / "result.yaml").is_file()
     cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
@@ -314,34 +265,17 @@ def test_tensorboard_lists_every_trial_with_its_hparams(sweep):
 def test_a_killed_search_is_analysed_with_its_running_trials(conf_dir, tmp_path):
     sweep = tmp_path / "sweep"
     # long trials: the search is killed while its first trials train
-    cmd = search_cmd(conf_dir, sweep, "env.max_frame=200000", "hydra.sweeper.prior=false")
-    proc = subprocess.Popen(
-        cmd,
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    args = [*search_args(conf_dir), "env.max_frame=200000", "hydra.sweeper.prior=false"]
+    log = tmp_path / "search.log"
+    proc = start_sweep(sweep, *args, log=log)
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline and not list(sweep.glob("*/metrics.csv")):
-            assert proc.poll() is None, "the search ended before it could be killed"
-            time.sleep(0.5)
-        assert list(sweep.glob("*/metrics.csv")), "no trial logged in time"
+        wait_for(lambda: list(sweep.glob("*/metrics.csv")), proc, 180, "a trial to log", log)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    out = subprocess.run(
-        [sys.executable, "-m", "rlhp.analyze", str(sweep)],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+        kill_group(proc)
+    out = run_cli("analyze", sweep, timeout=120)
     assert out.returncode == 0, out.stderr
     df = pd.read_csv(sweep / "experiment_df.csv")
-    running = {t.number for t in study_trials(sweep) if t.state == TrialState.RUNNING}
+    running = {t.number for t in load_study(sweep).trials if t.state == TrialState.RUNNING}
     assert running and set(df.loc[df["state"] == "running", "trial"]) == running
     logged = {int(p.parent.name) for p in sweep.glob("*/metrics.csv")}
     rows = df.set_index("trial").loc[sorted(logged & running)]
@@ -453,28 +387,12 @@ def test_too_few_trials_for_importance_says_why(tmp_path):
 
 
 def test_not_a_sweep_dir(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlhp.analyze", str(tmp_path)],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cli("analyze", tmp_path, timeout=60)
     assert proc.returncode == 1 and "holds no study" in proc.stderr
     assert not (tmp_path / "study.journal").exists()
 
 
 # -- best-history, --metric, --compare, validation.png (issue 15)
-
-
-def analyze_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rlhp.analyze", *map(str, args)],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture
@@ -522,12 +440,12 @@ def test_best_history_judges_rerun_configurations_by_their_mean():
 
 
 def test_history_cli_prints_the_best_after_each_run(sweep_copy):
-    proc = analyze_cli(sweep_copy, "--history")
+    proc = run_cli("analyze", sweep_copy, "--history")
     assert proc.returncode == 0, proc.stderr
     table = proc.stdout[proc.stdout.index(" run ") :].splitlines()
     header, rows = table[0].split(), [ln.split() for ln in table[1:]]
     assert header[:7] == ["run", "trial", "value", "best", "runs", "estimate", "held"]
-    complete = [t for t in study_trials(sweep_copy) if t.state == TrialState.COMPLETE]
+    complete = [t for t in load_study(sweep_copy).trials if t.state == TrialState.COMPLETE]
     assert len(rows) == len(complete) == 3
     assert [int(r[0]) for r in rows] == [1, 2, 3]
     # each run's own value, and the best's estimate never below (maximize) the best single run
@@ -541,7 +459,7 @@ def test_history_cli_prints_the_best_after_each_run(sweep_copy):
 
 
 def test_metric_and_sort_rank_on_another_recorded_metric(sweep_copy):
-    proc = analyze_cli(sweep_copy, "--metric", "wall_s", "--sort", "asc")
+    proc = run_cli("analyze", sweep_copy, "--metric", "wall_s", "--sort", "asc")
     assert proc.returncode == 0, proc.stderr
     df = pd.read_csv(sweep_copy / "experiment_df.csv")
     complete = df[df["state"] == "complete"]
@@ -550,11 +468,11 @@ def test_metric_and_sort_rank_on_another_recorded_metric(sweep_copy):
     best = yaml.safe_load((sweep_copy / "importance.yaml").read_text())["top_configurations"][0]
     assert best["trial"] == complete["trial"].iloc[0]
     # a metrics.csv key that is not a column: its last value, mean over sessions
-    proc = analyze_cli(sweep_copy, "--metric", "fps", "--sort", "desc")
+    proc = run_cli("analyze", sweep_copy, "--metric", "fps", "--sort", "desc")
     assert proc.returncode == 0, proc.stderr
     df = pd.read_csv(sweep_copy / "experiment_df.csv")
     assert df[df["state"] == "complete"]["fps"].is_monotonic_decreasing
-    proc = analyze_cli(sweep_copy, "--metric", "no_such_metric")
+    proc = run_cli("analyze", sweep_copy, "--metric", "no_such_metric")
     assert proc.returncode == 1
     assert proc.stderr.startswith("rlhp.analyze: error: no trial recorded 'no_such_metric'")
 
@@ -563,28 +481,21 @@ def test_compare_puts_searches_side_by_side(sweep, sweep_copy, tmp_path):
     other = sweep_copy.parent / "other"
     sweep_copy.rename(other)
     out = tmp_path / "cmp.png"
-    proc = analyze_cli(sweep, other, "--compare", "--out", out)
+    proc = run_cli("analyze", sweep, other, "--compare", "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert str(sweep) in proc.stdout and str(other) in proc.stdout
     line = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith(str(sweep)))
-    assert line.split()[1:3] == [str(len(study_trials(sweep))), "3"]  # trials, complete
+    assert line.split()[1:3] == [str(len(load_study(sweep).trials)), "3"]  # trials, complete
     shape, _, saturated = colours(out)
     assert shape[1] >= 800 and saturated >= 2  # two lines (here on top of each other)
-    proc = analyze_cli(sweep, other)
+    proc = run_cli("analyze", sweep, other)
     assert proc.returncode == 1 and "--compare" in proc.stderr
 
 
 def test_validation_png_after_validate(sweep_copy, conf_dir):
-    proc = subprocess.run(
-        [sys.executable, "-m", "rlhp.validate", str(sweep_copy), "top_k=2", "max_session=2"],
-        cwd=sweep_copy.parent,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("validate", sweep_copy, "top_k=2", "max_session=2", cwd=sweep_copy.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = analyze_cli(sweep_copy)
+    proc = run_cli("analyze", sweep_copy)
     assert proc.returncode == 0, proc.stderr
     shape, _, saturated = colours(sweep_copy / "validation.png")
     assert shape[1] >= 1000 and saturated >= 5
