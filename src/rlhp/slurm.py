@@ -1,6 +1,6 @@
 """submitit SLURM executors from the Hydra submitit launcher's settings (`hydra.launcher.*`),
 built as Hydra's launcher builds them, and the settings a trial ran with; shared by the
-sweeper's host jobs and validation."""
+sweeper's jobs and validation."""
 
 import math
 from pathlib import Path
@@ -48,3 +48,10 @@ def trial_params(run_dir: Path) -> dict[str, Any] | None:
     if (gpu := OmegaConf.select(cfg, "meta.search_resources.gpu", default=0) or 0) > 0:
         params["gpus_per_node"] = math.ceil(gpu)
     return params
+
+
+def trial_requeue(run_dir: Path) -> bool:
+    """hydra.sweeper.requeue of the search a trial ran in (its .hydra/hydra.yaml): whether a job
+    that ended without a result (cancelled, killed, node failure) is submitted again."""
+    path = run_dir / ".hydra" / "hydra.yaml"
+    return path.is_file() and bool(OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.requeue"))

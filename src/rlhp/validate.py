@@ -20,11 +20,14 @@ Where: as local processes, unless the search ran on SLURM (`+cluster=slurm`: its
 one trial's resources (partition, cpus, mem, time, setup, ...; whole GPUs: ceil of
 meta.search_resources.gpu), all at once unless `slots` says otherwise; the command runs inside
 the job. Preempted or at its time limit (SIGUSR2) the run checkpoints and the job is requeued
-(`hydra.launcher.max_num_timeout` time limits at most), resuming from its checkpoints. `--local`
-runs them here anyway.
+(`hydra.launcher.max_num_timeout` time limits at most), resuming from its checkpoints. A job that
+ends without a result (cancelled, killed, node failure) is a failed row, unless the search ran
+with `hydra.sweeper.requeue=true`: then it is submitted again (max_num_timeout times at most) and
+resumes from its checkpoints. `--local` runs them here anyway.
 """
 
 import argparse
+import itertools
 import logging
 import math
 import os
@@ -62,7 +65,7 @@ from rlhp.record import (
     validation_dir,
     write_atomic,
 )
-from rlhp.slurm import executor, trial_params
+from rlhp.slurm import executor, trial_params, trial_requeue
 
 log = logging.getLogger("rlhp.validate")
 
@@ -135,15 +138,21 @@ def _start(overrides: list[str], run_dir: Path, cwd: Path) -> subprocess.Popen:
 class SlurmRun:
     """A validation run as a submitit job: the local command, started inside the job. On
     SIGUSR2 (preemption, time limit) submitit calls checkpoint(): the run checkpoints on the same
-    signal, and the requeued job starts it again from those checkpoints."""
+    signal, and the requeued job starts it again from those checkpoints. On SIGTERM (scancel) the
+    run checkpoints and the job ends without a result, as one killed outright does."""
 
     def __init__(self, overrides: list[str], run_dir: Path, cwd: Path):
         self.overrides, self.run_dir, self.cwd = overrides, run_dir, cwd
         self.proc: subprocess.Popen | None = None
 
     def __call__(self) -> int:
+        cancelled: list[int] = []  # the run gets SIGTERM too, and checkpoints
+        signal.signal(signal.SIGTERM, lambda signum, _frame: cancelled.append(signum))
         self.proc = _start(self.overrides, self.run_dir, self.cwd)
-        return self.proc.wait()
+        rc = self.proc.wait()
+        if cancelled:
+            raise RuntimeError(f"job cancelled (SIGTERM); the run checkpointed (exit {rc})")
+        return rc
 
     def checkpoint(self) -> DelayedSubmission:
         if self.proc is not None and self.proc.returncode is None:
@@ -153,23 +162,6 @@ class SlurmRun:
             except (ProcessLookupError, ChildProcessError):
                 pass  # it had ended
         return DelayedSubmission(SlurmRun(self.overrides, self.run_dir, self.cwd))
-
-
-def _submit(number: int, overrides: list[str], run_dir: Path, cwd: Path, params: dict) -> int:
-    """The run as a SLURM job; its exit code (1 when it could not be submitted or the job ended
-    without one: cancelled, killed, node failure, too many time limits)."""
-    folder = run_dir.parent / ".submitit" / "%j"
-    try:
-        job = executor(dict(params, name=f"rlhp_validate{number}"), folder).submit(
-            SlurmRun(overrides, run_dir, cwd)
-        )
-        print(f"rlhp.validate: trial {number} submitted as SLURM job {job.job_id}", flush=True)
-        return job.result()
-    except Exception as e:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "validate.log", "a") as out:
-            out.write(f"rlhp.validate: SLURM Error: {e}\n")
-        return 1
 
 
 def _error(run_dir: Path) -> str:
@@ -182,7 +174,8 @@ def _error(run_dir: Path) -> str:
 @dataclass
 class Job:
     """One validation run: trial `number` (its search row) re-run in `run_dir` from `seed`;
-    `params`: its SLURM launcher settings, None to run here."""
+    `params`: its SLURM launcher settings, None to run here; `requeue`: the search's
+    hydra.sweeper.requeue."""
 
     row: pd.Series
     number: int
@@ -190,6 +183,42 @@ class Job:
     seed: int
     overrides: list[str]
     params: dict[str, Any] | None
+    requeue: bool = False  # submitted again when its SLURM job ends without a result
+
+
+def _submit(job: Job, cwd: Path) -> int:
+    """The run as a SLURM job; its exit code (1 when it could not be submitted or the job ended
+    without one: cancelled, killed, node failure, too many time limits). A job without one is
+    submitted again, max_num_timeout times at most, when the search ran with requeue=true."""
+    folder = job.run_dir.parent / ".submitit" / "%j"
+    params = dict(job.params, name=f"rlhp_validate{job.number}")
+    for attempt in itertools.count(1):
+        try:
+            slurm_job = executor(params, folder).submit(SlurmRun(job.overrides, job.run_dir, cwd))
+        except Exception as e:
+            return _slurm_error(job.run_dir, e)
+        print(
+            f"rlhp.validate: trial {job.number} submitted as SLURM job {slurm_job.job_id}",
+            flush=True,
+        )
+        try:
+            return slurm_job.result()
+        except Exception as e:
+            if not job.requeue or attempt > params.get("max_num_timeout", 3):
+                return _slurm_error(job.run_dir, e)
+            print(
+                f"rlhp.validate: trial {job.number}: SLURM job {slurm_job.job_id} ended without "
+                f"a result ({str(e).strip().splitlines()[-1]}); submitted again "
+                "(hydra.sweeper.requeue)",
+                flush=True,
+            )
+
+
+def _slurm_error(run_dir: Path, e: Exception) -> int:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "validate.log", "a") as out:
+        out.write(f"rlhp.validate: SLURM Error: {e}\n")
+    return 1
 
 
 def _jobs(sweep: Sweep, top: pd.DataFrame, max_session: int, local: bool) -> list[Job]:
@@ -206,6 +235,7 @@ def _jobs(sweep: Sweep, top: pd.DataFrame, max_session: int, local: bool) -> lis
                 seed,
                 run_overrides(sweep, number, seed, max_session),
                 None if local else trial_params(sweep.trial_dir(number)),
+                not local and trial_requeue(sweep.trial_dir(number)),
             )
         )
     return jobs
@@ -218,7 +248,7 @@ def _run(jobs: list[Job], cwd: Path, max_session: int, slots: int) -> None:
         if job.params is None:
             rc = _start(job.overrides, job.run_dir, cwd).wait()
         else:
-            rc = _submit(job.number, job.overrides, job.run_dir, cwd, job.params)
+            rc = _submit(job, cwd)
         status = "done" if rc == 0 else f"failed (exit {rc}): {_error(job.run_dir)}"
         seeds = f"{job.seed}..{job.seed + max_session - 1}"
         print(f"rlhp.validate: trial {job.number} (seeds {seeds}) {status}")
