@@ -10,7 +10,7 @@ from sweep._cli import output, run_cli, run_sweep
 
 from rlhp.analysis import experiment_df
 from rlhp.record import load
-from rlhp.slurm import executor, trial_params
+from rlhp.slurm import executor, trial_params, trial_requeue
 from rlhp.validate import _seed, run_overrides, validate
 
 TOP_K, SESSIONS = 2, 2
@@ -228,6 +228,16 @@ def test_slurm_params_are_a_trials_resources_with_whole_gpus(tmp_path, gpu, gpus
     expected += ["--signal=USR2@120", "--account=proj", "--job-name=rlhp_validate3"]
     assert {f"#SBATCH {e}" for e in expected} <= lines and "module load cuda/12.4" in lines
     assert (f"#SBATCH --gpus-per-node={gpus}" in lines) == (gpus is not None)
+
+
+@pytest.mark.parametrize("sweeper, requeue", [({"requeue": True}, True), ({}, False)])
+def test_validation_jobs_are_requeued_as_the_searchs_trials_were(tmp_path, sweeper, requeue):
+    run = trial_dir(tmp_path, SLURM_LAUNCHER, 0)
+    hydra = yaml.safe_load((run / ".hydra" / "hydra.yaml").read_text())
+    hydra["hydra"]["sweeper"] = sweeper
+    (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    assert trial_requeue(run) is requeue
+    assert trial_requeue(tmp_path / "no_trial") is False
 
 
 def test_a_trial_of_another_launcher_is_validated_here(tmp_path):
