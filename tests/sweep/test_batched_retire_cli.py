@@ -1,6 +1,7 @@
-"""Batched search with `hydra.sweeper.population_trials=N` through the real CLI: a population job
-is retired after N trials, its slot starts a new job whose first trial draws the structure
-again; every trial is recorded once, also after a SIGKILL of the controller."""
+"""Batched search with `hydra.sweeper.population_trials=N` (default: the population) through the
+real CLI: a population job is retired after N trials, its slot starts a new job whose first trial
+draws the structure again; every trial is recorded once, also after a SIGKILL of the
+controller."""
 
 import itertools
 import json
@@ -53,14 +54,15 @@ def structure(sweep_dir: Path, number: int) -> tuple:
 
 
 def test_retire_after_applies_only_to_structure_fixed_per_job():
-    assert retire_after(4, fix=True, structural=True) == 4
-    assert retire_after(None, fix=True, structural=True) is None
-    assert retire_after(4, fix=False, structural=True) is None  # grid, dgd: as before
-    assert retire_after(4, fix=True, structural=False) is None  # one kind: nothing to re-draw
+    assert retire_after(6, size=2, fix=True, structural=True) == 6
+    assert retire_after(None, size=2, fix=True, structural=True) == 2  # one population's worth
+    assert retire_after(6, size=2, fix=False, structural=True) is None  # grid, dgd: as before
+    assert retire_after(6, size=2, fix=True, structural=False) is None  # nothing to draw again
 
 
-@pytest.mark.parametrize("population_trials", [None, 2])
+@pytest.mark.parametrize("population_trials", [None, 6])
 def test_retired_jobs_redraw_the_structure(population_trials, tmp_path):
+    """By default a job takes one population's worth (2 trials); 6 (n_trials): never retired."""
     sweep = tmp_path / "sweep"
     args = [*BASE, "hydra.sweeper.n_trials=6"]
     if population_trials is not None:
@@ -76,7 +78,7 @@ def test_retired_jobs_redraw_the_structure(population_trials, tmp_path):
     for trials in jobs.values():
         assert len({structure(sweep, n) for n in trials}) == 1
     kinds = [structure(sweep, trials[0]) for trials in jobs.values()]
-    if population_trials is None:
+    if population_trials == 6:
         assert len(jobs) == 1  # one job trained them all, one structure
         return
     assert [len(trials) for trials in jobs.values()] == [2, 2, 2]
@@ -92,7 +94,6 @@ def test_retired_jobs_redraw_the_structure(population_trials, tmp_path):
 def test_sigkill_of_the_controller_with_retired_jobs_resumes_to_exactly_n_trials(tmp_path):
     sweep, log = tmp_path / "sweep", tmp_path / "log"
     args = [*BASE, "env.max_frame=4096", "hydra.sweeper.n_trials=6"]
-    args += ["hydra.sweeper.population_trials=2"]
     proc = start_sweep(sweep, *args, log=log)
     try:
         wait_for(lambda: len(assigned(sweep)) >= 2, proc, 240, "a second population job", log)

@@ -33,8 +33,8 @@ class RlhpSweeperConf:
     n_trials: int = 20  # launched trials in the whole study, resumes included
     max_concurrent: int | None = None  # trial slots; default: CPU cores locally, n_trials else
     population: int = 1  # trials a slot's process trains at once (PPO, A2C); 1: one per process
-    # a population job ends after this many trials (>= population) and its slot starts a new
-    # one whose structure (hid_layers, time_horizon, ...) is drawn again; null: never
+    # a population job ends after this many trials (>= population; null: population) and its
+    # slot starts a new one whose structure (hid_layers, time_horizon, ...) is drawn again
     population_trials: int | None = None
     budget_hours: float | None = None  # no new trial starts after this much sweep time
     max_failure_rate: float = 0.5  # stop the search when more trials than this fail

@@ -8,8 +8,9 @@ signature differs (rlhp.population.signature: hid_layers, time_horizon, ...) nev
 When the space has structural dimensions, a job's first trial draws them freely and the trials
 asked to fill that job have them fixed to its values (Optuna's PartialFixedSampler), so every
 job stays full: the sampler explores structure once per job, and everything else per trial.
-A job is retired once it was given `population_trials` trials (its inbox closed, it ends when
-they end) and its slot starts a new job, so structure is drawn again through the search.
+A job is retired once it was given `population_trials` trials (by default P: its inbox closed,
+it ends when they end) and its slot starts a new job, so structure is drawn again through the
+search.
 With a grid (grid, dgd) nothing is fixed: a proposal no job of its kind has room for starts
 its own job in a free slot or waits for one, and a job with nothing left to do gives its slot
 up. A job holds its P trials plus one queued, so a freed member slot refills at the next
@@ -72,10 +73,13 @@ class Job:
             self.closed = True
 
 
-def retire_after(population_trials: int | None, fix: bool, structural: bool) -> int | None:
-    """How many trials a job is given before it is retired (None: never): only when the space
-    has structural dimensions and they are fixed per job (not with a grid)."""
-    return population_trials if fix and structural else None
+def retire_after(
+    population_trials: int | None, size: int, fix: bool, structural: bool
+) -> int | None:
+    """How many trials a job is given before it is retired (None: never): `population_trials`,
+    by default one population's worth (`size`), when the space has structural dimensions and
+    they are fixed per job (not with a grid)."""
+    return (population_trials or size) if fix and structural else None
 
 
 def prepare(sweeper: Any, trial: Trial) -> Proposal:
@@ -103,7 +107,9 @@ class Batched:
         algo = sweeper.config.algo.name
         self.structural = [k for k in sweeper.space if not is_member_key(algo, k)]
         self.fix = getattr(sweeper, "grid", None) is None  # a grid's points stay whole
-        self.retire = retire_after(sweeper.cfg.population_trials, self.fix, bool(self.structural))
+        self.retire = retire_after(
+            sweeper.cfg.population_trials, self.size, self.fix, bool(self.structural)
+        )
         folder = sweeper.sweep_dir / record.POPULATIONS
         taken = [int(p.name) for p in folder.glob("*") if p.name.isdigit()]
         self.numbers = itertools.count(max(taken, default=-1) + 1)  # never reuse an inbox
