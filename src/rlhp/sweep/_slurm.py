@@ -1,5 +1,6 @@
 """SLURM: a reachability check, trial jobs the sweeper can stop, and several trials sharing
-one GPU.
+one GPU. (Over 400 lines: the host-job protocol, its queue and the stop sequence belong
+together; the executor settings shared with validation are in rlhp.slurm.)
 
 Trial (and population) jobs are submitted as Hydra's submitit launcher submits them, one submitit
 job each, but kept (`Jobs`), so that Ctrl+C can stop them: `stop_jobs` sends SIGTERM to their
