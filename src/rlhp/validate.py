@@ -24,9 +24,9 @@ the job. Preempted or at its time limit (SIGUSR2) the run checkpoints and the jo
 ends without a result (cancelled, killed, node failure) is a failed row, unless the search ran
 with `hydra.sweeper.requeue=true`: then it is submitted again (max_num_timeout times at most) and
 resumes from its checkpoints. `--local` runs them here anyway.
-
-Over 400 lines: the seeds, the local and SLURM runners, the table and the report of one stage.
 """
+
+# Over 400 lines: the seeds, the local and SLURM runners, the table and the report of one stage.
 
 import argparse
 import itertools
