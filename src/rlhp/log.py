@@ -8,7 +8,7 @@ import pandas as pd
 from tensorboard.plugins.hparams import api_pb2
 from torch.utils.tensorboard import SummaryWriter
 
-from rlhp.record import write_atomic
+from rlhp import record
 from rlhp.tb import HPARAMS_SUFFIX, METRICS, session_dir, session_end, session_start
 
 
@@ -32,13 +32,13 @@ class Logger:
         self._write_csv(history)
 
     def _write_csv(self, history: list[dict]) -> None:
-        path = self.run_dir / "metrics.csv"
+        path = self.run_dir / record.METRICS
         rows = pd.DataFrame(history).assign(session=self.session)
         if path.exists():
             old = pd.read_csv(path)
             rows = pd.concat([old[old.session != self.session], rows], ignore_index=True)
         cols = ["session", "frame"] + [c for c in rows.columns if c not in ("session", "frame")]
-        write_atomic(path, rows[cols].sort_values(["session", "frame"]).to_csv(index=False))
+        record.write_atomic(path, rows[cols].sort_values(["session", "frame"]).to_csv(index=False))
 
     def close(self) -> None:
         self.writer.close()

@@ -46,8 +46,8 @@ from rlhp.record._states import (
     state,
     stopped_at,
 )
-from rlhp.record._storage import disk_errno, journal_path, open_storage
-from rlhp.record._sweep import AnalysisError, Sweep, decode, hydra_node, load, validation_table
+from rlhp.record._storage import disk_errno, open_storage
+from rlhp.record._sweep import AnalysisError, Sweep, decode, load, validation_table
 
 __all__ = [
     "ASHA",
@@ -70,8 +70,6 @@ __all__ = [
     "TrialResult",
     "decode",
     "disk_errno",
-    "hydra_node",
-    "journal_path",
     "label",
     "load",
     "open_storage",

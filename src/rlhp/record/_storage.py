@@ -20,6 +20,8 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
+from rlhp.record._layout import JOURNAL
+
 log = logging.getLogger("rlhp.record")
 RECORD = b'{"op_code":'  # how every record Optuna writes begins
 FULL = 2**20  # free bytes below which a disk counts as full
@@ -28,7 +30,7 @@ FULL = 2**20  # free bytes below which a disk counts as full
 def journal_path(storage: str | None, sweep_dir: Path) -> Path | None:
     """The journal file of a `hydra.sweeper.storage` setting; None for a database URL."""
     if storage is None:
-        return sweep_dir / "study.journal"
+        return sweep_dir / JOURNAL
     return Path(storage) if storage.endswith(".journal") else None
 
 
