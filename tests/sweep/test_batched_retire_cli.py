@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from rlhp.sweep._batched import retire_after
+from rlhp.sweep._batched import retire_after, slot_free
 
 from ._cli import (
     kill_group,
@@ -60,6 +60,15 @@ def test_retire_after_applies_only_to_structure_fixed_per_job():
     assert retire_after(6, size=2, fix=True, structural=False) is None  # nothing to draw again
 
 
+def test_slot_free_only_beside_a_retired_job_with_half_its_population_left():
+    assert slot_free([], size=4)
+    assert slot_free([(True, 2)], size=4) and slot_free([(True, 0)], size=4)
+    assert not slot_free([(True, 3)], size=4)  # more than half still training
+    assert not slot_free([(False, 0)], size=4)  # not retired (grid, dgd: as before)
+    assert not slot_free([(True, 0), (False, 1)], size=4)  # one extra job per slot at most
+    assert slot_free([(True, 1)], size=3) and not slot_free([(True, 2)], size=3)
+
+
 @pytest.mark.parametrize("population_trials", [None, 6])
 def test_retired_jobs_redraw_the_structure(population_trials, tmp_path):
     """By default a job takes one population's worth (2 trials); 6 (n_trials): never retired."""
@@ -84,11 +93,16 @@ def test_retired_jobs_redraw_the_structure(population_trials, tmp_path):
     assert [len(trials) for trials in jobs.values()] == [2, 2, 2]
     assert len(set(kinds)) > 1, kinds  # each new job drew its structure again
     assert all((sweep / "populations" / str(j) / "closed").exists() for j in jobs)
-    # one slot: a job started once the one before it had ended
+    # one slot: a job started once the one before it was retired (given its 2 trials) and had
+    # at most 1 (half the population) still training; the one before that had ended
     by_number = {t.number: t for t in launched}
-    for before, after in itertools.pairwise(jobs.values()):
-        ended = max(by_number[n].datetime_complete for n in before)
-        assert min(by_number[n].datetime_start for n in after) >= ended
+    order = list(jobs.values())
+    for i, (before, after) in enumerate(itertools.pairwise(order)):
+        start = min(by_number[n].datetime_start for n in after)
+        assert all(by_number[n].datetime_start <= start for n in before)
+        assert sum(by_number[n].datetime_complete > start for n in before) <= 1
+        if i:
+            assert start >= max(by_number[n].datetime_complete for n in order[i - 1])
 
 
 def test_sigkill_of_the_controller_with_retired_jobs_resumes_to_exactly_n_trials(tmp_path):

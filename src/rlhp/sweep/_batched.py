@@ -10,7 +10,8 @@ asked to fill that job have them fixed to its values (Optuna's PartialFixedSampl
 job stays full: the sampler explores structure once per job, and everything else per trial.
 A job is retired once it was given `population_trials` trials (by default P: its inbox closed,
 it ends when they end) and its slot starts a new job, so structure is drawn again through the
-search.
+search. The new job starts as soon as the retired one has at most half its population training
+(ASHA stops members one by one): the two share the slot until the retired job ends.
 With a grid (grid, dgd) nothing is fixed: a proposal no job of its kind has room for starts
 its own job in a free slot or waits for one, and a job with nothing left to do gives its slot
 up. A job holds its P trials plus one queued, so a freed member slot refills at the next
@@ -55,6 +56,7 @@ class Proposal:
 @dataclass
 class Job:
     number: int
+    slot: int
     kind: str
     fixed: dict[str, Any]  # the structural parameters its trials are asked with
     inbox: Inbox
@@ -62,6 +64,7 @@ class Job:
     trials: dict[int, Proposal] = field(default_factory=dict)  # assigned, not recorded yet
     given: int = 0  # trials assigned so far
     closed: bool = False
+    retired: bool = False  # closed after `population_trials` trials
 
     def room(self, size: int) -> bool:
         return not self.closed and len(self.trials) <= size
@@ -80,6 +83,12 @@ def retire_after(
     by default one population's worth (`size`), when the space has structural dimensions and
     they are fixed per job (not with a grid)."""
     return (population_trials or size) if fix and structural else None
+
+
+def slot_free(jobs: list[tuple[bool, int]], size: int) -> bool:
+    """Whether a slot may start a job, given its jobs as (retired, trials in flight): when it has
+    none, or one that is retired with at most half its population still training."""
+    return not jobs or (len(jobs) == 1 and jobs[0][0] and 2 * jobs[0][1] <= size)
 
 
 def prepare(sweeper: Any, trial: Trial) -> Proposal:
@@ -103,7 +112,7 @@ class Batched:
         self.size = sweeper.cfg.population
         self.jobs: list[Job] = []
         self.waiting: list[Proposal] = []  # no job of their kind has room yet
-        self.pool = ThreadPoolExecutor(sweeper.slots)
+        self.pool = ThreadPoolExecutor(2 * sweeper.slots)  # a retired job drains beside one
         algo = sweeper.config.algo.name
         self.structural = [k for k in sweeper.space if not is_member_key(algo, k)]
         self.fix = getattr(sweeper, "grid", None) is None  # a grid's points stay whole
@@ -131,7 +140,7 @@ class Batched:
             if job.kind == proposal.kind and job.room(self.size):
                 self.assign(job, proposal)
                 return True
-        if len(self.jobs) >= self.sw.slots:
+        if (slot := self.free_slot()) is None:
             return False
         number = next(self.numbers)
         inbox = Inbox(record.population_dir(self.sw.sweep_dir, number))
@@ -142,7 +151,7 @@ class Batched:
         ]
         future = self.pool.submit(self.sw.launch_job, record.JOB_BASE + number, job_overrides)
         fixed = {k: proposal.trial.params[k] for k in self.structural}
-        job = Job(number, proposal.kind, fixed, inbox, future)
+        job = Job(number, slot, proposal.kind, fixed, inbox, future)
         self.jobs.append(job)
         self.assign(job, proposal)
         log.info("population job %d started (%s)", number, fixed or "no structural dimension")
@@ -154,13 +163,23 @@ class Batched:
         job.given += 1
         if self.retire is not None and job.given >= self.retire:
             job.close()
+            job.retired = True
             log.info("population job %d retired after %d trials", job.number, job.given)
+
+    def free_slot(self) -> int | None:
+        """A slot that may start a job (slot_free), None: none."""
+        for slot in range(self.sw.slots):
+            if slot_free(
+                [(j.retired, len(j.trials)) for j in self.jobs if j.slot == slot], self.size
+            ):
+                return slot
+        return None
 
     def target(self) -> Job | None | bool:
         """Where the next trial goes: a job with room, None for a new job, False: nowhere."""
         if job := next((j for j in self.jobs if j.room(self.size) and self.fix), None):
             return job
-        if len(self.jobs) < self.sw.slots:
+        if self.free_slot() is not None:
             return None
         if not self.fix and (job := next((j for j in self.jobs if j.room(self.size)), None)):
             return job
