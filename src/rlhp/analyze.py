@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             args.sweep_dir[0], args.evaluator, strict=True, metric=args.metric, ascending=ascending
         )
         if args.history:
-            table = analysis.history(load(args.sweep_dir[0]))
+            table = analysis.history_table(load(args.sweep_dir[0]))
             print(table.to_string(index=False) if len(table) else "no complete trial yet")
     except AnalysisError as e:
         print(f"rlhp.analyze: error: {e}", file=sys.stderr)

@@ -15,7 +15,14 @@ from rlhp.analysis.export import (
 )
 from rlhp.analysis.history import Step, best_history
 from rlhp.analysis.importance import EVALUATORS, importance, top_configurations
-from rlhp.analysis.table import GROUP, experiment_df, history, rank_by, write_csv, write_table
+from rlhp.analysis.table import (
+    GROUP,
+    experiment_df,
+    history_table,
+    rank_by,
+    write_csv,
+    write_table,
+)
 from rlhp.analysis.tensorboard import write_tensorboard
 
 __all__ = [
@@ -28,7 +35,7 @@ __all__ = [
     "cli_args",
     "config_text",
     "experiment_df",
-    "history",
+    "history_table",
     "importance",
     "override_command",
     "plain",

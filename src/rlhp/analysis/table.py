@@ -151,7 +151,7 @@ def rank_by(sweep: Sweep, df: pd.DataFrame, metric: str, ascending: bool) -> pd.
     return df
 
 
-def history(sweep: Sweep) -> pd.DataFrame:
+def history_table(sweep: Sweep) -> pd.DataFrame:
     """Best-history (rlhp.analysis.history): one row per completed run."""
     steps = best_history(sweep.trials, sweep.maximize)
     rows = [

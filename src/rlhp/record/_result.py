@@ -85,9 +85,11 @@ class TrialResult:
         return (run_dir / RESULT).is_file()
 
     def write(self, run_dir: Path) -> None:
-        data = {k: v for k, v in asdict(self).items() if v is not None or k == "stopped_at"}
         if self.state == FAILED:
             data = {"state": FAILED, "error": self.error, "where": self.where}
+        else:
+            data = asdict(self)
+            del data["error"]
         write_atomic(run_dir / RESULT, OmegaConf.to_yaml(OmegaConf.create(data)))
 
     def attrs(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """A search as read from its sweep dir: the study, its space, the trials' learning curves."""
 
 import ast
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from optuna.trial import FrozenTrial
 
 from rlhp.record._layout import METRICS, VALIDATION_CSV, trial_dir, trial_number
 from rlhp.record._storage import journal_path, open_storage
+
+log = logging.getLogger("rlhp.record")
 
 
 class AnalysisError(Exception):
@@ -141,5 +144,6 @@ def validation_table(sweep_dir: Path) -> pd.DataFrame | None:
         return None
     try:
         return pd.read_csv(path)
-    except (ValueError, pd.errors.ParserError):
+    except (ValueError, pd.errors.ParserError) as e:
+        log.warning("%s not read: %s", path, e)
         return None
