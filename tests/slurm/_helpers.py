@@ -91,3 +91,21 @@ def frames(run_dir: Path) -> list[int]:
     """The frames a trial logged (metrics.csv)."""
     path = run_dir / "metrics.csv"
     return pd.read_csv(path).frame.tolist() if path.exists() else []
+
+
+def session_frames(run_dir: Path) -> dict[int, list[int]]:
+    """session -> the frames it logged (metrics.csv)."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return {}
+    return {s: list(f) for s, f in pd.read_csv(path).groupby("session")["frame"]}
+
+
+# one trial long enough (40k frames) for its validation run to be cancelled or preempted mid-run
+ONE_LONG_TRIAL = (
+    "env.max_frame=40000",
+    "log_frequency=2000",
+    "meta.search_scheduler=null",
+    "meta.search_resources.gpu=0",
+    "hydra.sweeper.n_trials=1",
+)

@@ -10,19 +10,10 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from _helpers import frames as trial_frames
-from _helpers import job_id, run_search, sacct, start_search
+from _helpers import ONE_LONG_TRIAL, frames, job_id, run_search, sacct, session_frames, start_search
 from sweep._cli import load_study, wait_for
 
 pytestmark = pytest.mark.slurm
-
-
-def frames(run_dir: Path) -> dict[int, list[int]]:
-    """session -> the frames it logged (metrics.csv)."""
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return {}
-    return {s: list(f) for s, f in pd.read_csv(path).groupby("session")["frame"]}
 
 
 def validation_jobs(sweep: Path) -> list[str]:
@@ -46,9 +37,9 @@ def test_cancelled_trial_job_is_submitted_again(slurm_env, tmp_path):
         "hydra.sweeper.requeue=true",
     )
     try:
-        wait_for(lambda: len(trial_frames(sweep / "0")) >= 2, proc, 300, "trial 0 to log twice")
+        wait_for(lambda: len(frames(sweep / "0")) >= 2, proc, 300, "trial 0 to log twice")
         first = job_id(sweep / "0")
-        before = trial_frames(sweep / "0")[-1]
+        before = frames(sweep / "0")[-1]
         subprocess.run(["scancel", first], env=slurm_env, check=True)
         out, err = proc.communicate(timeout=600)
     finally:
@@ -57,7 +48,7 @@ def test_cancelled_trial_job_is_submitted_again(slurm_env, tmp_path):
     assert load_study(sweep).trials[0].state == optuna.trial.TrialState.COMPLETE
     assert cancelled_state(slurm_env, first).startswith("CANCELLED")
     assert job_id(sweep / "0") != first  # ran again as a new job
-    logged = trial_frames(sweep / "0")
+    logged = frames(sweep / "0")
     assert logged == sorted(set(logged)) and before in logged and logged[-1] >= 40000
 
 
@@ -67,11 +58,7 @@ def test_cancelled_validation_job(slurm_env, tmp_path, requeue):
     run_search(
         slurm_env,
         sweep,
-        "env.max_frame=40000",
-        "log_frequency=2000",
-        "meta.search_scheduler=null",
-        "meta.search_resources.gpu=0",
-        "hydra.sweeper.n_trials=1",
+        *ONE_LONG_TRIAL,
         f"hydra.sweeper.requeue={str(requeue).lower()}",
     )
     run_dir = sweep / "validation" / "trial0"
@@ -80,9 +67,11 @@ def test_cancelled_validation_job(slurm_env, tmp_path, requeue):
         cli, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        wait_for(lambda: len(frames(run_dir).get(1, [])) >= 2, proc, 300, "both sessions to log")
+        wait_for(
+            lambda: len(session_frames(run_dir).get(1, [])) >= 2, proc, 300, "both sessions to log"
+        )
         (first,) = validation_jobs(sweep)
-        before = frames(run_dir)
+        before = session_frames(run_dir)
         subprocess.run(["scancel", first], env=slurm_env, check=True)
         out, err = proc.communicate(timeout=600)
     finally:
@@ -102,7 +91,7 @@ def test_cancelled_validation_job(slurm_env, tmp_path, requeue):
     assert row["state"] == "complete" and row["validated_sessions"] == 2, row
     result = yaml.safe_load((run_dir / "result.yaml").read_text())
     assert result["where"]["slurm_job_id"] == jobs[1]
-    after = frames(run_dir)
+    after = session_frames(run_dir)
     for session, seen in after.items():
         assert seen == sorted(set(seen)), seen  # resumed from its checkpoints: counted once
         assert seen[-1] >= 40000 and set(before[session]) <= set(seen)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from _helpers import assert_requeued, results, run_search, sacct
+from _helpers import ONE_LONG_TRIAL, assert_requeued, results, run_search, sacct, session_frames
 from sweep._cli import wait_for
 
 pytestmark = pytest.mark.slurm
@@ -99,12 +99,8 @@ def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path):
     run_search(
         slurm_env,
         sweep,
-        "env.max_frame=40000",
-        "log_frequency=2000",
-        "meta.search_scheduler=null",
-        "meta.search_resources.gpu=0",
+        *ONE_LONG_TRIAL,
         "hydra.sweeper.population=1",
-        "hydra.sweeper.n_trials=1",
     )
     run_dir = sweep / "validation" / "trial0"
     cli = [sys.executable, "-m", "rlhp.validate", str(sweep), "top_k=1", "max_session=2"]
@@ -133,11 +129,3 @@ def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path):
     assert result["where"]["slurm_job_id"] == job_id and len(result["sessions"]) == 2
     assert_requeued(slurm_env, job_id)
     assert pd.read_csv(sweep / "validation.csv")["validated_mean"].notna().all()
-
-
-def session_frames(run_dir: Path) -> dict[int, list[int]]:
-    """session -> the frames it logged (metrics.csv)."""
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return {}
-    return {s: list(f) for s, f in pd.read_csv(path).groupby("session")["frame"]}
