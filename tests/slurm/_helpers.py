@@ -51,7 +51,9 @@ def job_id(run_dir: Path) -> str:
 
 
 def sacct(env: dict, job_ids: set[str]) -> list[dict]:
-    """Accounting rows (job and steps) of the given jobs; sacct lags squeue by a few seconds."""
+    """Accounting rows (job and steps) of the given jobs, once settled: sacct lags squeue by a
+    few seconds, and until slurmdbd has a job's own record (steps can arrive first) it names the
+    job `allocation`."""
     fmt = "JobID,JobName%40,State,ExitCode"
     for _ in range(20):
         out = subprocess.run(
@@ -63,7 +65,8 @@ def sacct(env: dict, job_ids: set[str]) -> list[dict]:
         ).stdout
         keys = ["JobID", "JobName", "State", "ExitCode"]
         rows = [dict(zip(keys, line.split("|"), strict=True)) for line in out.splitlines()]
-        if rows and all(r["State"] not in ("RUNNING", "PENDING") for r in rows):
+        settled = all(r["State"] not in ("RUNNING", "PENDING") for r in rows)
+        if rows and settled and all(r["JobName"] != "allocation" for r in rows):
             return rows
         time.sleep(1)
     return rows
