@@ -1,7 +1,7 @@
 """Where things are in a sweep directory, the trial id, and the one atomic write."""
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,9 +43,7 @@ def replacing(path: Path) -> Iterator[Path]:
     """A new temporary path beside `path` to write the file to; on leaving it is fsync'd and
     renamed over `path`: readers see the old file or the new one, never a part, and a crash
     right after leaves the new one. On an error the old file stays and the temporary goes."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_file_beside(path)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -53,6 +51,18 @@ def replacing(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _new_file_beside(path: Path) -> Path:
+    """A new empty file `.<name>.<random>.tmp` beside `path`, with the umask's permissions
+    (tempfile.mkstemp's are 0600 whatever the umask: teammates could not read the results)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
