@@ -24,7 +24,8 @@ def run_with_umask(umask: int, cmd: list[str], cwd: Path) -> subprocess.Complete
 
 
 def modes(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in root.rglob("*") if p.is_file()}
+    files = (p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in files}
 
 
 def test_a_search_and_its_analysis_honour_the_umask(tmp_path):
