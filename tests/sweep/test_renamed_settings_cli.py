@@ -37,3 +37,16 @@ def test_validate_max_session_is_checked_under_either_name(tmp_path, name):
     assert deprecations(proc.stderr) == (want if name == "sessions" else []), output(proc)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("rlhp: error: ")]
     assert errors == ["rlhp: error: hydra.sweeper.validate.max_session must be >= 1, got 0"]
+
+
+def test_the_optuna_sweepers_n_jobs_is_taken_as_max_concurrent_with_a_hint(tmp_path):
+    proc = run_sweep(tmp_path / "n_jobs", *DRY, "hydra.sweeper.n_jobs=0")
+    assert proc.returncode == 2, output(proc)
+    hint = "rlhp: warning: hydra.sweeper.n_jobs is the Optuna sweeper's name; "
+    assert [ln for ln in proc.stderr.splitlines() if "n_jobs" in ln] == [
+        hint + "use hydra.sweeper.max_concurrent"
+    ], output(proc)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("rlhp: error: ")]
+    assert errors == [
+        "rlhp: error: hydra.sweeper.max_concurrent must be null (CPU cores) or >= 1, got 0"
+    ]

@@ -32,6 +32,7 @@ class RlhpSweeperConf:
     study_name: str = "rlhp"
     n_trials: int = 20  # launched trials in the whole study, resumes included
     max_concurrent: int | None = None  # trial slots; default: CPU cores locally, n_trials else
+    n_jobs: int | None = None  # the stock Optuna sweeper's name: taken as max_concurrent, a hint
     population: int = 1  # trials a slot's process trains at once (PPO, A2C); 1: one per process
     # a population job ends after this many trials (>= population; null: population) and its
     # slot starts a new one whose structure (hid_layers, time_horizon, ...) is drawn again

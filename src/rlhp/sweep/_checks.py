@@ -22,6 +22,8 @@ INERT_PREFIX = {"meta.search_scheduler.": ("meta.search_scheduler", (None,))}
 
 # hydra.sweeper.OLD -> NEW; the old names are accepted until the release after 0.1
 RENAMED = {"priors": "prior_values", "validate.sessions": "validate.max_session"}
+# the stock Hydra Optuna sweeper's names -> rlhp's; taken with a hint, not deprecated
+OPTUNA_SWEEPER = {"n_jobs": "max_concurrent"}
 
 
 def warnings(space: Mapping[str, Any], leaves: Mapping[str, Any], n_trials: int) -> list[str]:
@@ -47,13 +49,14 @@ def warnings(space: Mapping[str, Any], leaves: Mapping[str, Any], n_trials: int)
 
 
 def renamed(cfg: DictConfig) -> list[str]:
-    """Move each hydra.sweeper setting given under its old name (RENAMED) to its new name in
-    `cfg`; one deprecation line for each."""
+    """Move each hydra.sweeper setting given under its old name (RENAMED) or the stock Optuna
+    sweeper's name (OPTUNA_SWEEPER) to rlhp's name in `cfg`; one line for each."""
     out = []
-    for old, new in RENAMED.items():
+    for old, new in (RENAMED | OPTUNA_SWEEPER).items():
         if (value := OmegaConf.select(cfg, old)) is not None:
             OmegaConf.update(cfg, new, value, merge=False)
-            out.append(f"hydra.sweeper.{old} is deprecated; use hydra.sweeper.{new}")
+            why = "is deprecated" if old in RENAMED else "is the Optuna sweeper's name"
+            out.append(f"hydra.sweeper.{old} {why}; use hydra.sweeper.{new}")
     return out
 
 
