@@ -20,7 +20,7 @@
 #                           machine so that 8 single-CPU jobs run at once.
 #   SLURM_LOCAL_MEM_MB      RealMemory advertised in MB (default: physical memory - 1024)
 #   SLURM_LOCAL_DEF_MEM_MB  DefMemPerCPU in MB, used when a job gives no --mem (default 1024)
-#   SLURM_LOCAL_GPUS        number of FAKE gpus (gres/gpu, character devices aliasing /dev/null);
+#   SLURM_LOCAL_GPUS        number of FAKE gpus (gres gpu:fake, character devices aliasing /dev/null);
 #                           jobs asking --gpus-per-node=N get CUDA_VISIBLE_DEVICES (default 0)
 #   SLURM_LOCAL_ACCOUNTING  1 (default): MariaDB + slurmdbd, so that `sacct` works
 #                           (submitit needs sacct to notice cancelled or killed jobs).
@@ -162,13 +162,14 @@ write_configs() {
             [ -e "$PREFIX/fakegpu/nvidia$i" ] || mknod "$PREFIX/fakegpu/nvidia$i" c 1 3 2>/dev/null \
                 || touch "$PREFIX/fakegpu/nvidia$i"   # plain file: works, slurmd logs a non-fatal error
         done
-        gres_line=" Gres=gpu:$GPUS"
+        # typed (gpu:fake): --gres=gpu:fake:N and untyped --gpus-per-node=N both match
+        gres_line=" Gres=gpu:fake:$GPUS"
         gres_types="GresTypes=gpu"
         # record GPUs in sacct's AllocTRES (slurmctld refuses this TRES without slurmdbd)
         [ "$ACCOUNTING" = 1 ] && gres_types+=$'\nAccountingStorageTRES=gres/gpu'
         cat >"$ETC/gres.conf.new" <<EOF
 AutoDetect=off
-NodeName=$node Name=gpu File=$PREFIX/fakegpu/nvidia[0-$((GPUS - 1))]
+NodeName=$node Name=gpu Type=fake File=$PREFIX/fakegpu/nvidia[0-$((GPUS - 1))]
 EOF
     else
         : >"$ETC/gres.conf.new"
@@ -223,7 +224,14 @@ SlurmctldDebug=info
 SlurmdDebug=info
 $gres_types
 NodeName=$node NodeAddr=127.0.0.1 NodeHostname=$node CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem$gres_line State=UNKNOWN
-PartitionName=$PARTITION Nodes=$node Default=YES MaxTime=INFINITE State=UP
+# preemption as many clusters have it: jobs of the 'urgent' partition (higher PriorityTier)
+# preempt jobs of 'preemptible', which are requeued (SIGTERM, SIGKILL GraceTime s later);
+# jobs of the default partition are never preempted.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=$PARTITION Nodes=$node Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=OFF
+PartitionName=preemptible Nodes=$node MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE GraceTime=30
+PartitionName=urgent Nodes=$node MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 EOF
 
     cat >"$ETC/slurmdbd.conf.new" <<EOF

@@ -70,7 +70,7 @@ def test_preempted_trial_resumes(slurm_env, tmp_path, gpu):
         job = job_id(sweep / "0")
         if gpu:  # the host job runs the trial as a step
             job = subprocess.run(
-                ["squeue", "-h", "-o", "%A", "-n", "rlhp_host"],
+                ["squeue", "-h", "-o", "%A", "-n", "rlhp_sweep_host"],
                 env=slurm_env,
                 capture_output=True,
                 text=True,

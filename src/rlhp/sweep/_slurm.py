@@ -43,11 +43,11 @@ from typing import Any
 
 import cloudpickle
 from hydra.core.utils import JobReturn, filter_overrides
-from submitit.core.utils import UncompletedJobError
+from submitit.core.utils import FailedJobError, UncompletedJobError
 
 from rlhp.errors import ConfigError
-from rlhp.record import write_atomic
-from rlhp.slurm import executor
+from rlhp.record import JOB_BASE, write_atomic
+from rlhp.slurm import Backoff, end_state, executor, gpu_request, preempted, submit
 
 log = logging.getLogger("rlhp.sweep")
 PREEMPTED = 3  # exit code of a trial process that checkpointed on a signal
@@ -172,10 +172,11 @@ def serve(launcher, queue_root: str, host: str, per_gpu: int, cpus: int, idle_s:
             del running[number]
             if proc.returncode == PREEMPTED:
                 spec["preemptions"] = spec.get("preemptions", 0) + 1
-                if signal.SIGTERM in received and not spec["requeue"]:  # scancel
-                    queue.finish(host, number, RuntimeError("job cancelled (SIGTERM)"))
-                elif spec["preemptions"] > spec["max_num_timeout"]:
+                if spec["preemptions"] > spec["max_num_timeout"]:
                     queue.finish(host, number, RuntimeError("preempted too many times"))
+                elif signal.SIGTERM in received:  # preempted or cancelled: the sweeper decides
+                    spec["checkpointed"] = True  # by the host job's end state (Packer._lost)
+                    _dump(spec, queue.root / "claimed" / host / f"{number}.pkl")
                 else:
                     queue.release(host, number, spec)
             elif not queue.result(number)[0]:
@@ -218,25 +219,66 @@ def stop_jobs(job_ids: set[str], grace_s: float = STOP_GRACE_S) -> None:
 
 class Jobs:
     """Trial and population jobs, one submitit job each, as Hydra's submitit launcher submits
-    them, but kept so that stop() (Ctrl+C) reaches them."""
+    them, but kept so that stop() (Ctrl+C) reaches them, named `<prefix>_<N>` (`_pop<N>`), and
+    submitted again when SLURM refused them (Backoff) or preempted them (see run)."""
 
-    def __init__(self, launcher):
-        self.launcher = launcher
+    def __init__(self, launcher, prefix: str):
+        self.launcher, self.prefix = launcher, prefix
+        self.max_preemptions = launcher.params.get("max_num_timeout") or 0
         self.executor = executor(launcher.params, Path(launcher.params["submitit_folder"]))
         self.running: dict[str, Any] = {}  # job id -> submitit job
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
     def run(self, number: int, overrides: list[str]) -> JobReturn:
-        """Job `number`'s JobReturn; UncompletedJobError when the job ended without one (also
-        when it was cancelled after its trial checkpointed), KeyboardInterrupt after stop()."""
+        """Job `number`'s JobReturn. A job that ended without one is submitted again when SLURM
+        recorded it as preempted (rlhp.slurm.preempted), max_num_timeout times at most; else
+        UncompletedJobError (also when it was cancelled after its trial checkpointed).
+        KeyboardInterrupt after stop(), NotSubmitted when SLURM refuses it for good."""
+        log.info("\t#%d : %s", number, " ".join(filter_overrides(overrides)))
+        preemptions = 0
+        while True:
+            job = self._submit(number, overrides)
+            try:
+                ret, error = self._wait(job), None
+            except UncompletedJobError as e:
+                ret, error = None, e
+            if ret is not None and not _preempted(ret):
+                return ret
+            state, preemptions = end_state(job.job_id), preemptions + 1
+            if not preempted(ret is not None, state) or preemptions > self.max_preemptions:
+                raise error or UncompletedJobError(
+                    f"job {job.job_id} ended ({state or 'state unknown'}) after its trial "
+                    "checkpointed"
+                )
+            _scancel(job.job_id)  # in case SLURM requeued it: the new job resumes the trial
+            log.warning("job %s of #%d was preempted: submitted again", job.job_id, number)
+
+    def _submit(self, number: int, overrides: list[str]):
         from hydra.core.singleton import Singleton
 
-        log.info("\t#%d : %s", number, " ".join(filter_overrides(overrides)))
+        name = f"{self.prefix}_{number}" if number < JOB_BASE else f"{self.prefix}_pop"
+        name += str(number - JOB_BASE) if number >= JOB_BASE else ""
         args = (list(overrides), "hydra.sweep.dir", number, f"job_id_for_{number}")
-        job = self.executor.submit(self.launcher, *args, Singleton.get_state())
-        with self.lock:
-            self.running[job.job_id] = job
+        backoff = Backoff(f"the job of #{number}")
+        while True:
+            if self.stopping.is_set():
+                raise KeyboardInterrupt
+            if backoff.ready():
+                with self.lock:  # the name is the executor's: set and submitted together
+                    self.executor.update_parameters(name=name)
+                    try:
+                        job = submit(self.executor, self.launcher, *args, Singleton.get_state())
+                    except FailedJobError as e:
+                        backoff.refused(e)
+                        continue
+                    self.running[job.job_id] = job
+                backoff.submitted(job.job_id)
+                return job
+            time.sleep(1)
+
+    def _wait(self, job) -> JobReturn:
+        """The job's JobReturn once it ended (UncompletedJobError without one)."""
         try:
             if self.stopping.is_set():  # stop() came while this job was being submitted
                 stop_jobs({job.job_id})
@@ -244,13 +286,10 @@ class Jobs:
                 if self.stopping.is_set():
                     raise KeyboardInterrupt
                 time.sleep(1)
-            ret = job.result()
+            return job.result()
         finally:
             with self.lock:
                 del self.running[job.job_id]
-        if _preempted(ret):
-            raise UncompletedJobError(f"job {job.job_id} was cancelled (its trial checkpointed)")
-        return ret
 
     def stop(self) -> None:
         """Every running job's trials checkpoint and end, none requeued (stop_jobs)."""
@@ -263,17 +302,20 @@ class Jobs:
 class Packer:
     """Runs trials on host jobs of `per_gpu` trials each (see the module docstring)."""
 
-    def __init__(self, launcher, sweep_dir: Path, per_gpu: int, requeue: bool, idle_s: float = 20):
+    def __init__(
+        self, launcher, sweep_dir: Path, prefix: str, per_gpu: int, requeue: bool, idle_s=20.0
+    ):
         self.launcher, self.per_gpu, self.requeue, self.idle_s = launcher, per_gpu, requeue, idle_s
         self.queue = Queue(sweep_dir / ".queue")
         params = dict(launcher.params)
         self.max_num_timeout = params.get("max_num_timeout", 3)
-        params["gpus_per_node"] = 1
+        params.update(gpu_request(params.get("gres"), 1))
         params["cpus_per_task"] = (params.get("cpus_per_task") or 1) * per_gpu
         if params.get("mem_gb"):
             params["mem_gb"] = params["mem_gb"] * per_gpu
-        params["name"] = "rlhp_host"
+        params["name"] = f"{prefix}_host"
         self.cpus = params["cpus_per_task"] // per_gpu
+        self.backoff = Backoff("a host job")
         self.executor = executor(params, sweep_dir / ".submitit" / "%j")
         self.hosts: dict[str, Any] = {}  # host name -> submitit job
         self.outstanding: set[int] = set()
@@ -302,47 +344,50 @@ class Packer:
                     return result
                 if self.stopping.is_set():
                     raise KeyboardInterrupt
-                self._tend(number, spec)
+                self._tend()
                 time.sleep(1.0)
         finally:
             with self.lock:
                 self.outstanding.discard(number)
 
-    def _tend(self, number: int, spec: dict) -> None:
-        """Start hosts for outstanding trials; handle trials whose host died without a result."""
+    def _tend(self) -> None:
+        """Start hosts for outstanding trials; handle trials whose host ended without a result."""
         with self.lock:
             for name, job in list(self.hosts.items()):
-                if not job.done():
-                    continue
-                del self.hosts[name]
-                for lost in self.queue.claims(name):
-                    state = job.state
-                    if self.requeue:
-                        log.warning("host %s ended (%s): trial %d queued again", name, state, lost)
-                        self.queue.release(
-                            name,
-                            lost,
-                            spec
-                            if lost == number
-                            else _load(self.queue.root / "claimed" / name / f"{lost}.pkl"),
-                        )
-                    else:
-                        error = RuntimeError(f"host job {job.job_id} ended ({state}) mid-trial")
-                        self.queue.finish(name, lost, error)
+                if job.done():
+                    del self.hosts[name]
+                    self._lost(name, job.job_id)
             needed = math.ceil(len(self.outstanding) / self.per_gpu)
             while len(self.hosts) < needed and self.queue.pending() and not self.stopping.is_set():
+                if not self.backoff.ready():
+                    return
                 name = f"h{len(os.listdir(self.queue.root / 'claimed'))}_{int(time.time())}"
                 (self.queue.root / "claimed" / name).mkdir()
-                self.hosts[name] = self.executor.submit(
-                    serve,
-                    self.launcher,
-                    str(self.queue.root),
-                    name,
-                    self.per_gpu,
-                    self.cpus,
-                    self.idle_s,
-                )
+                args = (self.launcher, str(self.queue.root), name, self.per_gpu, self.cpus)
+                try:
+                    self.hosts[name] = submit(self.executor, serve, *args, self.idle_s)
+                except FailedJobError as e:
+                    self.backoff.refused(e)
+                    return
+                self.backoff.submitted(self.hosts[name].job_id)
                 log.info("host job %s started as %s", self.hosts[name].job_id, name)
+
+    def _lost(self, name: str, job_id: str) -> None:
+        """The trials a host job held when it ended: queued again when SLURM recorded it as
+        preempted (rlhp.slurm.preempted) or with requeue=true, failed otherwise."""
+        state = None
+        for lost in self.queue.claims(name):
+            try:
+                spec = _load(self.queue.root / "claimed" / name / f"{lost}.pkl")
+            except FileNotFoundError:  # its host, requeued by SLURM, gave it back already
+                continue
+            state = end_state(job_id) if state is None else state
+            if self.requeue or preempted(spec.pop("checkpointed", False), state):
+                log.warning("host %s ended (%s): trial %d queued again", name, state, lost)
+                self.queue.release(name, lost, spec)
+            else:
+                error = RuntimeError(f"host job {job_id} ended ({state or 'unknown'}) mid-trial")
+                self.queue.finish(name, lost, error)
 
     def close(self) -> None:
         """The search is over: idle hosts end now instead of after idle_s."""
@@ -355,6 +400,30 @@ class Packer:
             self.stopping.set()
             job_ids = {job.job_id for job in self.hosts.values()}
         stop_jobs(job_ids)
+
+
+SLOTS = 8  # trials at once on SLURM unless hydra.sweeper.max_concurrent says
+HYDRA_ARRAY_PARALLELISM = 256  # Hydra's default for hydra.launcher.array_parallelism: not set
+
+
+def slots(max_concurrent: int | None, parallelism: int | None, n_trials: int) -> tuple[int, str]:
+    """Trials at once on SLURM, and a warning line ('' for none): max_concurrent, capped by
+    hydra.launcher.array_parallelism when that is set; else array_parallelism; else SLOTS
+    (not n_trials: submit limits, and TPE learns nothing from trials asked before any ended)."""
+    given = parallelism if parallelism != HYDRA_ARRAY_PARALLELISM else None
+    if max_concurrent and given and given < max_concurrent:
+        return given, (
+            f"hydra.launcher.array_parallelism={given} caps hydra.sweeper.max_concurrent="
+            f"{max_concurrent}: {given} trials at once"
+        )
+    if max_concurrent or given:
+        return max_concurrent or given, ""
+    if n_trials <= SLOTS:
+        return n_trials, ""
+    return SLOTS, (
+        f"{SLOTS} trials at once on SLURM, the default (set hydra.sweeper.max_concurrent=N): "
+        "more submit more jobs, and TPE learns less from each trial"
+    )
 
 
 def check(partition: str | None, resources: dict[str, Any] | None = None) -> None:

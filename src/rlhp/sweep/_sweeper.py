@@ -152,11 +152,19 @@ class SweeperImpl:
         self.sampler = _centred.centred(self.sampler, self.prior, self.cfg.prior_spread, seed)
 
     def _make_slots(self) -> None:
-        """Trial slots of the launcher: CPU cores locally, n_trials on a cluster, unless
-        max_concurrent says; SLURM is checked (and GPU sharing set up) before launch."""
+        """Trial slots of the launcher: CPU cores locally, _slurm.slots on SLURM, n_trials on
+        another cluster, unless max_concurrent says; SLURM is checked (and GPU sharing set up)
+        before launch."""
         kind = type(self.launcher).__name__
         local = kind in ("LocalLauncher", "BasicLauncher")
         self.slots = self.cfg.max_concurrent or (os.cpu_count() if local else self.n_trials)
+        if kind == "SlurmLauncher":
+            from rlhp.sweep._slurm import slots
+
+            parallelism = self.launcher.params.get("array_parallelism")
+            self.slots, note = slots(self.cfg.max_concurrent, parallelism, self.n_trials)
+            if note:
+                log.warning("rlhp: warning: %s", note)
         if kind == "BasicLauncher" and self.slots > 1:
             log.warning("the basic launcher runs trials in this process: one slot only")
             self.slots = 1
@@ -174,15 +182,19 @@ class SweeperImpl:
         params = self.launcher.params
         gpu = OmegaConf.select(self.config, "meta.search_resources.gpu", default=0) or 0
         request = {"gpu": gpu, "cpu": params.get("cpus_per_task"), "mem_gb": params.get("mem_gb")}
+        gpus = _slurm.gpu_request(params.get("gres"), math.ceil(gpu))  # ConfigError first
         _slurm.check(params.get("partition"), request)
+        prefix = f"rlhp_{self.sweep_dir.name}"  # job names: rlhp_<sweep dir>_<trial>
         if gpu >= 1:
-            self.launcher.params["gpus_per_node"] = math.ceil(gpu)
+            params.update(gpus)
         elif gpu > 0:
             per_gpu = round(1 / gpu)
-            self.packer = _slurm.Packer(self.launcher, self.sweep_dir, per_gpu, self.cfg.requeue)
+            self.packer = _slurm.Packer(
+                self.launcher, self.sweep_dir, prefix, per_gpu, self.cfg.requeue
+            )
             log.info("%d trials share each GPU (meta.search_resources.gpu=%s)", per_gpu, gpu)
         if self.packer is None:
-            self.jobs = _slurm.Jobs(self.launcher)
+            self.jobs = _slurm.Jobs(self.launcher, prefix)
 
     def _check_feasible(self) -> None:
         """ConfigError, before any study is written, when the constraints reject every one of

@@ -1,0 +1,134 @@
+"""SLURM as clusters behave, on the local cluster: sbatch refusing submissions (a stand-in `sbatch`
+first on PATH refuses, then runs the real one), jobs named by search and trial, a typed GPU
+request, and a trial preempted by a job of a higher-priority partition."""
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from _helpers import frames, job_id, sacct, search, start_search
+from sweep._cli import load_study, wait_for
+
+pytestmark = pytest.mark.slurm
+
+COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+QOS_LIMIT = (
+    "sbatch: error: QOSMaxSubmitJobPerUserLimit",
+    "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit "
+    "limit, user's size and/or time limits)",
+)
+BAD_ACCOUNT = (
+    "sbatch: error: Batch job submission failed: Invalid account or account/partition "
+    "combination specified",
+)
+TINY = ("meta.search_resources.gpu=0", "meta.search_scheduler=null", "env.max_frame=2000")
+
+
+def refusing_sbatch(tmp_path: Path, env: dict, times: int, lines: tuple[str, ...]) -> dict:
+    """`env` with a stand-in sbatch first on PATH that refuses the first `times` submissions
+    with `lines` on stderr (exit 1), as SLURM does, then runs the real sbatch."""
+    real, count, bin_dir = shutil.which("sbatch"), tmp_path / "refused", tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/bash\n"
+        f"n=$(cat {count} 2>/dev/null || echo 0)\n"
+        f'if [ "$n" -lt {times} ]; then\n'
+        f"  echo $((n + 1)) > {count}\n"
+        f"  printf '%s\\n' {shlex.join(lines)} >&2\n"
+        "  exit 1\n"
+        "fi\n"
+        f'exec {real} "$@"\n'
+    )
+    (bin_dir / "sbatch").chmod(0o755)
+    return dict(env, PATH=f"{bin_dir}:{env['PATH']}")
+
+
+def run(cmd: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_refused_submissions_are_retried_and_jobs_are_named(slurm_env, tmp_path):
+    sweep = tmp_path / "sweep"
+    env = refusing_sbatch(tmp_path, slurm_env, 2, QOS_LIMIT)
+    cmd = search(sweep, *TINY, "hydra.sweeper.n_trials=2", "hydra.sweeper.max_concurrent=1")
+    proc = run(cmd, env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert (tmp_path / "refused").read_text().strip() == "2"  # sbatch did refuse twice
+    assert [t.state for t in load_study(sweep).trials] == [COMPLETE, COMPLETE]
+    assert out.count("QOSMaxSubmitJobPerUserLimit") == 1, out[-3000:]  # logged once
+    assert "SLURM refused the job of #0 (QOSMaxSubmitJobPerUserLimit; " in out
+    assert "after 2 refusals" in out
+    # jobs named by search (its dir) and trial, so that squeue and sacct are readable
+    jobs = {n: job_id(sweep / str(n)) for n in (0, 1)}
+    rows = [r for r in sacct(slurm_env, set(jobs.values())) if "." not in r["JobID"]]
+    assert {r["JobID"]: r["JobName"] for r in rows} == {
+        j: f"rlhp_sweep_{n}" for n, j in jobs.items()
+    }
+
+
+def test_a_refused_launch_is_not_a_trial_and_the_same_command_resumes(slurm_env, tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = search(sweep, *TINY, "hydra.sweeper.n_trials=2", "hydra.sweeper.max_concurrent=1")
+    proc = run(cmd, refusing_sbatch(tmp_path, slurm_env, 1, BAD_ACCOUNT))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert (
+        "rlhp: error: SLURM refused the job of #0: Batch job submission failed: Invalid account "
+        "or account/partition combination specified; the search stops; run the same command to "
+        "resume"
+    ) in out
+    assert not [t for t in load_study(sweep).trials if t.state == FAIL]  # not a failed trial
+
+    again = run(cmd, slurm_env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = [t for t in load_study(sweep).trials if "rejected" not in t.user_attrs]
+    assert [t.state for t in trials] == [COMPLETE, COMPLETE]  # n_trials, none lost
+
+
+def test_gpu_type_is_one_gres_request(slurm_env, tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = search(sweep, *TINY, "hydra.sweeper.n_trials=1")
+    proc = run([*cmd, "meta.search_resources.gpu=1", "hydra.launcher.gres=gpu:fake"], slurm_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = job_id(sweep / "0")
+    script = (sweep / ".submitit" / job / f"{job}_submission.sh").read_text()
+    assert "#SBATCH --gres=gpu:fake:1\n" in script, script
+    assert "--gpus" not in script, script  # one request, not two
+    result = yaml.safe_load((sweep / "0" / "result.yaml").read_text())
+    assert result["where"]["cuda_visible_devices"] in ("0", "1")
+
+
+def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path):
+    """PreemptType=preempt/partition_prio: a job of `urgent` takes the whole node and SLURM
+    preempts the trial's job in `preemptible` (SIGTERM). No requeue=true: the trial resumes
+    from its checkpoint because SLURM did not record its job as CANCELLED."""
+    sweep = tmp_path / "sweep"
+    proc = start_search(
+        slurm_env,
+        sweep,
+        "hydra.launcher.partition=preemptible",
+        "meta.search_resources.gpu=0",
+        "meta.search_scheduler=null",
+        "hydra.sweeper.n_trials=1",
+    )
+    try:
+        wait_for(lambda: len(frames(sweep / "0")) >= 2, proc, 300, "trial 0 to log twice")
+        first, before = job_id(sweep / "0"), frames(sweep / "0")[-1]
+        urgent = ["sbatch", "--parsable", "-p", "urgent", "-c", "8", "--mem=100M"]
+        subprocess.run([*urgent, "--wrap", "sleep 1"], env=slurm_env, check=True)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert f"job {first} of #0 was preempted: submitted again" in out.decode()
+    assert load_study(sweep).trials[0].state == COMPLETE
+    assert job_id(sweep / "0") != first  # resumed in a job of its own
+    logged = frames(sweep / "0")
+    assert logged == sorted(set(logged)), logged  # every frame counted once
+    assert before in logged and logged[-1] >= 40000
