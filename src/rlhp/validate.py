@@ -23,7 +23,9 @@ the job. Preempted or at its time limit (SIGUSR2) the run checkpoints and the jo
 (`hydra.launcher.max_num_timeout` time limits at most), resuming from its checkpoints. A job that
 ends without a result (cancelled, killed, node failure) is a failed row, unless the search ran
 with `hydra.sweeper.requeue=true`: then it is submitted again (max_num_timeout times at most) and
-resumes from its checkpoints. `--local` runs them here anyway.
+resumes from its checkpoints. `hydra.launcher.KEY=VALUE` arguments replace the trial's settings for
+these jobs (e.g. `hydra.launcher.partition=short hydra.launcher.timeout_min=60
+hydra.launcher.account=myproj`). `--local` runs them here anyway.
 """
 
 # Over 400 lines: the seeds, the local and SLURM runners, the table and the report of one stage.
@@ -33,6 +35,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -223,7 +226,18 @@ def _slurm_error(run_dir: Path, e: Exception) -> int:
     return 1
 
 
-def _jobs(sweep: Sweep, top: pd.DataFrame, max_session: int, local: bool) -> list[Job]:
+def _params(run_dir: Path, launcher: dict[str, Any]) -> dict[str, Any] | None:
+    """A trial's SLURM launcher settings with `launcher` (hydra.launcher.* arguments) merged in;
+    None if it did not run on SLURM."""
+    params = trial_params(run_dir)
+    if params is None or not launcher:
+        return params
+    return OmegaConf.to_container(OmegaConf.merge(params, launcher))
+
+
+def _jobs(
+    sweep: Sweep, top: pd.DataFrame, max_session: int, local: bool, launcher: dict[str, Any]
+) -> list[Job]:
     search_seeds = _search_seeds(sweep)
     jobs = []
     for _, row in top.iterrows():
@@ -236,7 +250,7 @@ def _jobs(sweep: Sweep, top: pd.DataFrame, max_session: int, local: bool) -> lis
                 validation_dir(sweep.dir, number),
                 seed,
                 run_overrides(sweep, number, seed, max_session),
-                None if local else trial_params(sweep.trial_dir(number)),
+                None if local else _params(sweep.trial_dir(number), launcher),
                 not local and trial_requeue(sweep.trial_dir(number)),
             )
         )
@@ -313,11 +327,13 @@ def validate(
     max_session: int = 4,
     slots: int | None = 1,
     local: bool = False,
+    launcher: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Re-run the top_k complete trials with `max_session` fresh seeds each, `slots` at once
     (None: one per CPU here, all at once on SLURM); as SLURM jobs if the search ran on SLURM,
-    unless `local`. Write validation.csv and best_validated.yaml, and the validated scores
-    into experiment_df.csv; return the table, best validated first."""
+    unless `local`, with `launcher` (hydra.launcher.* settings) over the trial's. Write
+    validation.csv and best_validated.yaml, and the validated scores into experiment_df.csv;
+    return the table, best validated first."""
     if top_k <= 0 or max_session <= 0 or (slots is not None and slots <= 0):
         raise ValueError(
             f"top_k, max_session and slots must be positive: {top_k}, {max_session}, {slots}"
@@ -327,9 +343,11 @@ def validate(
     top = table[table["state"] == COMPLETE].head(top_k)
     if top.empty:
         raise AnalysisError(f"{sweep.dir}: no complete trial to validate")
-    jobs = _jobs(sweep, top, max_session, local)
+    jobs = _jobs(sweep, top, max_session, local, launcher or {})
     todo = [job for job in jobs if not TrialResult.exists(job.run_dir)]
     on_slurm = any(job.params is not None for job in todo)
+    if launcher and not any(job.params is not None for job in jobs):
+        raise ValueError("hydra.launcher.* settings are for SLURM jobs; these runs are local")
     slots = slots or (len(jobs) if on_slurm else os.cpu_count() or 1)
     print(
         f"rlhp.validate: top {len(jobs)} of {sweep.dir}, {max_session} fresh seeds each, "
@@ -400,6 +418,16 @@ def _report(sweep: Sweep, df: pd.DataFrame, max_session: int) -> None:
     print(f"rlhp.validate: train it: {train_command(sweep, 'best_validated')}")
 
 
+_LAUNCHER = re.compile(r"^\+{0,2}hydra\.launcher\.[^=]+=")
+
+
+def launcher_args(argv: list[str]) -> dict[str, Any]:
+    """The `[+]hydra.launcher.KEY=VALUE` arguments as launcher settings (values parsed as Hydra
+    parses them: `timeout_min=60` is a number, `additional_parameters.x=y` a nested key)."""
+    dotlist = [a.lstrip("+").removeprefix("hydra.launcher.") for a in argv if _LAUNCHER.match(a)]
+    return OmegaConf.to_container(OmegaConf.from_dotlist(dotlist)) if dotlist else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlhp.validate", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -413,7 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--local", action="store_true", help="run here even if the search ran on SLURM"
     )
-    args = parser.parse_args(cli_args(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else argv
+    launcher, rest = launcher_args(argv), [a for a in argv if not _LAUNCHER.match(a)]
+    args = parser.parse_args(cli_args(rest))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.sessions is not None:
@@ -422,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             args.max_session = args.sessions
-        df = validate(args.sweep_dir, args.top_k, args.max_session, args.slots, args.local)
+        df = validate(
+            args.sweep_dir, args.top_k, args.max_session, args.slots, args.local, launcher
+        )
     except (AnalysisError, ValueError) as e:
         print(f"rlhp.validate: error: {e}", file=sys.stderr)
         return 1

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rlhp.sweep._slurm import job_request, parse_sinfo, unmet
+from rlhp.errors import ConfigError
+from rlhp.slurm import gpu_request, preempted, transient
+from rlhp.sweep._slurm import job_request, parse_sinfo, slots, unmet
+from rlhp.validate import launcher_args
 
 SINFO = """cpu*|(null)|64000|32
 gpu|gpu:a100:4(S:0-1)|256000+|64
@@ -66,6 +69,72 @@ def test_requests_that_cannot_fit_say_what_to_change(partition, resources, words
     assert problem is not None
     for word in words:
         assert word in problem
+
+
+@pytest.mark.parametrize(
+    ("gres", "gpus", "asked"),
+    [
+        (None, 2, {"gpus_per_node": 2}),
+        (None, 0, {"gpus_per_node": None}),
+        ("gpu:a100", 2, {"gres": "gpu:a100:2", "gpus_per_node": None}),
+        ("gpu:a100:1", 1, {"gres": "gpu:a100:1", "gpus_per_node": None}),
+        ("shard:2,gpu:h100", 1, {"gres": "gpu:h100:1,shard:2", "gpus_per_node": None}),
+    ],
+)
+def test_one_gpu_request_per_job(gres, gpus, asked):
+    assert gpu_request(gres, gpus) == asked
+
+
+@pytest.mark.parametrize(("gres", "gpus"), [("gpu:a100:4", 1), ("gpu:a100", 0)])
+def test_a_gres_that_contradicts_the_trials_gpus_is_refused(gres, gpus):
+    with pytest.raises(ConfigError, match="meta.search_resources.gpu"):
+        gpu_request(gres, gpus)
+
+
+@pytest.mark.parametrize(
+    ("max_concurrent", "parallelism", "n_trials", "expected", "warns"),
+    [
+        (None, 256, 500, 8, True),  # bounded by default, with a warning
+        (None, 256, 5, 5, False),
+        (None, 20, 500, 20, False),  # hydra.launcher.array_parallelism is the slot count
+        (32, 256, 500, 32, False),
+        (32, 4, 500, 4, True),  # and caps max_concurrent
+    ],
+)
+def test_slurm_slots(max_concurrent, parallelism, n_trials, expected, warns):
+    count, note = slots(max_concurrent, parallelism, n_trials)
+    assert count == expected and bool(note) == warns
+
+
+def test_refusals_that_pass():
+    assert transient("QOSMaxSubmitJobPerUserLimit; Batch job submission failed: Job violates")
+    assert transient("Batch job submission failed: Socket timed out on send/recv operation")
+    assert not transient("Batch job submission failed: Invalid account or account/partition")
+
+
+@pytest.mark.parametrize(
+    ("checkpointed", "state", "expected"),
+    [
+        (True, "CANCELLED", False),  # scancel
+        (True, "COMPLETED", True),  # preempted, ended within GraceTime
+        (True, "FAILED", True),
+        (False, "PREEMPTED", True),  # killed at the end of GraceTime
+        (False, "NODE_FAIL", False),
+        (True, "", False),  # sacct did not say
+    ],
+)
+def test_preempted_by_recorded_end_state(checkpointed, state, expected):
+    assert preempted(checkpointed, state) is expected
+
+
+def test_validate_launcher_args():
+    argv = ["sweep", "top_k=2", "hydra.launcher.partition=short", "hydra.launcher.timeout_min=60"]
+    argv += ["+hydra.launcher.additional_parameters.reservation=r1"]
+    assert launcher_args(argv) == {
+        "partition": "short",
+        "timeout_min": 60,
+        "additional_parameters": {"reservation": "r1"},
+    }
 
 
 def no_slurm_env() -> dict[str, str]:

@@ -74,8 +74,10 @@ def test_validation_runs_are_slurm_jobs(slurm_env, tmp_path):
         assert partition == "debug" and minutes == "240", alloc
         assert {"cpu=1", "mem=1G", "gres/gpu=1"} <= set(tres.split(",")), alloc
 
-    # later, from the command line: one more configuration, also as a SLURM job
-    proc = validate_cli(slurm_env, sweep, "top_k=3")
+    # later, from the command line: one more configuration, also as a SLURM job, with its own
+    # partition and time limit
+    launcher = ("hydra.launcher.partition=urgent", "hydra.launcher.timeout_min=30")
+    proc = validate_cli(slurm_env, sweep, "top_k=3", *launcher)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "1 to run (2 done before), 1 at once as SLURM jobs" in proc.stdout
     again = validation_jobs(sweep)
@@ -84,6 +86,8 @@ def test_validation_runs_are_slurm_jobs(slurm_env, tmp_path):
     assert again[new] and again[new] not in set(jobs.values()) | trial_jobs
     rows = [r for r in sacct(slurm_env, {again[new]}) if "." not in r["JobID"]]
     assert [(r["JobName"], r["State"]) for r in rows] == [(f"rlhp_validate{new}", "COMPLETED")]
+    partition, tres, minutes = allocations(slurm_env, {again[new]})[again[new]].split("|")
+    assert (partition, minutes) == ("urgent", "30") and "gres/gpu=1" in tres
     assert len(pd.read_csv(sweep / "validation.csv")) == 3
 
     # --local: the same run in a process here
