@@ -58,14 +58,14 @@ DISCRETE = {
     "algo.hid_layers": "choice([32,32], [64,64])",
 }
 
-# grid of 2 x 2 = 4 points: one rejected by the constraint, two crash (lr 1e30 makes the loss
-# infinite and the trial raise), one completes; n_trials 10 is more than the grid holds
-GRID_CONSTRAINT = "algo.lr < 1e-3 and algo.gamma > 0.985"
+# grid of 2 x 2 = 4 points: one rejected by the constraint, two crash (val_loss_coef 3e38 makes
+# the loss infinite and the trial raise), one completes; n_trials 10 is more than the grid holds
+GRID_CONSTRAINT = "algo.val_loss_coef < 1 and algo.gamma > 0.985"
 GRID = [
     *TINY,
     "hydra/sweeper/sampler=grid",
     "hydra.sweeper.n_trials=10",
-    "algo.lr=choice(3e-4, 1e30)",
+    "algo.val_loss_coef=choice(0.5, 3e38)",
     "algo.gamma=choice(0.98, 0.99)",
     f"hydra.sweeper.constraints=['{GRID_CONSTRAINT}']",
 ]
@@ -97,7 +97,7 @@ BAD_INPUT = {
     "budget_negative": ([LR, "hydra.sweeper.budget_hours=-1"], ["budget_hours"]),
     "direction_up": ([LR, "hydra.sweeper.direction=up"], ["direction", "'up'"]),
     "brackets": ([LR, "+meta.search_scheduler.brackets=5"], ["search_scheduler"]),
-    "lr_negative": (["algo.lr=-0.001", "algo.gamma=interval(0.9, 0.99)"], ["algo.lr", "(0, inf)"]),
+    "lr_negative": (["algo.lr=-0.001", "algo.gamma=interval(0.9, 0.99)"], ["algo.lr", "(0, 1]"]),
     "gamma_bounds": (["algo.gamma=interval(-1, 2)"], ["algo.gamma", "(0, 1]"]),
     "prior_outside": (
         [LR, "+hydra.sweeper.prior_values={algo.lr: 0.5}"],
@@ -340,8 +340,8 @@ def test_grid_stops_when_exhausted(grid):
     assert proc.returncode == 0, output(proc)
     # 4 grid points although n_trials is 10: each exactly once, none run twice
     assert len(trials) == 4, [t.params for t in trials]
-    points = {(t.params["algo.lr"], t.params["algo.gamma"]) for t in trials}
-    assert points == {(lr, g) for lr in (3e-4, 1e30) for g in (0.98, 0.99)}
+    points = {(t.params["algo.val_loss_coef"], t.params["algo.gamma"]) for t in trials}
+    assert points == {(c, g) for c in (0.5, 3e38) for g in (0.98, 0.99)}
     assert all(t.state.is_finished() for t in trials)
     st = state(sweep_dir)
     assert (st.complete, st.failed, st.rejected, st.running) == (1, 2, 1, 0)
@@ -365,7 +365,7 @@ def test_constraint_rejects_and_never_launches(grid):
 def test_crashing_trial_is_recorded_and_the_sweep_finishes(grid):
     proc, sweep_dir, trials = grid
     assert proc.returncode == 0, output(proc)
-    crashed = [t for t in trials if t.params["algo.lr"] == 1e30]
+    crashed = [t for t in trials if t.params["algo.val_loss_coef"] == 3e38]
     assert len(crashed) == 2
     for t in crashed:
         assert t.state == TrialState.FAIL
@@ -374,7 +374,7 @@ def test_crashing_trial_is_recorded_and_the_sweep_finishes(grid):
         assert (sweep_dir / str(t.number)).is_dir()  # it was launched
         assert not (sweep_dir / str(t.number) / "result.yaml").exists()
     (ok,) = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert ok.params == {"algo.lr": 3e-4, "algo.gamma": 0.98}
+    assert ok.params == {"algo.val_loss_coef": 0.5, "algo.gamma": 0.98}
     result = OmegaConf.load(sweep_dir / str(ok.number) / "result.yaml")
     assert ok.value == pytest.approx(result.objective)
     best = OmegaConf.load(sweep_dir / "optimization_results.yaml")
@@ -550,3 +550,22 @@ def test_slots_stay_busy_with_trials_of_unequal_length(tmp_path):
     assert [w for w, _ in order[:slots]] == ["start"] * slots, order
     # a sweeper that waits for a whole batch starts trials only when none runs: no refill
     assert refills >= 1, order
+
+
+def test_rejections_in_a_row_never_end_the_search(tmp_path):
+    """A constraint that rejects 98% of the space (lr above 1.1e-5 of [1e-5, 1e-3], log): with
+    this seed a run of 100 rejections came after 6 trials and ended the search; now a random
+    feasible sample follows every 20 rejections in a row, said once."""
+    proc = run_sweep(
+        tmp_path / "sweep",
+        "+search=ppo_cartpole",
+        "hydra.sweeper.dry_run=true",
+        "hydra.sweeper.n_trials=20",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.sampler.seed=0",
+        "hydra.sweeper.constraints=['algo.lr > 1.1e-5']",
+    )
+    assert proc.returncode == 0, output(proc)
+    lrs = [float(v) for v in re.findall(r"^trial \d+: .*algo\.lr=(\S+)", proc.stdout, re.M)]
+    assert len(lrs) == 20 and all(lr <= 1.1e-5 for lr in lrs), output(proc)
+    assert (proc.stdout + proc.stderr).count("drawing random feasible samples") == 1

@@ -33,14 +33,13 @@ from typing import Any
 
 import optuna
 from omegaconf import OmegaConf, open_dict
-from optuna.samplers import PartialFixedSampler
 from optuna.trial import Trial
 
 from rlhp import record
 from rlhp.errors import TooManyFailures
 from rlhp.inbox import Inbox
 from rlhp.population import is_member_key, signature
-from rlhp.sweep import _state
+from rlhp.sweep import _results, _state
 
 log = logging.getLogger("rlhp.sweep")
 
@@ -91,6 +90,36 @@ def slot_free(jobs: list[tuple[bool, int]], size: int) -> bool:
     return not jobs or (len(jobs) == 1 and jobs[0][0] and 2 * jobs[0][1] <= size)
 
 
+def job_error(job: Job, sweep_dir: Path) -> Exception | str:
+    """Why an ended population job left trials unfinished, in one line naming its log: its
+    exception's last line (or the signal that killed its process), or that it ended without
+    them; an error of the sweep dir's disk as the exception (the sweeper stops on it)."""
+    try:
+        getattr(job.future.result(), "return_value", None)  # raises the job's own exception
+    except Exception as e:
+        if record.disk_errno(e, sweep_dir) is not None:
+            return e
+        log_file = f"{record.POPULATIONS}/{job.number}/train.log"
+        return f"population job {job.number}: {_results.one_line(e)} (see {log_file})"
+    return _results.ENDED_WITHOUT
+
+
+def finished(proposal: Proposal) -> bool:
+    """Whether the trial's result.yaml is there to record. An unreadable one (a corrupted
+    file) is set aside: the trial trains on, or runs again, from its checkpoint."""
+    run_dir = proposal.run_dir
+    if not record.TrialResult.exists(run_dir):
+        return False
+    try:
+        record.TrialResult.read(run_dir)
+    except ValueError as e:
+        aside = run_dir / f"{record.RESULT}.unreadable"
+        (run_dir / record.RESULT).replace(aside)
+        log.warning("trial %d: %s; moved to %s", proposal.trial.number, e, aside.name)
+        return False
+    return True
+
+
 def prepare(sweeper: Any, trial: Trial) -> Proposal:
     """The trial's folder with its composed config, and its structural signature."""
     overrides = sweeper._overrides(trial.params) + sweeper._seed(trial.number)
@@ -125,14 +154,8 @@ class Batched:
 
     def ask(self, job: Job | None) -> Trial | None:
         """The next trial, with `job`'s structural parameters fixed when it has some."""
-        if job is None or not (self.fix and job.fixed):
-            return self.sw.ask(self.study)
-        sampler = self.study.sampler
-        self.study.sampler = PartialFixedSampler(job.fixed, sampler)
-        try:
-            return self.sw.ask(self.study)
-        finally:
-            self.study.sampler = sampler
+        fixed = job.fixed if job is not None and self.fix else None
+        return self.sw.ask(self.study, fixed)
 
     def place(self, proposal: Proposal) -> bool:
         """Assign to a running job of its kind with room, else start a job; False: no room."""
@@ -193,24 +216,37 @@ class Batched:
                     job.close()
 
     def collect(self) -> tuple[int, int]:
-        """Record the trials whose result appeared, and fail those of jobs that ended without
-        them; returns how many were recorded and how many of them failed."""
+        """Record the trials whose result appeared; those of jobs that ended without them run
+        again (a job killed by a signal: max_retries) or fail with the job's error; returns how
+        many were recorded and how many of them failed."""
         recorded = failed = 0
         for job in list(self.jobs):
             ended = job.future.done()
+            error = job_error(job, self.sw.sweep_dir) if ended else None
             for number, proposal in list(job.trials.items()):
-                if record.TrialResult.exists(proposal.run_dir):
+                if finished(proposal):
                     failed += not self.sw.record(self.study, proposal.trial, proposal.run_dir)
-                elif ended:
-                    error = job.future.exception() or "its population job ended without it"
-                    failed += not self.sw.fail(self.study, proposal.trial, error)
-                else:
+                elif error is None:
                     continue
+                elif self.again(proposal, error):
+                    del job.trials[number]
+                    continue
+                else:
+                    failed += not self.sw.fail(self.study, proposal.trial, error)
                 del job.trials[number]
                 recorded += 1
             if ended:
                 self.jobs.remove(job)
         return recorded, failed
+
+    def again(self, proposal: Proposal, error: Exception | str) -> bool:
+        """Whether a trial its job ended without runs again from its checkpoint (in another
+        job): when the job was killed by a signal or ended without it (max_retries)."""
+        cause = error if isinstance(error, str) else _results.one_line(error)
+        if not _results.retry(proposal.trial, cause, self.sw.cfg.max_retries):
+            return False
+        self.waiting.append(proposal)
+        return True
 
     def close(self) -> None:
         for job in self.jobs:

@@ -4,7 +4,11 @@ the trial's value, state, figures and learning curve, or its failure."""
 import logging
 import math
 import os
+import re
+import signal
 import traceback
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,8 @@ from optuna.trial import Trial, TrialState
 from rlhp import record
 
 log = logging.getLogger("rlhp.sweep")
+ENDED_WITHOUT = "its population job ended without it"
+RETRIES = "retries"  # a trial's user attribute: the times it ran again after its process died
 
 
 def metric(objective: str) -> str:
@@ -30,6 +36,63 @@ def tell(study: optuna.Study, trial: Trial, *args: Any, **kwargs: Any) -> None:
     except RuntimeError as e:
         if "Study.stop" not in str(e):
             raise
+
+
+def reject(study: optuna.Study, trial: Trial, expr: str) -> None:
+    """Record a sample that constraint `expr` rejects: never launched, and infeasible to the
+    sampler (stopped with a constraint > 0: TPE puts it among the bad trials, a FAIL it would
+    ignore; samplers that do not use constraints read neither)."""
+    trial.set_user_attr("rejected", expr)
+    trial.set_constraint("rlhp", 1.0)
+    with warnings.catch_warnings():  # CmaEsSampler says it will not use the constraint
+        warnings.simplefilter("ignore", UserWarning)
+        tell(study, trial, state=TrialState.PRUNED)
+
+
+def one_line(e: BaseException) -> str:
+    """An exception in one line: `Type: the message's last line`."""
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[-1]}" if lines else type(e).__name__
+
+
+def retriable(error: str) -> bool:
+    """Whether a trial that failed with `error` may run again from its checkpoint: its process
+    was killed by a signal (the OOM killer, a lost node, kill -9; not Ctrl+C's SIGINT) or its
+    population job ended without it; never an error of its own."""
+    killed = re.search(r"killed by signal (\d+)", error)
+    return (killed is not None and int(killed.group(1)) != signal.SIGINT) or ENDED_WITHOUT in error
+
+
+def retry(trial: Trial, error: str, max_retries: int) -> bool:
+    """Whether the trial runs again from its checkpoint after failing with `error` (it stays
+    RUNNING): retriable, at most `max_retries` times, counted in its `retries` attribute."""
+    done = int(trial.user_attrs.get(RETRIES, 0))
+    if not retriable(error) or done >= max_retries:
+        return False
+    trial.set_user_attr(RETRIES, done + 1)
+    log.warning(
+        "trial %d: %s; it runs again from its checkpoint (retry %d of %d)",
+        trial.number,
+        error.splitlines()[-1][:300],
+        done + 1,
+        max_retries,
+    )
+    return True
+
+
+def retried(
+    launch: Callable[[], Any], trial: Trial, run_dir: Path, max_retries: int, stopping: Callable
+) -> Any:
+    """launch() (a trial's job, run to its end), again while it fails retriably, the search is
+    not `stopping()` and no result.yaml appeared (the sweeper records a trial by its result)."""
+    while True:
+        try:
+            return launch()
+        except Exception as e:
+            if stopping() or record.TrialResult.exists(run_dir):
+                raise
+            if not retry(trial, one_line(e), max_retries):
+                raise
 
 
 def fail(study: optuna.Study, trial: Trial, e: Exception | str, sweep_dir: Path) -> bool:

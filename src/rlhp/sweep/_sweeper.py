@@ -15,6 +15,7 @@ import itertools
 import logging
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -40,13 +41,15 @@ from rlhp.sweep import _centred, _checks, _constraint, _local, _results, _space,
 
 log = logging.getLogger("rlhp.sweep")
 _METRIC = {"final": "total_reward_ma", "auc": "total_reward_ma (mean)", "eval": "eval_return"}
-MAX_REJECTIONS = 100  # consecutive rejected samples before the constraints are called hopeless
+MAX_REJECTIONS = 100  # random samples all rejected before launch: the constraints are hopeless
+PATIENCE = 20  # rejected samples in a row before a random feasible sample is drawn instead
 
 
 class SweeperImpl:
     def __init__(self, sampler: Any, **cfg: Any) -> None:
         self.sampler_cfg = sampler
         self.cfg = OmegaConf.create(cfg)
+        self.fell_back = False  # a random sample was drawn after PATIENCE rejections
         for note in _checks.renamed(self.cfg):
             print(f"rlhp: warning: {note}", file=sys.stderr)
 
@@ -60,14 +63,17 @@ class SweeperImpl:
         self.sweep_dir = Path(config.hydra.sweep.dir)
 
     def sweep(self, arguments: list[str]) -> None:
+        self.stopping = False
+        _local.stop_on_sigterm()  # stop as on Ctrl+C
         try:
             self._sweep(arguments)
         except RlhpError as e:
             print(f"rlhp: error: {e}", file=sys.stderr)
             sys.exit(2)
-        except KeyboardInterrupt:
-            print("\nrlhp: interrupted; run the same command to resume", file=sys.stderr)
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            how = "stopped by SIGTERM" if isinstance(e, _local.Terminated) else "interrupted"
+            print(f"\nrlhp: {how}; run the same command to resume", file=sys.stderr)
+            sys.exit(128 + (signal.SIGTERM if isinstance(e, _local.Terminated) else signal.SIGINT))
         except OSError as e:
             if (number := record.disk_errno(e)) is None:
                 raise
@@ -85,9 +91,11 @@ class SweeperImpl:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         _checks.settings(self.cfg)
         self.n_trials = self.cfg.n_trials
+        self.cfg.population, capped = _checks.population_size(self.cfg.population, self.n_trials)
         self._search_space(arguments)
         self._make_sampler()
         notes = _checks.warnings(self.space, self.leaves, self.n_trials)
+        notes += [capped] if capped else []
         scheduler = OmegaConf.select(self.config, "meta.search_scheduler")
         if scheduler and scheduler.get("lock", "flock") == "flock":
             from rlhp.asha import lock_warning
@@ -96,6 +104,8 @@ class SweeperImpl:
         for warning in notes:
             log.warning("rlhp: warning: %s", warning)
         self._make_slots()
+        if self.cfg.population > 1:
+            self._check_memory()
 
     def _search_space(self, arguments: list[str]) -> None:
         """The space, fixed overrides, constraints and prior trial, all checked on the
@@ -106,6 +116,7 @@ class SweeperImpl:
             raise ConfigError("nothing to search: hydra.sweeper.params is empty")
         _space.check_paths(self.space, self.config)
         values = _space.as_values(self.space, self.ordered)
+        _space.check_types(values, self.config)
         _space.check_domains(values)
         self.constraints = list(self.cfg.constraints)
         self.leaves = _space.leaves(self.config)
@@ -114,8 +125,8 @@ class SweeperImpl:
         prior = _space.prior(values, self.config, self.cfg.prior_values)
         index = {k: v.index(prior[k]) for k, v in self.ordered.items() if k in prior}
         self.prior = {**prior, **index}
-        probe = self._trial_config({**self._any_params(), **self.prior})
-        check(probe)
+        self.probe = probe = self._trial_config({**self._any_params(), **self.prior})
+        check(probe, here=self._here())
         if self.cfg.population > 1 and probe.algo.name not in algos.POPULATION:
             raise ConfigError(
                 f"hydra.sweeper.population needs an algorithm that trains in populations "
@@ -150,6 +161,24 @@ class SweeperImpl:
             )
         seed = OmegaConf.select(self.sampler_cfg, "seed", default=None)
         self.sampler = _centred.centred(self.sampler, self.prior, self.cfg.prior_spread, seed)
+
+    def _here(self) -> bool:
+        """Whether trials run on this machine (not on SLURM nodes)."""
+        return type(self.launcher).__name__ in ("LocalLauncher", "BasicLauncher")
+
+    def _check_memory(self) -> None:
+        """ConfigError when the population jobs cannot fit in memory: this machine's, which
+        the local slots share, or a SLURM job's meta.search_resources.mem_gb."""
+        member = _checks.member_bytes(self.probe)
+        members = self.cfg.population * self.leaves["max_session"]
+        if self._here():
+            memory, jobs = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), self.slots
+        elif mem_gb := OmegaConf.select(self.config, "meta.search_resources.mem_gb"):
+            memory, jobs = int(mem_gb * 2**30), 1
+        else:
+            return
+        if problem := _checks.population_memory(member, members, jobs, memory):
+            raise ConfigError(problem)
 
     def _make_slots(self) -> None:
         """Trial slots of the launcher: CPU cores locally, _slurm.slots on SLURM, n_trials on
@@ -241,6 +270,7 @@ class SweeperImpl:
         self._prepare(arguments)
         if self.cfg.dry_run:
             return self._dry_run()
+        _checks.sweep_dir(self.sweep_dir)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.sweep_dir / ".controller.lock")
         try:
@@ -308,8 +338,7 @@ class SweeperImpl:
                 _results.tell(study, trial, state=TrialState.FAIL)
                 log.info("trial %d was never launched: its sampling was cut short", trial.number)
             elif expr := _constraint.violated(self.constraints, self._values(frozen.params)):
-                trial.set_user_attr("rejected", expr)
-                _results.tell(study, trial, state=TrialState.FAIL)
+                _results.reject(study, trial, expr)
             else:
                 out.append(trial)
         return out
@@ -369,6 +398,7 @@ class SweeperImpl:
     def stop(self) -> None:
         """Every running trial (local process, SLURM job or host job) checkpoints and ends, not
         recorded and not requeued: it stays RUNNING and the same command resumes it."""
+        self.stopping = True  # a job that ends now is not run again
         _local.stop()
         for jobs in (self.jobs, self.packer):
             if jobs is not None:
@@ -392,18 +422,49 @@ class SweeperImpl:
         hours = self.cfg.budget_hours
         return hours is not None and self.elapsed() > hours * 3600
 
-    def ask(self, study: optuna.Study) -> Trial | None:
-        """The next trial that breaks no constraint; None when a grid is exhausted."""
-        for _ in range(MAX_REJECTIONS):
+    def ask(self, study: optuna.Study, fixed: dict[str, Any] | None = None) -> Trial | None:
+        """The next trial that breaks no constraint, with `fixed` parameters as given; None when
+        a grid is exhausted. A rejected sample is told to the sampler as infeasible (TPE learns
+        to avoid it); after PATIENCE rejections in a row a random feasible sample is drawn
+        instead, so a search never ends on rejections."""
+        for rejected in itertools.count():
             if self.is_grid and self._grid_exhausted(study):
                 return None
-            trial = study.ask(self.space)
+            fallback = rejected >= PATIENCE and not self.is_grid
+            if fallback and rejected == PATIENCE * MAX_REJECTIONS:  # a fixed structure allows none
+                raise ConfigError(
+                    f"the constraints rejected {rejected} samples in a row with {fixed}"
+                )
+            trial = self._ask(study, fixed, fallback)
             if (expr := _constraint.violated(self.constraints, self._values(trial.params))) is None:
                 return trial
-            trial.set_user_attr("rejected", expr)
-            _results.tell(study, trial, state=TrialState.FAIL)
+            _results.reject(study, trial, expr)
             log.info("rejected trial %d %s: matches %r", trial.number, trial.params, expr)
-        raise ConfigError(f"the constraints rejected {MAX_REJECTIONS} samples in a row")
+
+    def _ask(self, study: optuna.Study, fixed: dict[str, Any] | None, fallback: bool) -> Trial:
+        """study.ask through the search's sampler, or a random one (`fallback`), with `fixed`
+        parameters held (Optuna's PartialFixedSampler)."""
+        sampler = study.sampler
+        if fallback:
+            if not self.fell_back:
+                log.warning(
+                    "rlhp: warning: the sampler proposed %d rejected samples in a row; drawing"
+                    " random feasible samples when it does (logged once)",
+                    PATIENCE,
+                )
+                self.fell_back = True
+            study.sampler = optuna.samplers.RandomSampler()
+        if fixed:
+            with warnings.catch_warnings():  # experimental since optuna 2.4, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.sampler = optuna.samplers.PartialFixedSampler(fixed, study.sampler)
+        try:
+            trial = study.ask(self.space)
+        finally:
+            study.sampler = sampler
+        if fallback:
+            trial.set_user_attr("sampler", "random (fallback)")
+        return trial
 
     def _grid_exhausted(self, study: optuna.Study) -> bool:
         """Every grid point ran or is running (GridSampler.is_exhausted hands out running ones)."""
@@ -418,8 +479,14 @@ class SweeperImpl:
         return [f"seed={self.leaves['seed'] + number * self.leaves['max_session']}"]
 
     def _launch(self, trial: Trial):
-        return self.launch_job(
-            trial.number, self._overrides(trial.params) + self._seed(trial.number)
+        """The trial's job, run again from its checkpoint when its process dies (max_retries)."""
+        overrides = self._overrides(trial.params) + self._seed(trial.number)
+        return _results.retried(
+            lambda: self.launch_job(trial.number, overrides),
+            trial,
+            record.trial_dir(self.sweep_dir, trial.number),
+            self.cfg.max_retries,
+            lambda: self.stopping,
         )
 
     def launch_job(self, number: int, overrides: list[str]):
@@ -443,7 +510,9 @@ class SweeperImpl:
             ret.return_value  # noqa: B018  raises the trial's own exception
             run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
         except Exception as e:
-            return self.fail(study, trial, e)
+            run_dir = record.trial_dir(self.sweep_dir, trial.number)
+            if not record.TrialResult.exists(run_dir):  # else it ended by its result
+                return self.fail(study, trial, e)
         return self.record(study, trial, run_dir)
 
     def fail(self, study: optuna.Study, trial: Trial, e: Exception | str) -> bool:
