@@ -84,6 +84,7 @@ def settings(cfg: DictConfig) -> None:
             cfg.direction not in ("maximize", "minimize"),
         ),
         ("population", cfg.population, "an integer >= 1", cfg.population < 1),
+        ("max_retries", cfg.max_retries, "an integer >= 0", cfg.max_retries < 0),
         (
             "population_trials",
             cfg.population_trials,
