@@ -103,6 +103,7 @@ def train_batch(cfg: DictConfig, sweep_dir: Path, folder: Path) -> float:
         on_finish=trials.finished,
         size=size,
     )
+    population.stop_requested = stop.received is not None
     try:
         population.run()
     except Preempted:

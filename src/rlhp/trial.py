@@ -2,8 +2,11 @@
 population), its result.yaml and HParams summary, and how it stops on a signal. Used by the
 entry point (rlhp.train) and by population jobs (rlhp.batch)."""
 
+import ctypes
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 import torch
@@ -32,10 +35,29 @@ def lockstep(members: list[Member], report: Reporter | None) -> None:
             member.reporter, member.lockstep = group.reporter(), group
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def local_controller() -> int | None:
+    """The pid of the submitit local controller this process is a task of, else None."""
+    parent = os.environ.get("SUBMITIT_LOCAL_JOB_ID", "")
+    local = os.environ.get("SUBMITIT_EXECUTOR") == "local" and parent.isdigit()
+    return int(parent) if local else None
+
+
+def end_with_parent(signum: int) -> None:
+    """`signum` to this process the moment its parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
+
+
 class StopOnSignal:
     """SIGTERM / SIGUSR2 (SLURM preemption, time limit) make the running session checkpoint at
     its next boundary and raise Preempted; the handler that was there before (submitit's, which
-    requeues the job) then runs, so the trial resumes from that checkpoint."""
+    requeues the job) then runs, so the trial resumes from that checkpoint.
+
+    A local trial whose controller dies (kill -9) gets SIGTERM, checkpoints and exits without a
+    result: no orphan trains on while the sweeper runs the trial again from that checkpoint."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
@@ -45,6 +67,15 @@ class StopOnSignal:
         self.received: int | None = None
         for sig in self.SIGNALS:
             signal.signal(sig, self._handle)
+        self.controller = local_controller()
+        if self.controller is not None:
+            end_with_parent(signal.SIGTERM)
+            if self.orphaned():  # it died before prctl
+                self._handle(signal.SIGTERM, None)
+
+    def orphaned(self) -> bool:
+        """A local task whose controller is gone: nobody would read its result."""
+        return self.controller is not None and os.getppid() != self.controller
 
     def _handle(self, signum: int, _frame) -> None:
         self.received = signum
@@ -52,7 +83,10 @@ class StopOnSignal:
             self.session.stop_requested = True
 
     def hand_over(self) -> None:
-        """After the checkpoint: let the previous handler (e.g. submitit's requeue) act."""
+        """After the checkpoint: let the previous handler (e.g. submitit's requeue) act; an
+        orphan exits at once, with no result."""
+        if self.orphaned():
+            sys.exit(128 + (self.received or signal.SIGTERM))
         handler = self.previous[self.received]
         if callable(handler):
             handler(self.received, None)

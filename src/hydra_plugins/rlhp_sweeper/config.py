@@ -45,6 +45,7 @@ class RlhpSweeperConf:
     prior_values: dict[str, Any] = field(default_factory=dict)  # the prior trial's values, by name
     priors: dict[str, Any] | None = None  # deprecated: prior_values
     requeue: bool = False  # a trial whose job was cancelled or killed runs again (else FAILED)
+    max_retries: int = 2  # a trial whose process was killed by a signal runs again, this often
     dry_run: bool = False  # print the sampled configurations after constraints, train nothing
     prior_spread: float | None = None  # random/startup draws centred on the prior, std S * range
     stop_when_best_holds: int | None = None  # stop when the best config held for N more runs

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from submitit.core.utils import UncompletedJobError
@@ -85,6 +86,26 @@ def install() -> None:
     LocalJob.done = _done
     LocalJob._get_outcome_and_result = _outcome_now
     local.start_controller = _start_controller
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to the search's controller (`kill`, `timeout`, a scheduler ending its job): it
+    stops as on Ctrl+C, every running job stopped at a checkpoint, and the same command resumes."""
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    signal.signal(signal.SIGTERM, _ignore)  # a second SIGTERM cannot cut the stop short
+    raise Terminated()
+
+
+def _ignore(signum: int, _frame: object) -> None:
+    """Not SIG_IGN, which the processes started while stopping would inherit."""
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM raises Terminated in the main thread (where Hydra runs the sweeper)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def stop() -> None:
