@@ -2,20 +2,35 @@
 
 The controller assigns trials to a population job by appending `{"trial": N, "dir": PATH}`
 lines to `<sweep>/populations/<id>/inbox.jsonl` (each line written whole under a lock and
-fsync'd, so a reader never takes half a line), beats `alive` while it runs, and writes `closed`
-when no more trials will come. The job takes new lines in order as its slots free. A job whose
-controller stopped beating for `STALE_S` (killed) takes nothing more: the controller run again
-re-assigns the unfinished trials, which resume from their checkpoints. Torch-free.
+fsync'd, so a reader never takes half a line; one that assigns no trial is skipped), beats
+`alive` while it runs, and writes `closed` when no more trials will come. The job takes new
+lines in order as its slots free. A job whose controller stopped beating for `STALE_S` (killed)
+takes nothing more: the controller run again re-assigns the unfinished trials, which resume
+from their checkpoints. Torch-free.
 """
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
 
 from filelock import FileLock
 
+log = logging.getLogger("rlhp")
 STALE_S = 60.0  # a controller silent this long is gone
+
+
+def parse(line: bytes) -> tuple[int, Path] | None:
+    """An assignment line as (trial, folder); a line that is not one (garbage written into the
+    inbox) is skipped with a warning, or gives back the assignment appended onto it."""
+    start = line.rfind(b'{"trial"')
+    try:
+        data = json.loads(line[max(start, 0) :])
+        return int(data["trial"]), Path(data["dir"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("rlhp: skipped a line of the inbox that assigns no trial: %r", line[:200])
+        return None
 
 
 class Inbox:
@@ -55,8 +70,8 @@ class Inbox:
             return []
         end = data.rfind(b"\n") + 1  # whole lines only
         self.offset += end
-        lines = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
-        return [(line["trial"], Path(line["dir"])) for line in lines]
+        lines = [parse(line) for line in data[:end].splitlines() if line.strip()]
+        return [line for line in lines if line is not None]
 
     @property
     def open(self) -> bool:

@@ -172,6 +172,7 @@ def test_a_killed_population_job_fails_its_trials_and_the_search_goes_on(tmp_pat
     args = [*BASE[:2], "env.max_frame=8192", "log_frequency=1024", *BASE[4:]]
     args += ["hydra.sweeper.n_trials=5", "hydra.sweeper.population=2"]
     args += ["hydra.sweeper.max_concurrent=1", "hydra.sweeper.max_failure_rate=1.0"]
+    args += ["hydra.sweeper.max_retries=0"]  # test_process_death_cli: they run again by default
     proc = start_sweep(sweep, *args, log=log)
     try:
         wait_for(

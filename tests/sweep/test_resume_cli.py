@@ -193,10 +193,12 @@ def trial_processes(sweep_dir: Path) -> list[int]:
 
 
 def test_killed_trials_fail_with_their_signal_and_the_search_still_analyses(tmp_path):
-    """Both trials are SIGKILLed: each fails naming signal 9, the second starts only after the
-    first ended (one slot), and max_failure_rate stops the search after its analysis."""
+    """Both trials are SIGKILLed (with no retry): each fails naming signal 9, the second starts
+    only after the first ended (one slot), and max_failure_rate stops the search after its
+    analysis."""
     sweep_dir = tmp_path / "killed"
-    overrides = one_at_a_time(200000, 3, "hydra.sweeper.max_failure_rate=0.5")
+    more = ["hydra.sweeper.max_failure_rate=0.5", "hydra.sweeper.max_retries=0"]
+    overrides = one_at_a_time(200000, 3, *more)
     proc = start_sweep(sweep_dir, *overrides, log=tmp_path / "killed.log")
     try:
         for number in (0, 1):

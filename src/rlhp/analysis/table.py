@@ -51,7 +51,10 @@ def _note(trial: FrozenTrial) -> str:
     if "error" in attrs:
         lines = [ln for ln in str(attrs["error"]).splitlines() if ln.strip()]
         return lines[-1][:300] if lines else "error"
-    return "prior" if attrs.get("prior") else ""
+    notes = ["prior"] if attrs.get("prior") else []
+    if retries := attrs.get("retries"):
+        notes.append(f"ran again {retries}x from its checkpoint after its process died")
+    return "; ".join(notes)
 
 
 def _row(sweep: Sweep, t: FrozenTrial) -> dict[str, Any]:

@@ -75,10 +75,21 @@ class TrialResult:
 
     @classmethod
     def read(cls, run_dir: Path) -> "TrialResult":
-        """The result in a trial folder (OSError when there is none yet)."""
-        data = OmegaConf.to_container(OmegaConf.load(run_dir / RESULT))
-        data = {_OLD.get(k, k): v for k, v in data.items()}
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        """The result in a trial folder (OSError when there is none yet, ValueError in one line
+        when it is not a result: a corrupted file)."""
+        path = run_dir / RESULT
+        try:
+            data = OmegaConf.to_container(OmegaConf.load(path))
+            data = {_OLD.get(k, k): v for k, v in data.items()}
+            result = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except OSError:
+            raise
+        except Exception as e:  # bytes that are not UTF-8, not YAML, not a mapping, no state
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{path} is unreadable ({reason[:200]})") from None
+        if result.state not in (COMPLETE, STOPPED, FAILED):
+            raise ValueError(f"{path} is unreadable (state {result.state!r})")
+        return result
 
     @staticmethod
     def exists(run_dir: Path) -> bool:

@@ -17,6 +17,21 @@ def launched_failed(trials: list[FrozenTrial]) -> tuple[int, int]:
     return launched, states.count(record.FAILED)
 
 
+FAILURES = 5  # failed trials state.yaml gives the cause of, the latest
+
+
+def cause(trial: FrozenTrial) -> str:
+    """A failed trial's error, its last line."""
+    lines = [ln for ln in str(trial.user_attrs.get("error", "")).splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no error recorded"
+
+
+def failures(trials: list[FrozenTrial]) -> dict[int, str]:
+    """The latest FAILURES failed trials (by number) and why each failed."""
+    failed = [t for t in trials if record.state(t) == record.FAILED]
+    return {t.number: cause(t) for t in failed[-FAILURES:]}
+
+
 def summary(study: optuna.Study, n_trials: int, elapsed: float, slots: int) -> dict:
     trials = study.get_trials(deepcopy=False)
     counts = {s: 0 for s in record.STATES if s != record.WAITING}
@@ -41,6 +56,7 @@ def summary(study: optuna.Study, n_trials: int, elapsed: float, slots: int) -> d
         **counts,
         "running_trials": [t.number for t in trials if t.state == TrialState.RUNNING],
         "best": best,
+        "failures": failures(trials),
         "elapsed_s": round(elapsed, 1),
         "eta_s": None if eta is None else round(eta, 1),
     }
