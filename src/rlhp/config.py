@@ -79,7 +79,7 @@ def check(cfg: DictConfig) -> None:
             raise ConfigError(f"algo.{key}={value} is outside its domain {domain}")
     if cfg.env.type not in ("gym", "atari"):
         raise ConfigError(f"env.type must be gym or atari, got {cfg.env.type!r}")
-    check_env_id(cfg.env.id)
+    check_env_id(cfg.env.id, cfg.env.name)
     env = gym.make(cfg.env.id)
     algo.check(cfg.algo.name, env.action_space, cfg)
     env.close()

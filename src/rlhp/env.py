@@ -5,11 +5,16 @@ applies the training-time transforms (observation normalisation, reward scaling 
 whose statistics are part of the checkpoint.
 """
 
+import importlib
+
 import gymnasium as gym
 import numpy as np
 from omegaconf import DictConfig
 
 from rlhp.errors import ConfigError
+
+# env families installed as extras (pip install 'rlhp[NAME]'): the module each needs
+EXTRAS = {"atari": "ale_py", "mujoco": "mujoco", "box2d": "Box2D"}
 
 
 class RunningMeanStd:
@@ -55,15 +60,41 @@ class RunningMeanStd:
         )
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise ConfigError naming the id if gymnasium (with ALE registered) does not know it."""
-    import ale_py
+def extra(env_id: str, entry_point: object = "") -> str | None:
+    """The extra (`pip install 'rlhp[NAME]'`) an env needs: atari for ALE ids, mujoco and box2d
+    by gymnasium's entry point; None for classic control."""
+    if env_id.startswith("ALE/"):
+        return "atari"
+    where = entry_point if isinstance(entry_point, str) else getattr(entry_point, "__module__", "")
+    return next((name for name in ("mujoco", "box2d") if f"gymnasium.envs.{name}" in where), None)
 
-    gym.register_envs(ale_py)
+
+def _require(name: str | None, env: str) -> None:
+    """ConfigError in one line when the extra `name` is not installed."""
+    if name is None:
+        return
     try:
-        gym.spec(env_id)
+        importlib.import_module(EXTRAS[name])
+    except ImportError:
+        raise ConfigError(f"env={env} needs the {name} extra: pip install 'rlhp[{name}]'") from None
+
+
+def check_env_id(env_id: str, name: str | None = None) -> None:
+    """Raise ConfigError naming the env (`name`, else the id) if gymnasium (with ALE registered
+    when installed) does not know it, or the extra its family needs is not installed."""
+    env = name or env_id
+    _require(extra(env_id), env)
+    try:
+        import ale_py
+
+        gym.register_envs(ale_py)
+    except ImportError:  # no atari extra: ALE ids stay unknown (and were refused above)
+        pass
+    try:
+        spec = gym.spec(env_id)
     except gym.error.Error as e:
         raise ConfigError(f"unknown env id {env_id!r}: {e}") from None
+    _require(extra(env_id, spec.entry_point), env)
 
 
 class CartPoleBatch(gym.vector.VectorEnv):
