@@ -285,8 +285,18 @@ def assert_nothing_trained(run_dir: Path) -> None:
         ("env.id=???", "env.id"),
         ("objective=eval", "eval_episodes"),
         ("objective=best", "objective"),
-        ("algo.lr=-0.001", "algo.lr=-0.001 is outside its domain (0, inf)"),
+        ("algo.lr=-0.001", "algo.lr=-0.001 is outside its domain (0, 1]"),
+        ("algo.lr=1e6", "algo.lr=1000000.0 is outside its domain (0, 1]"),
+        ("algo.lr=abc", "algo.lr must be a number, got 'abc'"),
         ("algo.gamma=1.5", "algo.gamma"),
+        ("algo.hid_layers=[]", "algo.hid_layers must be a non-empty list"),
+        ("algo.hid_layers=[0]", "algo.hid_layers must be a non-empty list"),
+        ("device=gpu", "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+        pytest.param(
+            "device=cuda",
+            "torch finds no CUDA GPU here",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+        ),
     ],
 )
 def test_bad_config_one_line_error(override, mention, rlhp_cli, tmp_path):
@@ -339,14 +349,13 @@ def test_algo_that_cannot_act_in_env_is_a_config_error():
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["env=cartpole", "algo.lr=1e30"],
-        # continuous actions: the policy's log std collapses (scale 0) before anything overflows
-        ["env=pendulum", "algo.lr=1e4", "algo.time_horizon=64"],
+        ["env=cartpole", "algo.val_loss_coef=3e38"],
+        ["env=pendulum", "algo.val_loss_coef=3e38", "algo.time_horizon=64"],
     ],
     ids=["cartpole", "pendulum"],
 )
 def test_diverging_loss_fails_the_run(overrides, rlhp_cli, tmp_path):
-    # an absurd learning rate makes the PPO loss non-finite within the first updates
+    # a value-loss weight near float32's largest makes the PPO loss overflow at the first update
     # (deterministic: seed 0); the run must fail and say so instead of reporting an objective
     run_dir = tmp_path / "run"
     proc = rlhp_cli(*overrides, "env.max_frame=2048", "log_frequency=256", run_dir=run_dir)

@@ -3,16 +3,18 @@ check of a config runs here, once, before anything is launched (the env and agen
 trust it)."""
 
 import math
+import re
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rlhp import asha
 from rlhp.errors import ConfigError
 
-# the domain of every numeric hyperparameter of conf/algo/*.yaml, as an interval
+# the domain of every numeric hyperparameter of conf/algo/*.yaml, as an interval; an lr above 1
+# trains to nothing (or diverges) with Adam and RMSprop
 DOMAINS = {
-    "lr": "(0, inf)",
+    "lr": "(0, 1]",
     "gamma": "(0, 1]",
     "lam": "[0, 1]",
     "clip_eps": "(0, inf)",
@@ -37,6 +39,23 @@ DOMAINS = {
     "explore_var_spec.end": "[0, 1]",
     "explore_var_spec.end_step": "[1, inf)",
 }
+# the hyperparameters of DOMAINS that count something (integers), and those null switches off
+INTEGERS = {
+    "time_horizon",
+    "minibatch_size",
+    "training_epoch",
+    "batch_size",
+    "batch_episodes",
+    "memory_size",
+    "learning_starts",
+    "training_frequency",
+    "training_iter",
+    "target_update_frequency",
+    "explore_var_spec.end_step",
+}
+NULLABLE = {"clip_grad_val"}
+HID_LAYERS = "a non-empty list of layer widths (integers >= 1)"
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def outside(name: str, value: Any) -> str | None:
@@ -50,8 +69,48 @@ def outside(name: str, value: Any) -> str | None:
     return None if above and below and not math.isnan(value) else domain
 
 
-def check(cfg: DictConfig) -> None:
-    """Raise ConfigError (one line) for a configuration that cannot run."""
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def wrong_type(name: str, value: Any) -> str | None:
+    """What hyperparameter `name` (e.g. `algo.training_epoch`) must be when `value` is not
+    of its type (`an integer`, ...); None when it is, or when rlhp does not know its type."""
+    key = name.removeprefix("algo.") if name.startswith("algo.") else None
+    if isinstance(value, ListConfig):
+        value = OmegaConf.to_object(value)
+    if key == "hid_layers":
+        widths = isinstance(value, list) and all(is_int(w) and w >= 1 for w in value)
+        return None if widths and value else HID_LAYERS
+    if key not in DOMAINS or (value is None and key in NULLABLE):
+        return None
+    if key in INTEGERS:
+        return None if is_int(value) else "an integer"
+    return None if is_int(value) or isinstance(value, float) else "a number"
+
+
+def device_problem(name: Any, here: bool) -> str | None:
+    """Why `device=name` cannot train (not a device rlhp knows, or, when the run trains `here`,
+    a CUDA device this machine lacks); None when it can."""
+    import torch
+
+    if not DEVICE.fullmatch(str(name)):
+        return f"device must be auto, cpu, cuda or cuda:N, got {name!r}"
+    if not here or not str(name).startswith("cuda"):
+        return None
+    if not torch.cuda.is_available():
+        return f"device={name}, but torch finds no CUDA GPU here; use device=auto or device=cpu"
+    count, index = torch.cuda.device_count(), int(str(name).partition(":")[2] or 0)
+    if index >= count:
+        return (
+            f"device={name}, but this machine has {count} CUDA GPU(s): cuda:0 to cuda:{count - 1}"
+        )
+    return None
+
+
+def check(cfg: DictConfig, here: bool = True) -> None:
+    """Raise ConfigError (one line) for a configuration that cannot run; `here`: it trains on
+    this machine (not on a cluster node), so its device must exist here."""
     import gymnasium as gym
 
     from rlhp import algo
@@ -69,12 +128,18 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(
             f"eval_episodes must be >= 0, and > 0 for objective eval; got {cfg.eval_episodes}"
         )
+    if problem := device_problem(cfg.device, here):
+        raise ConfigError(problem)
     try:
         asha.settings(cfg)  # the coordinator's own check (check_settings), before launch
     except ValueError as e:
         raise ConfigError(f"meta.search_scheduler: {e}") from None
-    for key in DOMAINS:
-        value = OmegaConf.select(cfg.algo, key, default=None)
+    for key in [*DOMAINS, "hid_layers"]:
+        value = OmegaConf.select(cfg.algo, key, default=KeyError)
+        if value is KeyError:  # not a hyperparameter of this algorithm
+            continue
+        if kind := wrong_type(f"algo.{key}", value):
+            raise ConfigError(f"algo.{key} must be {kind}, got {_shown(value)}")
         if (domain := outside(f"algo.{key}", value)) is not None:
             raise ConfigError(f"algo.{key}={value} is outside its domain {domain}")
     if cfg.env.type not in ("gym", "atari"):
@@ -83,3 +148,8 @@ def check(cfg: DictConfig) -> None:
     env = gym.make(cfg.env.id)
     algo.check(cfg.algo.name, env.action_space, cfg)
     env.close()
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it on the command line (strings quoted)."""
+    return repr(OmegaConf.to_object(value) if OmegaConf.is_config(value) else value)

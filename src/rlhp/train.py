@@ -78,18 +78,42 @@ def main(cfg: DictConfig) -> float:
 
 
 def check_overrides(args: list[str]) -> None:
-    """One error line (not Hydra's five) for a command-line override that does not parse."""
+    """One error line (not Hydra's five) for a command-line override that does not parse; for a
+    value with a character Hydra takes only in quotes (é, #, &, ...), how to quote it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
     overrides = [a for a in args if not a.startswith("-") and "=" in a]
+    parser = OverridesParser.create()
     try:
-        OverridesParser.create().parse_overrides(overrides)
+        parser.parse_overrides(overrides)
     except OverrideParseException as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         lines = [ln for ln in lines if not ln.startswith(("See ", "Error when parsing index"))]
-        print(f"rlhp: error: {': '.join(lines[:2])}", file=sys.stderr)
+        hint = next(filter(None, (quoted(o, parser) for o in overrides)), None)
+        print(f"rlhp: error: {hint or ': '.join(lines[:2])}", file=sys.stderr)
         sys.exit(2)
+
+
+def quoted(override: str, parser) -> str | None:
+    """How to write `key=value` when Hydra's lexer refuses a character of the value but takes
+    it quoted (a path with é or #): the override quoted for Hydra and for the shell."""
+    import shlex
+
+    key, _, value = override.partition("=")
+    try:
+        parser.parse_override(override)
+        return None
+    except Exception as e:
+        if "token recognition error" not in str(e):
+            return None
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    fixed = f'{key}="{escaped}"'
+    try:
+        parser.parse_override(fixed)
+    except Exception:
+        return None
+    return f"{override}: Hydra reads this value only in quotes; write it as {shlex.quote(fixed)}"
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 too small for its space, searched keys that cannot change the run, settings under a deprecated
 name."""
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -109,3 +111,77 @@ def settings(cfg: DictConfig) -> None:
     for name, value, allowed, wrong in bad:
         if wrong:
             raise ConfigError(f"hydra.sweeper.{name} must be {allowed}, got {value!r}")
+
+
+# about the memory of one env copy beside the rollout: a gym env's state, ALE's emulator
+ENV_COPY_BYTES = {"gym": 64 * 2**10, "atari": 4 * 2**20}
+
+
+def population_size(population: int, n_trials: int) -> tuple[int, str | None]:
+    """hydra.sweeper.population capped at n_trials (a job never holds more trials than the
+    search has), with the warning when it was capped."""
+    if population <= n_trials:
+        return population, None
+    note = (
+        f"hydra.sweeper.population={population} is more than n_trials={n_trials}: population "
+        f"jobs of {n_trials} trials"
+    )
+    return n_trials, note
+
+
+def member_bytes(cfg: DictConfig) -> int:
+    """About the memory of one population member of config `cfg` (PPO, A2C): each parameter
+    of its nets four times in float32 (weights, gradients, the optimiser's two moments), its
+    rollout twice (the buffers and the minibatches gathered from them), its env copies."""
+    import numpy as np
+
+    from rlhp.env import make_vec
+    from rlhp.stack import StackedActorCritic
+
+    env = make_vec(cfg, 1)
+    obs, act = env.single_observation_space, env.single_action_space
+    env.close()
+    a = cfg.algo
+    net = StackedActorCritic(
+        1, obs, act, cfg.env.net, a.hid_layers, a.hid_layers_activation, a.get("shared", False)
+    )
+    step = obs.dtype.itemsize * int(np.prod(obs.shape)) + 4 * (int(np.prod(act.shape)) + 5)
+    rollout = 2 * cfg.env.num_envs * a.time_horizon * step
+    return 16 * net.flat.numel() + rollout + cfg.env.num_envs * ENV_COPY_BYTES[cfg.env.type]
+
+
+def population_memory(member: int, members: int, jobs: int, memory: int) -> str | None:
+    """Why `jobs` population jobs of `members` members each (of `member` bytes) cannot fit in
+    `memory` bytes, saying what fits; None when they fit."""
+    if member * members * jobs <= memory:
+        return None
+    most = memory // (member * jobs)
+    fits = f"at most {most} members per job fit" if most else "not one member per job fits"
+    return (
+        f"{jobs} population job(s) of {members} members need about "
+        f"{member * members * jobs / 2**30:.1f} GiB ({member / 2**20:.2f} MiB a member), more "
+        f"than the {memory / 2**30:.1f} GiB of memory they have; {fits}: lower "
+        "hydra.sweeper.population (members = population x max_session) or max_concurrent"
+    )
+
+
+def sweep_dir(path: Path) -> None:
+    """ConfigError for a hydra.sweep.dir that cannot be made a directory: a file, under a file,
+    or with a name longer than its filesystem allows."""
+    existing = next(p for p in [path, *path.parents] if _exists(p))
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"is under {existing}, a file"
+        raise ConfigError(f"hydra.sweep.dir={path} {what}; name a directory")
+    limit = os.pathconf(existing, "PC_NAME_MAX")
+    if long := [n for n in path.relative_to(existing).parts if len(os.fsencode(n)) > limit]:
+        raise ConfigError(
+            f"hydra.sweep.dir: the name {long[0][:40]}... is {len(os.fsencode(long[0]))} bytes "
+            f"long, more than the {limit} its filesystem allows"
+        )
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long
+        return False

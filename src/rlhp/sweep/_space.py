@@ -20,7 +20,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from rlhp.config import outside
+from rlhp.config import is_int, outside, wrong_type
 from rlhp.errors import ConfigError
 from rlhp.record import decode
 from rlhp.sweep._foreign import distribution
@@ -113,17 +113,65 @@ def check_paths(space: Mapping[str, BaseDistribution], config: DictConfig) -> No
 
 
 def check_domains(space: Mapping[str, BaseDistribution]) -> None:
-    """ConfigError for a searched value outside its hyperparameter's domain (lr > 0, ...)."""
+    """ConfigError for a searched value outside its hyperparameter's domain (lr > 0, ...) or
+    of the wrong type (a string for training_epoch, an empty hid_layers, ...)."""
     for name, dist in space.items():
         if isinstance(dist, CategoricalDistribution):
             values = [decode(c) for c in dist.choices]
         else:
             values = [dist.low, dist.high]
         for value in values:
+            if isinstance(dist, CategoricalDistribution) and (kind := wrong_type(name, value)):
+                raise ConfigError(f"searched {name} holds {value!r}, but {name} must be {kind}")
             if (domain := outside(name, value)) is not None:
                 raise ConfigError(
                     f"searched {name}={describe(dist)} leaves its domain {domain} at {value}"
                 )
+
+
+def kind(value: Any) -> str | None:
+    """The type of a config value in words, which a searched value must have; None: any."""
+    if isinstance(value, bool):
+        return "true or false"
+    if is_int(value):
+        return "an integer"
+    kinds = {float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+    return next((w for t, w in kinds.items() if isinstance(value, t)), None)
+
+
+def fits(value: Any, wanted: str) -> bool:
+    """Whether `value` has the type `wanted` (kind's words); null always fits, ints are numbers."""
+    return value is None or kind(value) == wanted or (wanted == "a number" and is_int(value))
+
+
+def check_types(space: Mapping[str, BaseDistribution], config: DictConfig) -> None:
+    """ConfigError for a searched value whose type is not that of the key's value in the
+    composed config: every value of a choice or an ordered dimension, and floats drawn for an
+    integer."""
+    groups = set(config.hydra.runtime.choices)
+    for name, dist in space.items():
+        if name.startswith("+") or name in groups:
+            continue
+        current = OmegaConf.select(config, name, default=None)
+        if (wanted := kind(_plain(current))) is None:
+            continue
+        if isinstance(dist, CategoricalDistribution):
+            if bad := [v for v in map(decode, dist.choices) if not fits(v, wanted)]:
+                raise ConfigError(
+                    f"searched {name} holds {bad[0]!r}, but {name} is {wanted} "
+                    f"({_plain(current)} in the config)"
+                )
+        elif wanted == "an integer" and isinstance(dist, FloatDistribution):
+            raise ConfigError(
+                f"searched {name}={describe(dist)} draws floats, but {name} is an integer: "
+                "search it with int(interval(...)) or range(...)"
+            )
+        elif wanted not in ("an integer", "a number"):
+            raise ConfigError(f"searched {name}={describe(dist)} draws numbers; {name} is {wanted}")
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
 
 
 def leaves(config: DictConfig, prefix: str = "") -> dict[str, Any]:
