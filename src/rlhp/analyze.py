@@ -20,6 +20,7 @@ of a search, on one still running and on one that was killed. It writes into the
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import traceback
@@ -80,8 +81,10 @@ def analyze(
     strict: bool = False,
     metric: str | None = None,
     ascending: bool | None = None,
-) -> None:
-    """Write every analysis output into sweep_dir (see the module doc) and print a summary.
+) -> list[str]:
+    """Write every analysis output into sweep_dir (see the module doc) and print a summary;
+    returns the outputs it could not write (a read-only sweep dir, a full disk: one line each
+    on stderr, and the table is printed instead of experiment_df.csv).
 
     Works on a finished, running or killed search. A step that fails is logged and the others
     still run; strict=True raises AnalysisError at the end instead (tests, the CLI's exit code).
@@ -89,11 +92,20 @@ def analyze(
     """
     sweep = load(Path(sweep_dir))
     failed: list[str] = []
+    unwritten: list[str] = []
 
     def step(name: str, fn, *args):
         try:
             return fn(*args)
         except Exception as e:
+            if (number := record.disk_errno(e)) is not None:
+                unwritten.append(name)
+                print(
+                    f"rlhp.analyze: error: cannot write {name} in {sweep.dir}: "
+                    f"{os.strerror(number)}",
+                    file=sys.stderr,
+                )
+                return None
             failed.append(f"{name}: {type(e).__name__}: {e}")
             log.warning("rlhp.analyze: %s failed:\n%s", name, traceback.format_exc())
             return None
@@ -120,23 +132,33 @@ def analyze(
     step("best_history.png", plots.best_history_graph, sweep, steps)
     if (sweep.dir / record.VALIDATION_CSV).is_file():
         step("validation.png", validation_graph, sweep.dir)
-    tb = step("tensorboard", analysis.write_tensorboard, sweep)
-    _print_summary(sweep, df, configs, imp, tb)
+    tb = step("the TensorBoard HParams summary", analysis.write_tensorboard, sweep)
+    _print_summary(sweep, df, configs, imp, tb, unwritten)
     if failed and strict:
         raise AnalysisError("; ".join(failed))
+    return unwritten
 
 
 def _print_summary(
-    sweep: Sweep, df: pd.DataFrame, configs: list, imp: dict | None, tb: dict | None
+    sweep: Sweep,
+    df: pd.DataFrame,
+    configs: list,
+    imp: dict | None,
+    tb: dict | None,
+    unwritten: list[str],
 ) -> None:
     counts = df["state"].str.split("@").str[0].value_counts()
     parts = [f"{counts.get(s, 0)} {s}" for s in analysis.GROUP if counts.get(s, 0)]
     print(f"rlhp.analyze: {sweep.dir}: {len(df)} trials ({', '.join(parts)})")
+    complete = df[df["state"] == "complete"]
     if configs:
         best = df[df["trial"] == configs[0]["trial"]].iloc[0]
         print(f"  best: trial {configs[0]['trial']}, objective {best['objective']:.6g}")
         print(f"  train the best configuration: {configs[0]['command']}")
-    elif (df["state"] == "complete").any():
+    elif "best.yaml" in unwritten and len(complete):
+        best = complete.iloc[0]
+        print(f"  best: trial {best['trial']}, objective {best['objective']:.6g} (no best.yaml)")
+    elif len(complete):
         print("  no best.yaml: the best trials' folders hold no .hydra/config.yaml")
     else:
         print("  no complete trial yet: no best.yaml")
@@ -148,8 +170,11 @@ def _print_summary(
             print(f"  importance: {imp['note']}")
     if tb and tb["sessions"] and tb["not_logged"]:
         print(f"  TensorBoard: trials do not log {', '.join(tb['not_logged'])}")
-    outputs = ["experiment_df.csv", "importance.yaml", *GRAPHS]
-    print(f"  wrote {', '.join(outputs)}; tensorboard --logdir {shlex.quote(str(sweep.dir))}")
+    if "experiment_df.csv" in unwritten:
+        print(df.to_string(index=False))
+    outputs = [o for o in ["experiment_df.csv", "importance.yaml", *GRAPHS] if o not in unwritten]
+    logdir = shlex.quote(str(sweep.dir))
+    print(f"  wrote {', '.join(outputs) or 'nothing'}; tensorboard --logdir {logdir}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.sweep_dir) > 1:
             raise AnalysisError("several sweep dirs need --compare")
         ascending = None if args.sort is None else args.sort == "asc"
-        analyze(
+        unwritten = analyze(
             args.sweep_dir[0], args.evaluator, strict=True, metric=args.metric, ascending=ascending
         )
         if args.history:
@@ -183,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     except AnalysisError as e:
         print(f"rlhp.analyze: error: {e}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if unwritten else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 import json
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import matplotlib.image
@@ -18,9 +20,9 @@ from rlhp.analysis import experiment_df
 from rlhp.analyze import GRAPHS, analyze
 from rlhp.record import load
 
-# a search that has every kind of trial: the prior (lr=1e30) fails with an inf loss, every other
-# lr=1e30 sample is rejected by the constraint (the prior's gamma 0.9 is not > 0.9), the rest
-# complete; the seeded random sampler rejects some before the third one completes
+# a search that has every kind of trial: the prior (val_loss_coef=3e38) fails with an inf loss,
+# every other 3e38 sample is rejected by the constraint (the prior's gamma 0.9 is not > 0.9),
+# the rest complete; the seeded random sampler rejects some before the third one completes
 PRESET = """\
 # @package _global_
 env:
@@ -32,18 +34,24 @@ hydra:
     max_concurrent: 2
     max_failure_rate: 1.0
     params:
-      algo.lr: choice(3e-4, 1e30)
+      algo.val_loss_coef: choice(0.5, 3e38)
       algo.gamma: interval(0.9, 0.999)
       algo.entropy_coef: tag(log, interval(1e-4, 1e-2))
       algo.training_epoch: int(interval(2, 6))
       algo.hid_layers: choice([32,32], [64,64])
     prior_values:
-      algo.lr: 1e30
+      algo.val_loss_coef: 3e38
       algo.gamma: 0.9
     constraints:
-      - algo.lr > 1 and algo.gamma > 0.9
+      - algo.val_loss_coef > 1 and algo.gamma > 0.9
 """
-SEARCHED = ["algo.lr", "algo.gamma", "algo.entropy_coef", "algo.training_epoch", "algo.hid_layers"]
+SEARCHED = [
+    "algo.val_loss_coef",
+    "algo.gamma",
+    "algo.entropy_coef",
+    "algo.training_epoch",
+    "algo.hid_layers",
+]
 
 
 def search_args(conf: Path) -> list[str]:
@@ -92,8 +100,8 @@ def test_experiment_df_loads_best_first_with_every_parameter_and_state(sweep):
         assert by_trial.loc[number, "state"] == want
     states = set(df["state"])
     assert {"complete", "failed", "rejected"} <= states
-    assert by_trial.loc[0, "state"] == "failed"  # the prior, lr=1e30
-    assert by_trial.loc[0, "algo.lr"] == 1e30
+    assert by_trial.loc[0, "state"] == "failed"  # the prior, val_loss_coef=3e38
+    assert by_trial.loc[0, "algo.val_loss_coef"] == 3e38
     assert "inf" in by_trial.loc[0, "note"] or "nan" in by_trial.loc[0, "note"].lower()
     assert df.loc[df["state"] == "rejected", "note"].str.contains("constraint").all()
     # best first: the complete trials lead, by objective, and the study's best is row 0
@@ -139,9 +147,9 @@ def test_importance_ranks_every_searched_parameter(sweep):
     ranked = [e["importance"] for e in imp["importance"] if e["importance"] is not None]
     assert len(ranked) >= 3 and ranked == sorted(ranked, reverse=True)
     assert sum(ranked) == pytest.approx(1.0)
-    # lr is 3e-4 in every complete trial (1e30 failed or was rejected): nothing to rank
-    lr = next(e for e in imp["importance"] if e["param"] == "algo.lr")
-    assert lr["importance"] is None and "constant" in lr["why"]
+    # val_loss_coef is 0.5 in every complete trial (3e38 failed or was rejected): nothing to rank
+    coef = next(e for e in imp["importance"] if e["param"] == "algo.val_loss_coef")
+    assert coef["importance"] is None and "constant" in coef["why"]
     df = pd.read_csv(sweep / "experiment_df.csv")
     assert [c["trial"] for c in imp["top_configurations"]] == list(df["trial"][:3])
     best = imp["top_configurations"][0]
@@ -255,7 +263,12 @@ def test_tensorboard_lists_every_trial_with_its_hparams(sweep):
     for g in groups:
         assert [s["name"] for s in g["sessions"]] == [f"{g['name']}/session0"]
         row = df.loc[int(g["name"])]
-        for name in ("algo.gamma", "algo.entropy_coef", "algo.training_epoch", "algo.lr"):
+        for name in (
+            "algo.gamma",
+            "algo.entropy_coef",
+            "algo.training_epoch",
+            "algo.val_loss_coef",
+        ):
             assert g["hparams"][name] == pytest.approx(row[name])
         assert g["hparams"]["algo.hid_layers"].replace(" ", "") == row["algo.hid_layers"]
         values = {m["name"]["tag"]: m["value"] for m in g["metricValues"]}
@@ -401,6 +414,36 @@ def sweep_copy(sweep, tmp_path) -> Path:
     import shutil
 
     return Path(shutil.copytree(sweep, tmp_path / "sweep"))
+
+
+def test_a_read_only_sweep_is_analysed_to_stdout_with_one_line_per_unwritten_output(
+    sweep, tmp_path
+):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)]
+    if (made := subprocess.run(mount, capture_output=True, text=True)).returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    try:
+        shutil.copytree(sweep, disk / "sweep")
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        proc = run_cli("analyze", disk / "sweep", timeout=120)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert proc.returncode == 1, output(proc)
+    assert "Traceback" not in proc.stdout + proc.stderr, output(proc)
+    outputs = ["experiment_df.csv", "best.yaml", "importance.yaml", *GRAPHS]
+    outputs.append("the TensorBoard HParams summary")
+    error = f"rlhp.analyze: error: cannot write {{}} in {disk / 'sweep'}: Read-only file system"
+    assert proc.stderr.splitlines() == [error.format(o) for o in outputs], output(proc)
+    # what could be computed is printed: the best trial and the table, best first
+    df = pd.read_csv(sweep / "experiment_df.csv")
+    assert f"best: trial {df.loc[0, 'trial']}, objective" in proc.stdout, output(proc)
+    (header,) = [
+        ln.split() for ln in proc.stdout.splitlines() if ln.split()[:2] == ["trial", "rank"]
+    ]
+    assert {"state", "objective", *SEARCHED} <= set(header)
+    assert "wrote nothing" in proc.stdout, output(proc)
 
 
 def test_experiment_df_keeps_slm_labs_total_reward_ma(sweep):
