@@ -273,3 +273,28 @@ def test_grid_refuses_a_continuous_dimension(expr):
     space, _ = _space.parse({"a": "choice(1, 2)", "algo.lr": expr}, [])
     with pytest.raises(ConfigError, match="'algo.lr' is continuous"):
         _space.grid(space)
+
+
+@pytest.mark.parametrize(
+    ("dimension", "words"),
+    [
+        ("algo.training_epoch=ordered(4, 8, x)", ["algo.training_epoch", "'x'", "an integer"]),
+        ("algo.time_horizon=interval(32, 256)", ["draws floats", "int(interval(...))"]),
+        ("algo.activation=choice(tanh, 1)", ["algo.activation", "1", "a string"]),
+        ("algo.hid_layers=choice([64], 64)", ["algo.hid_layers", "64", "a list"]),
+        ("algo.shared=choice(true, 0)", ["algo.shared", "true or false"]),
+        ("algo.lr=choice(1e-3, abc)", ["algo.lr", "'abc'", "a number"]),
+    ],
+)
+def test_every_searched_value_has_the_type_of_the_key_in_the_config(dimension, words):
+    space, _ = _space.parse({}, [dimension])
+    values = _space.as_values(space, _space.ordered({}, [dimension]))
+    with pytest.raises(ConfigError) as e:
+        _space.check_types(values, config())
+    assert all(w in str(e.value) for w in words), e.value
+
+
+def test_values_of_the_keys_type_pass_ints_included_for_floats():
+    args = ["algo.lr=choice(1, 1e-3)", "algo.training_epoch=int(interval(2, 6))"]
+    space, _ = _space.parse({}, args)
+    _space.check_types(space, config())
