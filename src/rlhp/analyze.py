@@ -98,13 +98,8 @@ def analyze(
         try:
             return fn(*args)
         except Exception as e:
-            if (number := record.disk_errno(e)) is not None:
+            if _unwritable(name, sweep.dir, e):
                 unwritten.append(name)
-                print(
-                    f"rlhp.analyze: error: cannot write {name} in {sweep.dir}: "
-                    f"{os.strerror(number)}",
-                    file=sys.stderr,
-                )
                 return None
             failed.append(f"{name}: {type(e).__name__}: {e}")
             log.warning("rlhp.analyze: %s failed:\n%s", name, traceback.format_exc())
@@ -137,6 +132,18 @@ def analyze(
     if failed and strict:
         raise AnalysisError("; ".join(failed))
     return unwritten
+
+
+def _unwritable(name: str, folder: Path, e: Exception) -> bool:
+    """Whether `e` says that output `name` cannot be written into `folder` (a read-only or full
+    disk); if so, one line on stderr."""
+    if (number := record.disk_errno(e)) is None:
+        return False
+    print(
+        f"rlhp.analyze: error: cannot write {name} in {folder}: {os.strerror(number)}",
+        file=sys.stderr,
+    )
+    return True
 
 
 def _print_summary(
