@@ -296,7 +296,8 @@ def run(sweeper: Any, study: optuna.Study) -> None:
                     batched.waiting.append(proposal)
             if not more() and not batched.waiting:
                 batched.close()  # jobs end once their trials are done
-            if recorded or launched > started or not batched.jobs:
+            redraw = time.time() - sw.reported >= _state.REDRAW_S  # frames advanced
+            if recorded or launched > started or not batched.jobs or redraw:
                 members = sum(len(j.trials) for j in batched.jobs) * sw.leaves["max_session"]
                 sw.report(study, {"jobs": len(batched.jobs), "members": members})
             if not batched.jobs and not batched.waiting:

@@ -50,6 +50,7 @@ class SweeperImpl:
         self.sampler_cfg = sampler
         self.cfg = OmegaConf.create(cfg)
         self.fell_back = False  # a random sample was drawn after PATIENCE rejections
+        self.reported = 0.0  # when state.yaml and the progress line were last written
         for note in _checks.renamed(self.cfg):
             print(f"rlhp: warning: {note}", file=sys.stderr)
 
@@ -381,10 +382,12 @@ class SweeperImpl:
                 self.report(study)
                 if not running:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                # woken every REDRAW_S: the progress line follows the running trials' frames
+                done, _ = wait(running, timeout=_state.REDRAW_S, return_when=FIRST_COMPLETED)
                 for future in done:
                     failed += not self._ended(study, running.pop(future), future)
-                study.set_user_attr("elapsed_s", self.elapsed())
+                if done:
+                    study.set_user_attr("elapsed_s", self.elapsed())
         except BaseException:  # Ctrl+C, a full disk: running trials stay RUNNING and resume
             self.stop()
             raise
@@ -525,7 +528,12 @@ class SweeperImpl:
         """state.yaml and the progress line; `populations`: jobs and members of a batched
         search."""
         parallel = self.slots * self.cfg.population
-        state = _state.summary(study, self.n_trials, self.elapsed(), parallel)
+        queues = self.jobs is not None or self.packer is not None  # SLURM: jobs may wait
+        since = self.start if queues else None
+        state = _state.summary(
+            study, self.n_trials, self.elapsed(), parallel, self.sweep_dir, since
+        )
+        self.reported = time.time()
         if populations is not None:
             state["populations"] = populations
         _state.write(self.sweep_dir, state)
