@@ -40,9 +40,11 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def local_controller() -> int | None:
     """The pid of the submitit local controller this process is a task of, else None."""
-    parent = os.environ.get("SUBMITIT_LOCAL_JOB_ID", "")
-    local = os.environ.get("SUBMITIT_EXECUTOR") == "local" and parent.isdigit()
-    return int(parent) if local else None
+    job_id = os.environ.get("SUBMITIT_LOCAL_JOB_ID", "")
+    if os.environ.get("SUBMITIT_EXECUTOR") != "local" or not job_id.isdigit():
+        return None
+    # the job id is the controller's pid, or its shell's when it was started through one
+    return os.getppid() if os.environ.get("SUBMITIT_LOCAL_WITH_SHELL") else int(job_id)
 
 
 def end_with_parent(signum: int) -> None:

@@ -10,8 +10,12 @@ import signal
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from filelock import FileLock
 from optuna.trial import TrialState
+
+from rlhp.inbox import parse
+from rlhp.sweep import _results
 
 from ._cli import kill_group, load_study, output, run_sweep, start_sweep, state, wait_for
 
@@ -56,6 +60,35 @@ def kill(pids: list[int]) -> None:
 
 def checkpointed(sweep_dir: Path):
     return lambda: list(sweep_dir.glob("*/checkpoints/session0.pt"))
+
+
+@pytest.mark.parametrize(
+    ("error", "again"),
+    [
+        ("UncompletedJobError: trial process killed by signal 9 (SIGKILL) without a result", True),
+        ("population job 3: UncompletedJobError: ... killed by signal 6 (SIGABRT) ...", True),
+        ("UncompletedJobError: trial process killed by signal 2 (SIGINT) without a result", False),
+        (_results.ENDED_WITHOUT, True),
+        ("population job 0: IndexError: list index out of range (see ...)", False),
+        ("FloatingPointError: session 0: loss is nan", False),
+    ],
+)
+def test_only_a_trial_whose_process_died_runs_again(error, again):
+    assert _results.retriable(error) is again
+
+
+@pytest.mark.parametrize(
+    ("line", "taken"),
+    [
+        (b'{"trial": 3, "dir": "/s/3"}', (3, Path("/s/3"))),
+        (b'\x00junk{"trial": 4, "dir": "/s/4"}', (4, Path("/s/4"))),  # appended onto garbage
+        (b"\xff\xfe not json", None),
+        (b'{"trial": "x", "dir": "/s/x"}', None),
+        (b"[1, 2]", None),
+    ],
+)
+def test_an_inbox_line_that_assigns_no_trial_is_skipped(line, taken):
+    assert parse(line) == taken
 
 
 def test_a_crash_inside_a_population_job_is_recorded_on_its_trials_with_its_cause(tmp_path):
