@@ -15,10 +15,11 @@ search. The new job starts as soon as the retired one has at most half its popul
 With a grid (grid, dgd) nothing is fixed: a proposal no job of its kind has room for starts
 its own job in a free slot or waits for one, and a job with nothing left to do gives its slot
 up. A job holds its P trials plus one queued, so a freed member slot refills at the next
-rollout boundary. Each trial's result.yaml is recorded the moment it appears; a job that dies
-fails its unfinished trials with its error and the search goes on. Killed at any moment, the
-same command resumes: the trials that were running are assigned again and resume from their
-checkpoints.
+rollout boundary. Each trial's result.yaml is recorded the moment it appears (an unreadable one
+is set aside). A job killed by a signal has its unfinished trials assigned again, to resume from
+their checkpoints (max_retries); one that crashes fails them with its error line, and the search
+goes on. Killed at any moment, the same command resumes: the trials that were running are
+assigned again and resume from their checkpoints.
 """
 
 import itertools
