@@ -103,6 +103,7 @@ def test_trials_of_different_structure_never_share_a_population(sampler, tmp_pat
         "hydra.sweeper.max_concurrent=2",
     )
     assert proc.returncode == 0, output(proc)
+    assert "ExperimentalWarning" not in proc.stderr  # PartialFixedSampler's, silenced
     jobs = assigned(sweep)
     assert sum(len(v) for v in jobs.values()) == 6 == len(trial_dirs(sweep))
     for trials in jobs.values():
