@@ -61,7 +61,7 @@ def test_refused_submissions_are_retried_and_jobs_are_named(slurm_env, tmp_path)
     assert (tmp_path / "refused").read_text().strip() == "2"  # sbatch did refuse twice
     assert [t.state for t in load_study(sweep).trials] == [COMPLETE, COMPLETE]
     assert out.count("QOSMaxSubmitJobPerUserLimit") == 1, out[-3000:]  # logged once
-    assert "SLURM refused the job of #0 (QOSMaxSubmitJobPerUserLimit; " in out
+    assert "SLURM refused job rlhp_sweep_0 (QOSMaxSubmitJobPerUserLimit; " in out
     assert "after 2 refusals" in out
     # jobs named by search (its dir) and trial, so that squeue and sacct are readable
     jobs = {n: job_id(sweep / str(n)) for n in (0, 1)}
@@ -71,17 +71,20 @@ def test_refused_submissions_are_retried_and_jobs_are_named(slurm_env, tmp_path)
     }
 
 
-def test_a_refused_launch_is_not_a_trial_and_the_same_command_resumes(slurm_env, tmp_path):
+@pytest.mark.parametrize("population", [1, 2])
+def test_a_refused_launch_is_not_a_trial_and_the_same_command_resumes(
+    slurm_env, tmp_path, population
+):
     sweep = tmp_path / "sweep"
     cmd = search(sweep, *TINY, "hydra.sweeper.n_trials=2", "hydra.sweeper.max_concurrent=1")
+    cmd.append(f"hydra.sweeper.population={population}")  # a job per trial, or per population
     proc = run(cmd, refusing_sbatch(tmp_path, slurm_env, 1, BAD_ACCOUNT))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
     assert (
-        "rlhp: error: SLURM refused the job of #0: Batch job submission failed: Invalid account "
-        "or account/partition combination specified; the search stops; run the same command to "
-        "resume"
+        "Batch job submission failed: Invalid account or account/partition combination "
+        "specified; the search stops; run the same command to resume"
     ) in out
     assert not [t for t in load_study(sweep).trials if t.state == FAIL]  # not a failed trial
 
@@ -102,6 +105,18 @@ def test_gpu_type_is_one_gres_request(slurm_env, tmp_path):
     assert "--gpus" not in script, script  # one request, not two
     result = yaml.safe_load((sweep / "0" / "result.yaml").read_text())
     assert result["where"]["cuda_visible_devices"] in ("0", "1")
+
+
+def test_an_unknown_gpu_type_is_one_error_line_before_launch(slurm_env, tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = search(sweep, "hydra.sweeper.n_trials=1", "meta.search_resources.gpu=1")
+    proc = run([*cmd, "hydra.launcher.gres=gpu:a100"], slurm_env)
+    assert proc.returncode == 2
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        "rlhp: error: partition debug: no node has GPUs of type a100 (hydra.launcher.gres); its "
+        "GPU types: fake"
+    ], proc.stderr[-2000:]
+    assert not (sweep / "study.journal").exists()
 
 
 def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path):

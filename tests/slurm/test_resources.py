@@ -10,7 +10,7 @@ import pytest
 
 from rlhp.errors import ConfigError
 from rlhp.slurm import gpu_request, preempted, transient
-from rlhp.sweep._slurm import job_request, parse_sinfo, slots, unmet
+from rlhp.sweep._slurm import gpu_types, job_request, parse_sinfo, slots, unmet
 from rlhp.validate import launcher_args
 
 SINFO = """cpu*|(null)|64000|32
@@ -83,6 +83,12 @@ def test_requests_that_cannot_fit_say_what_to_change(partition, resources, words
 )
 def test_one_gpu_request_per_job(gres, gpus, asked):
     assert gpu_request(gres, gpus) == asked
+
+
+def test_gpu_types():
+    assert gpu_types(SINFO, "gpu") == {"a100"}
+    assert gpu_types(SINFO, "small") == set()  # untyped GPUs
+    assert gpu_types(SINFO, None) == {"a100"}
 
 
 @pytest.mark.parametrize(("gres", "gpus"), [("gpu:a100:4", 1), ("gpu:a100", 0)])

@@ -18,11 +18,13 @@ job, same trial directory, same ASHA reports), and writes the JobReturn back. A 
 the sweeper waits for its trial's result, so slots stay asynchronous: the moment one trial ends,
 its host claims the next.
 
-Preemption: a host that receives SIGUSR2 (preemption, time limit) passes it to its trials,
-which checkpoint; their claims go back to the queue and the sweeper starts a new host to resume
-them. A trial preempted more than `max_num_timeout` times fails. SIGTERM (scancel) fails the
-host's trials after their checkpoint, and so does a host that dies without a word (node
-failure); with `hydra.sweeper.requeue=true` they are queued again instead.
+Preemption: a host that receives SIGUSR2 (time limit) passes it to its trials, which
+checkpoint; their claims go back to the queue and the sweeper starts a new host to resume them.
+A trial preempted more than `max_num_timeout` times fails. On SIGTERM (SLURM's preemption signal,
+and scancel's) the trials checkpoint and stay claimed, and the sweeper decides by the end state
+SLURM recorded for the host job (rlhp.slurm.preempted): preempted, they are queued again;
+CANCELLED, or a host that died without a word (node failure), they fail, unless
+`hydra.sweeper.requeue=true`. A trial job is decided the same way (Jobs.run).
 
 Queue layout under <sweep>/.queue: pending/<n>.pkl, claimed/<host>/<n>.pkl, done/<n>.pkl.
 """
@@ -245,6 +247,8 @@ class Jobs:
                 ret, error = None, e
             if ret is not None and not _preempted(ret):
                 return ret
+            if self.stopping.is_set():  # Ctrl+C: the trial checkpointed, resumed next time
+                raise KeyboardInterrupt
             state, preemptions = end_state(job.job_id), preemptions + 1
             if not preempted(ret is not None, state) or preemptions > self.max_preemptions:
                 raise error or UncompletedJobError(
@@ -260,7 +264,7 @@ class Jobs:
         name = f"{self.prefix}_{number}" if number < JOB_BASE else f"{self.prefix}_pop"
         name += str(number - JOB_BASE) if number >= JOB_BASE else ""
         args = (list(overrides), "hydra.sweep.dir", number, f"job_id_for_{number}")
-        backoff = Backoff(f"the job of #{number}")
+        backoff = Backoff(f"job {name}")
         while True:
             if self.stopping.is_set():
                 raise KeyboardInterrupt
@@ -426,9 +430,12 @@ def slots(max_concurrent: int | None, parallelism: int | None, n_trials: int) ->
     )
 
 
-def check(partition: str | None, resources: dict[str, Any] | None = None) -> None:
+def check(
+    partition: str | None, resources: dict[str, Any] | None = None, gpu_type: str | None = None
+) -> None:
     """ConfigError, before anything is submitted, if SLURM or the partition cannot be reached,
-    or if no node of the partition can hold one job of ``resources`` (meta.search_resources)."""
+    if no node of the partition can hold one job of ``resources`` (meta.search_resources), or
+    has GPUs of ``gpu_type``."""
     fmt = "%P|%G|%m|%c"
     try:
         out = subprocess.run(["sinfo", "-h", "-o", fmt], capture_output=True, text=True, timeout=30)
@@ -447,6 +454,22 @@ def check(partition: str | None, resources: dict[str, Any] | None = None) -> Non
         where = [n[1:] for n in nodes if partition is None or n[0] == partition]
         if problem := unmet(resources, where):
             raise ConfigError(f"partition {partition or '(default)'}: {problem}")
+    if gpu_type and gpu_type not in (types := gpu_types(out.stdout, partition)):
+        raise ConfigError(
+            f"partition {partition or '(default)'}: no node has GPUs of type {gpu_type} "
+            f"(hydra.launcher.gres); its GPU types: {', '.join(sorted(types)) or 'none'}"
+        )
+
+
+def gpu_types(text: str, partition: str | None) -> set[str]:
+    """The GPU types (gpu:TYPE:N) of the partition's nodes in ``sinfo -h -o '%P|%G|%m|%c'``."""
+    types = set()
+    for line in text.splitlines():
+        part, gres = (line.split("|") + [""])[:2]
+        if partition is None or part.rstrip("*") == partition:
+            fields = (item.split("(")[0].split(":") for item in gres.split(","))
+            types |= {f[1] for f in fields if f[0] == "gpu" and len(f) == 3}
+    return types
 
 
 def parse_sinfo(text: str) -> list[tuple[str, int, int, int]]:

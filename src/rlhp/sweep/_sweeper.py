@@ -213,7 +213,8 @@ class SweeperImpl:
         gpu = OmegaConf.select(self.config, "meta.search_resources.gpu", default=0) or 0
         request = {"gpu": gpu, "cpu": params.get("cpus_per_task"), "mem_gb": params.get("mem_gb")}
         gpus = _slurm.gpu_request(params.get("gres"), math.ceil(gpu))  # ConfigError first
-        _slurm.check(params.get("partition"), request)
+        typed = (gpus.get("gres") or "").split(",")[0].split(":")  # gpu:TYPE:N
+        _slurm.check(params.get("partition"), request, typed[1] if len(typed) == 3 else None)
         prefix = f"rlhp_{self.sweep_dir.name}"  # job names: rlhp_<sweep dir>_<trial>
         if gpu >= 1:
             params.update(gpus)
@@ -493,18 +494,30 @@ class SweeperImpl:
         )
 
     def launch_job(self, number: int, overrides: list[str]):
-        """Job `number` (a trial, or a population job) through the launcher; its return."""
-        if self.packer is not None:
-            return self.packer.run(number, overrides)
-        for attempt in itertools.count(1):
-            try:
-                if self.jobs is not None:
-                    return self.jobs.run(number, overrides)
-                return self.launcher.launch([overrides], initial_job_idx=number)[0]
-            except Exception as e:  # the job ended without a result: cancelled, killed, ...
-                if not self.cfg.requeue or attempt > self.launcher.params.get("max_num_timeout", 3):
-                    raise
-                log.warning("job %d ended (%s): queued again", number, e)
+        """Job `number` (a trial, or a population job) through the launcher; its return.
+        NotSubmitted (SLURM refused it for good) stops the search as Ctrl+C does."""
+        import _thread
+
+        from rlhp.slurm import NotSubmitted
+
+        try:
+            if self.packer is not None:
+                return self.packer.run(number, overrides)
+            for attempt in itertools.count(1):
+                try:
+                    if self.jobs is not None:
+                        return self.jobs.run(number, overrides)
+                    return self.launcher.launch([overrides], initial_job_idx=number)[0]
+                except Exception as e:  # the job ended without a result: cancelled, killed, ...
+                    timeouts = self.launcher.params.get("max_num_timeout", 3)
+                    if not self.cfg.requeue or attempt > timeouts:
+                        raise
+                    log.warning("job %d ended (%s): queued again", number, e)
+        except NotSubmitted:
+            if number >= record.JOB_BASE:  # the batched loop would fail its trials: stop first
+                _thread.interrupt_main()
+                (self.jobs or self.packer).stopping.wait()
+            raise
 
     def _ended(self, study: optuna.Study, trial: Trial, future: Future) -> bool:
         """Record a trial whose job ended; False when it failed."""
