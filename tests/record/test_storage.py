@@ -90,3 +90,12 @@ def test_disk_errors_are_told_apart(tmp_path):
     assert _storage.disk_errno(RuntimeError("loss is nan"), tmp_path) is None
     wrapped = RuntimeError("OSError: [Errno 28] No space left on device: 'metrics.csv'")
     assert _storage.disk_errno(wrapped, tmp_path) == errno.ENOSPC
+
+
+def test_any_path_is_a_journal_and_a_url_a_database(tmp_path):
+    from rlhp.record._storage import journal_path
+
+    assert journal_path(None, tmp_path) == tmp_path / "study.journal"
+    assert journal_path(str(tmp_path / "optuna.log"), tmp_path) == tmp_path / "optuna.log"
+    assert journal_path("sqlite:///x.db", tmp_path) is None
+    assert journal_path("postgresql://u@h/db", tmp_path) is None

@@ -119,6 +119,91 @@ def test_a_changed_space_is_refused_with_one_line(finished, tmp_path):
     assert (sweep_dir / "study.journal").read_bytes() == before
 
 
+def files(sweep_dir: Path) -> dict[Path, bytes]:
+    """Every file of a sweep dir but the controller's lock, with its bytes."""
+    return {p: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file() and "lock" not in p.name}
+
+
+def refused(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, output(proc)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rlhp: error: "), output(proc)
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("env.max_frame=1500", "env.max_frame"),
+        ("meta.search_scheduler={grace_period: 500, reduction_factor: 2}", "meta.search_scheduler"),
+        ("algo.gamma=0.9", "algo.gamma"),
+    ],
+)
+def test_a_changed_setting_is_refused_and_the_first_command_finishes(
+    finished, tmp_path, override, key
+):
+    sweep_dir = copy(finished, tmp_path)
+    before = files(sweep_dir)
+    changed = [a for a in BASE if not a.startswith(override.split("=")[0] + "=")] + [override]
+    refused(run_sweep(sweep_dir, *changed), key, "first launch", "hydra.sweep.dir")
+    assert files(sweep_dir) == before
+    proc = run_sweep(sweep_dir, *BASE)  # the settings it began with: nothing to run again
+    assert proc.returncode == 0, output(proc)
+    assert [t.state for t in launched(sweep_dir)] == [TrialState.COMPLETE] * 2
+
+
+@pytest.mark.parametrize("change", ["study_name", "journal_deleted", "journal_and_pin_deleted"])
+def test_a_sweep_dir_never_takes_another_study(finished, tmp_path, change):
+    """Its trial folders keep their results: no other study resumes from them."""
+    sweep_dir = copy(finished, tmp_path)
+    extra = ["hydra.sweeper.study_name=second"] if change == "study_name" else []
+    if change != "study_name":
+        (sweep_dir / "study.journal").unlink()
+    if change == "journal_and_pin_deleted":
+        (sweep_dir / "sweep.yaml").unlink()
+    before = files(sweep_dir)
+    words = {"study_name": "'second'", "journal_deleted": "gone"}.get(change, "trial folders 0-1")
+    refused(run_sweep(sweep_dir, *BASE, *extra), words, "hydra.sweep.dir")
+    assert files(sweep_dir) == before
+
+
+def test_a_running_trial_whose_folder_holds_other_values_is_never_resumed_from(finished, tmp_path):
+    sweep_dir = copy(finished, tmp_path)
+    study = load_study(sweep_dir)
+    study.enqueue_trial({"algo.lr": 5e-4})
+    trial = study.ask({"algo.lr": optuna.distributions.FloatDistribution(1e-4, 1e-3, log=True)})
+    folder = sweep_dir / str(trial.number)
+    shutil.copytree(sweep_dir / "0", folder)  # trial 0's folder, results and all
+    (folder / ".hydra" / "overrides.yaml").write_text("- algo.lr=0.0002\n")
+    result = (folder / "result.yaml").read_bytes()
+
+    proc = run_sweep(sweep_dir, *BASE)
+    assert proc.returncode == 0, output(proc)
+    t = load_study(sweep_dir).trials[trial.number]
+    assert t.state == TrialState.FAIL and "never resumed from" in t.user_attrs["error"]
+    assert "algo.lr=0.0002, not 0.0005" in t.user_attrs["error"]
+    assert (folder / "result.yaml").read_bytes() == result  # untouched, not recorded as trial 2's
+
+
+def test_two_searches_on_one_database_stay_apart(tmp_path):
+    url = f"sqlite:///{tmp_path}/shared.db"
+    args = [*TINY, "hydra.sweeper.n_trials=1", LR]
+    for name in ("a", "b"):
+        proc = run_sweep(tmp_path / name, *args, f"hydra.sweeper.storage={url}")
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, output(proc)
+    names = sorted(optuna.get_all_study_names(url))
+    assert names == [f"rlhp:{tmp_path / 'a'}", f"rlhp:{tmp_path / 'b'}"]
+    for name in names:
+        (trial,) = optuna.load_study(study_name=name, storage=url).trials
+        assert trial.state == TrialState.COMPLETE
+    for name in ("a", "b"):
+        assert len(pd.read_csv(tmp_path / name / "experiment_df.csv")) == 1
+    proc = run_sweep(tmp_path / "a", *args)  # resumed without the URL: sweep.yaml holds it
+    assert proc.returncode == 0, output(proc)
+    assert sorted(optuna.get_all_study_names(url)) == names
+    assert not (tmp_path / "a" / "study.journal").exists()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 64 MB tmpfs at tmp_path/disk (root only)."""

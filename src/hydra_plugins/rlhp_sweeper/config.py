@@ -29,7 +29,8 @@ class RlhpSweeperConf:
     sampler: Any = MISSING
     direction: str = "maximize"  # of the objective (total_reward_ma)
     storage: str | None = None  # Optuna storage URL; default: JournalStorage file in the sweep dir
-    study_name: str = "rlhp"
+    # default: rlhp in the dir's journal, rlhp:<absolute sweep dir> in a storage shared with others
+    study_name: str | None = None
     n_trials: int = 20  # launched trials in the whole study, resumes included
     max_concurrent: int | None = None  # trial slots; default: CPU cores locally, n_trials else
     n_jobs: int | None = None  # the stock Optuna sweeper's name: taken as max_concurrent, a hint

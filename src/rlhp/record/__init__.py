@@ -2,6 +2,7 @@
 
     SWEEP_DIR/
       study.journal          the Optuna study (unless hydra.sweeper.storage names another)
+      sweep.yaml             its study (storage, name, id) and the settings of its first launch
       state.yaml             the sweeper's progress (counts, running trials, best, eta)
       asha/                  the ASHA coordinator's rungs and decisions (rlhp.asha)
       N/                     trial N: .hydra/, metrics.csv, session<s>/ (TensorBoard), checkpoints,
@@ -24,6 +25,7 @@ from rlhp.record._layout import (
     POPULATIONS,
     RESULT,
     STATE,
+    SWEEP,
     VALIDATION_CSV,
     population_dir,
     replacing,
@@ -46,8 +48,8 @@ from rlhp.record._states import (
     state,
     stopped_at,
 )
-from rlhp.record._storage import disk_errno, open_storage
-from rlhp.record._sweep import AnalysisError, Sweep, decode, load, validation_table
+from rlhp.record._storage import disk_errno, journal_path, open_storage
+from rlhp.record._sweep import AnalysisError, Sweep, decode, load, pinned, validation_table
 
 __all__ = [
     "ASHA",
@@ -63,6 +65,7 @@ __all__ = [
     "STATE",
     "STATES",
     "STOPPED",
+    "SWEEP",
     "VALIDATION_CSV",
     "WAITING",
     "AnalysisError",
@@ -72,7 +75,9 @@ __all__ = [
     "disk_errno",
     "label",
     "load",
+    "journal_path",
     "open_storage",
+    "pinned",
     "population_dir",
     "recorded",
     "replacing",

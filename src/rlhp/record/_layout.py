@@ -8,6 +8,7 @@ from pathlib import Path
 
 JOURNAL = "study.journal"  # the study, unless hydra.sweeper.storage names another storage
 STATE = "state.yaml"  # the sweeper's progress
+SWEEP = "sweep.yaml"  # the one study the dir belongs to and the settings of its first launch
 ASHA = "asha"  # the ASHA coordinator's folder
 RESULT = "result.yaml"  # in a trial folder: what the trial's training ended with
 METRICS = "metrics.csv"  # in a trial folder: every log point of every session

@@ -28,10 +28,11 @@ FULL = 2**20  # free bytes below which a disk counts as full
 
 
 def journal_path(storage: str | None, sweep_dir: Path) -> Path | None:
-    """The journal file of a `hydra.sweeper.storage` setting; None for a database URL."""
+    """The journal file of a `hydra.sweeper.storage` setting (any path: `x.journal`, `x.log`);
+    None for a database URL (`sqlite:///...`, `postgresql://...`)."""
     if storage is None:
         return sweep_dir / JOURNAL
-    return Path(storage) if storage.endswith(".journal") else None
+    return None if "://" in storage else Path(storage)
 
 
 def open_storage(storage: str | None, sweep_dir: Path) -> BaseStorage | str:

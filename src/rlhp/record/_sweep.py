@@ -8,11 +8,12 @@ from typing import Any
 
 import optuna
 import pandas as pd
+import yaml
 from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial
 
-from rlhp.record._layout import METRICS, VALIDATION_CSV, trial_dir, trial_number
+from rlhp.record._layout import METRICS, SWEEP, VALIDATION_CSV, trial_dir, trial_number
 from rlhp.record._storage import journal_path, open_storage
 
 log = logging.getLogger("rlhp.record")
@@ -76,8 +77,20 @@ def hydra_node(sweep_dir: Path) -> Any:
     return None
 
 
+def pinned(sweep_dir: Path) -> dict[str, Any] | None:
+    """The sweep dir's sweep.yaml (its study's storage, name and id, the settings of its first
+    launch), None before one was written; yaml.YAMLError, UnicodeDecodeError when garbled."""
+    try:
+        return yaml.safe_load((sweep_dir / SWEEP).read_text())
+    except FileNotFoundError:
+        return None
+
+
 def _storage(sweep_dir: Path, hydra: Any) -> Any:
-    url = OmegaConf.select(hydra, "sweeper.storage", default=None) if hydra else None
+    if (pin := pinned(sweep_dir)) is not None:
+        url = pin["storage"]
+    else:
+        url = OmegaConf.select(hydra, "sweeper.storage", default=None) if hydra else None
     path = journal_path(url, sweep_dir)
     if path is not None and not path.is_file():
         raise AnalysisError(f"{sweep_dir} holds no study ({path.name} not found)")
@@ -87,8 +100,11 @@ def _storage(sweep_dir: Path, hydra: Any) -> Any:
 def _study(sweep_dir: Path, hydra: Any) -> optuna.Study:
     storage = _storage(sweep_dir, hydra)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    name = OmegaConf.select(hydra, "sweeper.study_name", default="rlhp") if hydra else None
-    name = names[0] if len(names) == 1 else (name or "rlhp")
+    if (pin := pinned(sweep_dir)) is not None:
+        name = pin["study_name"]
+    else:  # a sweep begun before sweep.yaml
+        name = OmegaConf.select(hydra, "sweeper.study_name", default="rlhp") if hydra else None
+        name = names[0] if len(names) == 1 else (name or "rlhp")
     if name not in names:
         raise AnalysisError(f"{sweep_dir}: no study {name!r} in the storage (found {names})")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

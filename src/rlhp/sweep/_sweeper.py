@@ -37,7 +37,16 @@ from rlhp import record
 from rlhp.analysis import best_history
 from rlhp.config import check
 from rlhp.errors import ConfigError, RlhpError, TooManyFailures
-from rlhp.sweep import _centred, _checks, _constraint, _local, _results, _space, _state
+from rlhp.sweep import (
+    _centred,
+    _checks,
+    _constraint,
+    _identity,
+    _local,
+    _results,
+    _space,
+    _state,
+)
 
 log = logging.getLogger("rlhp.sweep")
 _METRIC = {"final": "total_reward_ma", "auc": "total_reward_ma (mean)", "eval": "eval_return"}
@@ -289,19 +298,48 @@ class SweeperImpl:
             self._finish(study)
 
     def _study(self) -> optuna.Study:
-        storage = record.open_storage(self.cfg.storage, self.sweep_dir)
-        name, direction = self.cfg.study_name, self.cfg.direction
-        if name in optuna.get_all_study_names(storage):  # resume, writing nothing before checks
+        """The dir's study (rlhp.sweep._identity): resumed with the storage, name and settings
+        of its first launch, or created in a dir no other search left trials in."""
+        pin = _identity.read(self.sweep_dir) or {}
+        url = self.cfg.storage if self.cfg.storage is not None else pin.get("storage")
+        name = self.cfg.study_name or pin.get("study_name")
+        name = name or _identity.study_name(url, self.sweep_dir)
+        where = url or f"{self.sweep_dir}/{record.JOURNAL}"
+        if pin and (url, name) != (pin["storage"], pin["study_name"]):
+            raise ConfigError(
+                f"{self.sweep_dir} belongs to study {pin['study_name']!r} in "
+                f"{pin['storage'] or record.JOURNAL}, not {name!r} in {url or record.JOURNAL}; "
+                f"{_identity.NEW_DIR}"
+            )
+        journal = record.journal_path(url, self.sweep_dir)
+        storage = (
+            None if journal and not journal.exists() else record.open_storage(url, self.sweep_dir)
+        )
+        settings = _identity.settings(self.leaves, set(self.space))
+        if storage and name in optuna.get_all_study_names(storage):  # resume: checks first
             study = optuna.load_study(study_name=name, storage=storage, sampler=self.sampler)
-            if study.direction.name.lower() != direction:
-                raise ConfigError(
-                    f"the study in {self.sweep_dir} is to {study.direction.name.lower()}, "
-                    f"not to {direction}; search in a new dir (hydra.sweep.dir=...)"
-                )
+            self._check_resume(study, pin, settings)
+        elif pin:
+            raise ConfigError(
+                f"the study {name!r} of {self.sweep_dir} is gone from {where}: its trial folders"
+                f" hold that study's results; restore it, or {_identity.NEW_DIR}"
+            )
+        elif left := _identity.left_behind(self.sweep_dir):
+            raise ConfigError(
+                f"{self.sweep_dir} holds {left} of a search whose study is not in {where} (no "
+                f"study {name!r}); {_identity.NEW_DIR}"
+            )
         else:
             study = optuna.create_study(
-                study_name=name, storage=storage, sampler=self.sampler, direction=direction
+                study_name=name,
+                storage=storage or record.open_storage(url, self.sweep_dir),
+                sampler=self.sampler,
+                direction=self.cfg.direction,
             )
+        if "id" not in study.user_attrs:  # new, or begun before sweep.yaml
+            study.set_user_attr("id", _identity.new_id())
+        if not pin:
+            _identity.write(self.sweep_dir, url, name, study.user_attrs["id"], settings)
         trials = study.get_trials(deepcopy=False)
         if difference := _space.changed(self._stored_space(study, trials), self.space):
             raise ConfigError(
@@ -320,6 +358,29 @@ class SweeperImpl:
                 study.enqueue_trial(self.prior, user_attrs={"prior": True})
         return study
 
+    def _check_resume(self, study: optuna.Study, pin: dict, settings: dict) -> None:
+        """ConfigError when the study is not the dir's own, or the search would resume it with
+        another direction or another setting than it began with."""
+        direction = study.direction.name.lower()
+        if direction != self.cfg.direction:
+            raise ConfigError(
+                f"the study in {self.sweep_dir} is to {direction}, not to {self.cfg.direction}; "
+                f"{_identity.NEW_DIR}"
+            )
+        if not pin:
+            return
+        if study.user_attrs.get("id") != pin["study_id"]:
+            raise ConfigError(
+                f"study {study.study_name!r} in {pin['storage'] or record.JOURNAL} is not the one "
+                f"{self.sweep_dir} began (another search made one of that name); "
+                f"{_identity.NEW_DIR}"
+            )
+        if difference := _identity.changed(pin["settings"], settings):
+            raise ConfigError(
+                f"a setting of {self.sweep_dir} changed since its first launch: {difference}; "
+                f"resume with it as it was, or {_identity.NEW_DIR}"
+            )
+
     def _stored_space(self, study: optuna.Study, trials: list) -> dict[str, BaseDistribution]:
         """The space the study began with (read from its trials for studies older than the
         `space` attribute); this search's own for a new study."""
@@ -330,7 +391,8 @@ class SweeperImpl:
 
     def resumable(self, study: optuna.Study) -> list[Trial]:
         """The trials that were running, to launch again; a trial whose sampling was cut short
-        (some parameters missing) or that a constraint rejects was never launched: rejected."""
+        (some parameters missing) or that a constraint rejects was never launched: rejected; one
+        whose folder was launched with other values fails."""
         out = []
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             trial = Trial(study, frozen._trial_id)
@@ -341,9 +403,16 @@ class SweeperImpl:
                 log.info("trial %d was never launched: its sampling was cut short", trial.number)
             elif expr := _constraint.violated(self.constraints, self._values(frozen.params)):
                 _results.reject(study, trial, expr)
+            elif cause := self._foreign(frozen.number, frozen.params):
+                self.fail(study, trial, cause)
             else:
                 out.append(trial)
         return out
+
+    def _foreign(self, number: int, params: dict[str, Any]) -> str | None:
+        """Why trial `number`'s folder holds another configuration than `params`, or None."""
+        searched = [f"{k}={v}" for k, v in self._external(params).items()]
+        return _identity.foreign(record.trial_dir(self.sweep_dir, number), searched)
 
     def _run(self, study: optuna.Study) -> None:
         """Launch trials until n_trials ran (or the grid, the budget allow); TooManyFailures
