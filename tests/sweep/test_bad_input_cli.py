@@ -71,7 +71,8 @@ def case(key: str):
 @pytest.fixture(scope="module")
 def refused(request, tmp_path_factory):
     """Start every case of CASES that the selected tests read."""
-    keys = {i.callspec.params["key"] for i in request.session.items if hasattr(i, "callspec")}
+    mine = [i for i in request.session.items if getattr(i, "module", None) is request.module]
+    keys = {i.callspec.params.get("key") for i in mine if hasattr(i, "callspec")}
     bg = Background(workers=2, keys=keys)
     bg.base = tmp_path_factory.mktemp("refused")
     for key, (name, overrides, _) in CASES.items():
