@@ -59,6 +59,7 @@ from rlhp.analysis import (
     trial_overrides,
     write_table,
 )
+from rlhp.analysis.tensorboard import hide_validation_sessions
 from rlhp.record import (
     COMPLETE,
     FAILED,
@@ -361,6 +362,7 @@ def validate(
     write_atomic(sweep.dir / VALIDATION_CSV, df.to_csv(index=False))
     _report(sweep, df, max_session)
     write_table(sweep)  # experiment_df.csv with the validated scores beside the search's
+    hide_validation_sessions(sweep.dir)  # TensorBoard's HParams rows stay the search's trials
     return df
 
 

@@ -353,7 +353,7 @@ def test_constraint_rejects_and_never_launches(grid):
     assert len(rejected) == 1
     (r,) = rejected
     assert r.user_attrs["rejected"] == GRID_CONSTRAINT
-    assert r.state == TrialState.FAIL
+    assert r.state == TrialState.PRUNED and r.constraints == {"rlhp": 1.0}  # infeasible
     assert _constraint.evaluate(GRID_CONSTRAINT, r.params)  # it does match the constraint
     launched = [t for t in trials if "rejected" not in t.user_attrs]
     for t in launched:
