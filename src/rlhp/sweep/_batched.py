@@ -303,7 +303,8 @@ def run(sweeper: Any, study: optuna.Study) -> None:
                 sw.report(study, {"jobs": len(batched.jobs), "members": members})
             if not batched.jobs and not batched.waiting:
                 break
-            study.set_user_attr("elapsed_s", sw.elapsed())
+            if recorded:  # a record per trial that ended, not per tick: the journal stays small
+                study.set_user_attr("elapsed_s", sw.elapsed())
             time.sleep(0.5)
     except BaseException:  # Ctrl+C, a full disk: running trials stay RUNNING and resume
         sw.stop()
