@@ -42,11 +42,14 @@ def test_rlhp_train_searches_and_rlhp_analyze_reads_the_search(tmp_path):
 
 
 def test_help_names_rlhp_and_says_search_and_cluster_take_a_plus(tmp_path):
-    proc = script("rlhp-train", "--help", cwd=tmp_path)
-    assert proc.returncode == 0, output(proc)
-    assert proc.stdout.startswith("rlhp: "), proc.stdout[:300]
-    assert "take a +: +search=NAME, +cluster=slurm" in proc.stdout
-    assert "search: a2c_cartpole" in proc.stdout  # Hydra's list of presets is kept
+    module = [sys.executable, "-m", "rlhp.train", "--help"]
+    as_module = subprocess.run(module, cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    for proc in (script("rlhp-train", "--help", cwd=tmp_path), as_module):
+        assert proc.returncode == 0, output(proc)
+        assert proc.stdout.startswith("rlhp: "), proc.stdout[:300]
+        assert "take a +: +search=NAME, +cluster=slurm" in proc.stdout
+        assert "search: a2c_cartpole" in proc.stdout  # Hydra's list of presets is kept
+        assert 'eval "$(rlhp-train -sc install=bash)"' in proc.stdout
     proc = script("rlhp", cwd=tmp_path)
     assert proc.returncode == 2 and "usage: rlhp COMMAND" in proc.stdout
     assert all(f"  {c} " in proc.stdout for c in ("train", "analyze", "validate", "spec"))

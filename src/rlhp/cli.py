@@ -14,35 +14,6 @@ COMMANDS = {
 }
 MODULES = {"analyze": "rlhp.analyze", "validate": "rlhp.validate", "spec": "rlhp.spec.__main__"}
 
-# Hydra's --help, naming rlhp and saying that the groups outside the default config take a +
-HEADER = """rlhp: hyperparameter search for deep RL (a Hydra app).
-  rlhp-train                                    PPO on CartPole-v1
-  rlhp-train env=breakout algo.lr=3e-4          any group option, any field
-  rlhp-train -m +search=ppo_cartpole            a search preset (conf/search/NAME.yaml)
-  rlhp-train -m +search=ppo_breakout +cluster=slurm hydra.launcher.partition=gpu
-Then: rlhp analyze SWEEP_DIR, rlhp validate SWEEP_DIR, rlhp spec import|narrow ...
-Tab completion (bash): eval "$$(rlhp-train -sc install=bash)"
-"""  # $$: Hydra fills the help in with string.Template
-TEMPLATE = """${hydra.help.header}
-== Configuration groups ==
-algo=NAME, env=NAME choose an option; search and cluster are not in the default config and
-take a +: +search=NAME, +cluster=slurm
-
-$APP_CONFIG_GROUPS
-
-== Config ==
-Override anything in the config (foo.bar=value)
-
-$CONFIG
-
-${hydra.help.footer}"""
-HELP = [
-    "hydra.help.app_name=rlhp",
-    f"hydra.help.header='{HEADER}'",
-    f"hydra.help.template='{TEMPLATE}'",
-]
-
-
 def usage() -> str:
     lines = ["usage: rlhp COMMAND [ARGS ...]   (rlhp COMMAND --help: its own help)", ""]
     lines += [f"  {name:<9} {what}" for name, what in COMMANDS.items()]
@@ -50,13 +21,11 @@ def usage() -> str:
 
 
 def train() -> None:
-    """`rlhp-train ARGS`: `python -m rlhp.train ARGS`, with rlhp's --help."""
+    """`rlhp-train ARGS`: `python -m rlhp.train ARGS`."""
     import hydra_plugins.rlhp_sweeper.config  # noqa: F401  the `ordered(...)` grammar, for the check
     from rlhp.train import check_overrides, main
 
     check_overrides(sys.argv[1:])
-    if {"--help", "-h"} & set(sys.argv[1:]):
-        sys.argv += HELP
     main()
 
 
