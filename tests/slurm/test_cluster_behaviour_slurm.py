@@ -119,31 +119,38 @@ def test_an_unknown_gpu_type_is_one_error_line_before_launch(slurm_env, tmp_path
     assert not (sweep / "study.journal").exists()
 
 
-def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path):
+@pytest.mark.parametrize("gpu", [0, 0.5])
+def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path, gpu):
     """PreemptType=preempt/partition_prio: a job of `urgent` takes the whole node and SLURM
-    preempts the trial's job in `preemptible` (SIGTERM). No requeue=true: the trial resumes
-    from its checkpoint because SLURM did not record its job as CANCELLED."""
+    preempts the trial's job (or host job, gpu < 1) in `preemptible` (SIGTERM). No
+    requeue=true: the trial resumes from its checkpoint because SLURM did not record its job as
+    CANCELLED."""
     sweep = tmp_path / "sweep"
     proc = start_search(
         slurm_env,
         sweep,
         "hydra.launcher.partition=preemptible",
-        "meta.search_resources.gpu=0",
+        f"meta.search_resources.gpu={gpu}",
         "meta.search_scheduler=null",
         "hydra.sweeper.n_trials=1",
     )
     try:
         wait_for(lambda: len(frames(sweep / "0")) >= 2, proc, 300, "trial 0 to log twice")
-        first, before = job_id(sweep / "0"), frames(sweep / "0")[-1]
+        squeue = ["squeue", "-h", "-o", "%A", "-n", "rlhp_sweep_0,rlhp_sweep_host"]
+        out = subprocess.run(squeue, env=slurm_env, capture_output=True, text=True, check=True)
+        (first,) = out.stdout.split()
+        before = frames(sweep / "0")[-1]
         urgent = ["sbatch", "--parsable", "-p", "urgent", "-c", "8", "--mem=100M"]
         subprocess.run([*urgent, "--wrap", "sleep 1"], env=slurm_env, check=True)
         out, err = proc.communicate(timeout=600)
     finally:
         proc.kill()
     assert proc.returncode == 0, err.decode()[-3000:]
-    assert f"job {first} of #0 was preempted: submitted again" in out.decode()
+    said = f"job {first} of #0 was preempted: submitted again" if gpu == 0 else "queued again"
+    assert said in out.decode(), out.decode()[-3000:]
     assert load_study(sweep).trials[0].state == COMPLETE
-    assert job_id(sweep / "0") != first  # resumed in a job of its own
+    result = yaml.safe_load((sweep / "0" / "result.yaml").read_text())
+    assert result["where"]["slurm_job_id"] != first  # resumed in a job of its own
     logged = frames(sweep / "0")
     assert logged == sorted(set(logged)), logged  # every frame counted once
     assert before in logged and logged[-1] >= 40000

@@ -10,7 +10,16 @@ import pytest
 
 from rlhp.errors import ConfigError
 from rlhp.slurm import gpu_request, preempted, transient
-from rlhp.sweep._slurm import gpu_types, job_request, parse_sinfo, slots, unmet
+from rlhp.sweep._slurm import (
+    PREEMPTED,
+    TERMINATED,
+    gpu_types,
+    job_request,
+    outcome,
+    parse_sinfo,
+    slots,
+    unmet,
+)
 from rlhp.validate import launcher_args
 
 SINFO = """cpu*|(null)|64000|32
@@ -131,6 +140,20 @@ def test_refusals_that_pass():
 )
 def test_preempted_by_recorded_end_state(checkpointed, state, expected):
     assert preempted(checkpointed, state) is expected
+
+
+@pytest.mark.parametrize(
+    ("rc", "stopping", "done", "expected"),
+    [
+        (0, False, True, "done"),
+        (PREEMPTED, False, False, "release"),  # SIGUSR2: the next host resumes it
+        (TERMINATED, False, False, "hold"),  # SIGTERM: the host job's end state decides
+        (-9, True, False, "hold"),  # killed with its host
+        (1, False, False, "fail"),
+    ],
+)
+def test_what_a_host_does_with_an_ended_trial(rc, stopping, done, expected):
+    assert outcome(rc, stopping, done) == expected
 
 
 def test_validate_launcher_args():

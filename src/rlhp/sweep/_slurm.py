@@ -52,7 +52,8 @@ from rlhp.record import JOB_BASE, write_atomic
 from rlhp.slurm import Backoff, end_state, executor, gpu_request, preempted, submit
 
 log = logging.getLogger("rlhp.sweep")
-PREEMPTED = 3  # exit code of a trial process that checkpointed on a signal
+PREEMPTED = 3  # exit code of a trial process that checkpointed on SIGUSR2 (time limit)
+TERMINATED = 4  # ... on SIGTERM (preemption, scancel)
 STOP_GRACE_S = 60  # jobs still running this long after the stop signal are cancelled outright
 
 
@@ -125,12 +126,22 @@ def _preempted(ret: JobReturn) -> bool:
 
 
 def _run_trial(payload: Path) -> None:
-    """One trial in its own process: the submitit launcher's own job body; result to the queue."""
+    """One trial in its own process: the submitit launcher's own job body; result to the queue.
+    A trial that checkpointed on a signal exits PREEMPTED (SIGUSR2) or TERMINATED (SIGTERM)."""
     launcher, spec = _load(payload)  # cloudpickled: the task function may live in __main__
     queue, host, number = Queue(Path(spec["queue"])), spec["host"], spec["number"]
+    received: list[int] = []
+
+    def on_signal(signum, _frame):  # the trial's handler hands the signal on after its checkpoint
+        received.append(signum)
+        if signal.getsignal(signum) is on_signal:  # before the trial listens: nothing to save
+            os._exit(TERMINATED if signum == signal.SIGTERM else PREEMPTED)
+
+    for sig in (signal.SIGUSR2, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     ret = launcher(spec["overrides"], "hydra.sweep.dir", number, f"{host}_{number}", spec["state"])
     if _preempted(ret):
-        os._exit(PREEMPTED)
+        os._exit(TERMINATED if signal.SIGTERM in received else PREEMPTED)
     queue.finish(host, number, ret)
 
 
@@ -145,18 +156,32 @@ def _start(launcher, spec: dict, cpus: int) -> subprocess.Popen:
     return subprocess.Popen(cmd)
 
 
+def outcome(rc: int, stopping: bool, done: bool) -> str:
+    """What a host does with a trial whose process ended with exit code `rc`: 'done' (its result
+    is in); 'release' (checkpointed on SIGUSR2, a time limit: queued for the next host); 'hold'
+    (checkpointed on SIGTERM, or killed with its host: the sweeper decides by the host job's end
+    state, Packer._lost); 'fail'."""
+    if done:
+        return "done"
+    if rc == PREEMPTED:
+        return "release"
+    return "hold" if rc == TERMINATED or stopping else "fail"
+
+
 def serve(launcher, queue_root: str, host: str, per_gpu: int, cpus: int, idle_s: float) -> str:
-    """A host job: run up to per_gpu queued trials at once until the queue is closed or idle."""
+    """A host job: run up to per_gpu queued trials at once until the queue is closed or idle.
+    It runs in the job's batch step (no srun): SLURM signals (preemption, time limit, Ctrl+C's
+    `scancel --signal`) reach the trial steps only, whose srun would turn a SIGTERM into a
+    SIGKILL of its step; a trial that checkpointed on one tells the host by its exit code."""
     queue = Queue(Path(queue_root))
     running: dict[int, tuple[subprocess.Popen, dict]] = {}
     stop = threading.Event()
-    received: list[int] = []
 
-    def on_signal(signum, _frame):
+    def on_signal(signum, _frame):  # scancel (all steps), or no SLURM: to the trials
         stop.set()
-        received.append(signum)
-        for proc, _ in running.values():
-            proc.send_signal(signum)
+        if "SLURM_JOB_ID" not in os.environ:
+            for proc, _ in running.values():
+                proc.send_signal(signum)
 
     for sig in (signal.SIGUSR2, signal.SIGTERM):
         signal.signal(sig, on_signal)
@@ -172,22 +197,29 @@ def serve(launcher, queue_root: str, host: str, per_gpu: int, cpus: int, idle_s:
             if proc.poll() is None:
                 continue
             del running[number]
-            if proc.returncode == PREEMPTED:
-                spec["preemptions"] = spec.get("preemptions", 0) + 1
-                if spec["preemptions"] > spec["max_num_timeout"]:
-                    queue.finish(host, number, RuntimeError("preempted too many times"))
-                elif signal.SIGTERM in received:  # preempted or cancelled: the sweeper decides
-                    spec["checkpointed"] = True  # by the host job's end state (Packer._lost)
-                    _dump(spec, queue.root / "claimed" / host / f"{number}.pkl")
-                else:
-                    queue.release(host, number, spec)
-            elif not queue.result(number)[0]:
-                queue.finish(host, number, RuntimeError(f"trial process exit {proc.returncode}"))
+            _ended(queue, host, number, spec, proc.returncode, stop)
         if running:
             idle_since = time.time()
         elif stop.is_set() or queue.closed() or time.time() - idle_since > idle_s:
             return "preempted" if stop.is_set() else "idle"
         time.sleep(0.2)
+
+
+def _ended(queue: Queue, host: str, number: int, spec: dict, rc: int, stop) -> None:
+    """A host's trial process ended with exit code `rc`: act on its outcome."""
+    what = outcome(rc, stop.is_set(), queue.result(number)[0])
+    if what == "fail":
+        queue.finish(host, number, RuntimeError(f"trial process exit {rc}"))
+    elif what != "done":
+        stop.set()  # the job was signalled: claim nothing more
+        spec["preemptions"] = spec.get("preemptions", 0) + 1
+        if spec["preemptions"] > spec["max_num_timeout"]:
+            queue.finish(host, number, RuntimeError("preempted too many times"))
+        elif what == "release":
+            queue.release(host, number, spec)
+        else:  # by the host job's end state (Packer._lost)
+            spec["checkpointed"] = rc == TERMINATED
+            _dump(spec, queue.root / "claimed" / host / f"{number}.pkl")
 
 
 def _queued(job_ids: set[str]) -> dict[str, str]:
@@ -314,6 +346,7 @@ class Packer:
         params = dict(launcher.params)
         self.max_num_timeout = params.get("max_num_timeout", 3)
         params.update(gpu_request(params.get("gres"), 1))
+        params["use_srun"] = False  # serve runs in the batch step (see serve)
         params["cpus_per_task"] = (params.get("cpus_per_task") or 1) * per_gpu
         if params.get("mem_gb"):
             params["mem_gb"] = params["mem_gb"] * per_gpu
