@@ -1,6 +1,12 @@
 """SLURM: a reachability check, trial jobs the sweeper can stop, and several trials sharing
-one GPU. (Over 400 lines: the host-job protocol, its queue and the stop sequence belong
-together; the executor settings shared with validation are in rlhp.slurm.)
+one GPU. (Over 400 lines: the host-job protocol, its queue, the stop sequence and the check of
+a search's request against sinfo belong together; the executor settings, submission retries and
+end states shared with validation are in rlhp.slurm.)
+
+Every job is submitted through rlhp.slurm.submit and Backoff: a submission SLURM refuses for a
+passing reason (a submit limit, a busy controller) is tried again; one it refuses for good stops
+the search as Ctrl+C does (NotSubmitted), its trial never started. Jobs are named
+`rlhp_<sweep dir>_<N>`.
 
 Trial (and population) jobs are submitted as Hydra's submitit launcher submits them, one submitit
 job each, but kept (`Jobs`), so that Ctrl+C can stop them: `stop_jobs` sends SIGTERM to their
