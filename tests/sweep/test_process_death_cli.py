@@ -149,6 +149,8 @@ def test_sigterm_stops_the_search_as_ctrl_c_does_and_a_corrupted_result_runs_aga
     assert last == "rlhp: stopped by SIGTERM; run the same command to resume"
     assert left == []  # every population job stopped before the controller ended
     assert [t.state for t in load_study(sweep).trials] == [TrialState.RUNNING] * 2
+    st = state(sweep)  # written once the search stopped: what the study says
+    assert (st.complete, st.running, list(st.running_trials)) == (0, 2, [0, 1])
     assert (sweep / "0" / "checkpoints" / "session0.pt").is_file()
 
     (sweep / "0" / "result.yaml").write_bytes(bytes(range(128, 256)))  # not UTF-8, not YAML

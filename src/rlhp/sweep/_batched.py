@@ -313,5 +313,6 @@ def run(sweeper: Any, study: optuna.Study) -> None:
         batched.pool.shutdown(wait=True, cancel_futures=True)
         if sw.packer is not None:
             sw.packer.close()
+        sw.settle(study, [p.trial for job in batched.jobs for p in job.trials.values()])
     if failed > cfg.max_failure_rate * sw.n_trials:
         raise TooManyFailures(failed, cfg.max_failure_rate, sw.n_trials)

@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -465,8 +466,18 @@ class SweeperImpl:
             pool.shutdown(wait=True, cancel_futures=True)
             if self.packer is not None:
                 self.packer.close()
+            self.settle(study, running.values())
         if failed > self.cfg.max_failure_rate * self.n_trials:
             raise TooManyFailures(failed, self.cfg.max_failure_rate, self.n_trials)
+
+    def settle(self, study: optuna.Study, unrecorded: Iterable[Trial]) -> None:
+        """Once the search stopped: record the trials whose result appeared meanwhile (the
+        others stay RUNNING and resume), and write state.yaml as the study now is."""
+        for trial in unrecorded:
+            run_dir = record.trial_dir(self.sweep_dir, trial.number)
+            if record.TrialResult.exists(run_dir):
+                self.record(study, trial, run_dir)
+        self.report(study)
 
     def stop(self) -> None:
         """Every running trial (local process, SLURM job or host job) checkpoints and ends, not
