@@ -140,7 +140,7 @@ def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path, g
         out = subprocess.run(squeue, env=slurm_env, capture_output=True, text=True, check=True)
         (first,) = out.stdout.split()
         before = frames(sweep / "0")[-1]
-        urgent = ["sbatch", "--parsable", "-p", "urgent", "-c", "8", "--mem=100M"]
+        urgent = ["sbatch", "-p", "urgent", "-c", "8", "--mem=100M", "-o", "/dev/null"]
         subprocess.run([*urgent, "--wrap", "sleep 1"], env=slurm_env, check=True)
         out, err = proc.communicate(timeout=600)
     finally:
