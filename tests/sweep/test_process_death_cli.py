@@ -71,6 +71,10 @@ def checkpointed(sweep_dir: Path):
         (_results.ENDED_WITHOUT, True),
         ("population job 0: IndexError: list index out of range (see ...)", False),
         ("FloatingPointError: session 0: loss is nan", False),
+        ("UncompletedJobError: job 41 ended (OUT_OF_MEMORY): has not produced any output", True),
+        ("UncompletedJobError: job 41 ended (NODE_FAIL): has not produced any output", True),
+        ("UncompletedJobError: job 41 ended (CANCELLED by 0) after its trial checkpointed", False),
+        ("UncompletedJobError: job 41 ended (FAILED): has not produced any output", False),
     ],
 )
 def test_only_a_trial_whose_process_died_runs_again(error, again):

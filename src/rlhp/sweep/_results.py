@@ -57,10 +57,15 @@ def one_line(e: BaseException) -> str:
 
 def retriable(error: str) -> bool:
     """Whether a trial that failed with `error` may run again from its checkpoint: its process
-    was killed by a signal (the OOM killer, a lost node, kill -9; not Ctrl+C's SIGINT) or its
-    population job ended without it; never an error of its own."""
+    was killed by a signal (the OOM killer, a lost node, kill -9; not Ctrl+C's SIGINT), its
+    SLURM job ended OUT_OF_MEMORY or NODE_FAIL, or its population job ended without it; never an
+    error of its own."""
     killed = re.search(r"killed by signal (\d+)", error)
-    return (killed is not None and int(killed.group(1)) != signal.SIGINT) or ENDED_WITHOUT in error
+    return (
+        (killed is not None and int(killed.group(1)) != signal.SIGINT)
+        or re.search(r"\((OUT_OF_MEMORY|NODE_FAIL)\b", error) is not None
+        or ENDED_WITHOUT in error
+    )
 
 
 def retry(trial: Trial, error: str, max_retries: int) -> bool:

@@ -56,6 +56,7 @@ from submitit.core.utils import FailedJobError, UncompletedJobError
 from rlhp.errors import ConfigError
 from rlhp.record import JOB_BASE, write_atomic
 from rlhp.slurm import Backoff, end_state, executor, gpu_request, preempted, submit
+from rlhp.sweep._results import one_line
 
 log = logging.getLogger("rlhp.sweep")
 PREEMPTED = 3  # exit code of a trial process that checkpointed on SIGUSR2 (time limit)
@@ -289,10 +290,9 @@ class Jobs:
                 raise KeyboardInterrupt
             state, preemptions = end_state(job.job_id), preemptions + 1
             if not preempted(ret is not None, state) or preemptions > self.max_preemptions:
-                raise error or UncompletedJobError(
-                    f"job {job.job_id} ended ({state or 'state unknown'}) after its trial "
-                    "checkpointed"
-                )
+                ended = f"job {job.job_id} ended ({state or 'state unknown'})"  # retriable?
+                why = f": {one_line(error)}" if error else " after its trial checkpointed"
+                raise UncompletedJobError(ended + why)
             _scancel(job.job_id)  # in case SLURM requeued it: the new job resumes the trial
             log.warning("job %s of #%d was preempted: submitted again", job.job_id, number)
 

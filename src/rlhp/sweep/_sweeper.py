@@ -75,6 +75,7 @@ class SweeperImpl:
 
     def sweep(self, arguments: list[str]) -> None:
         self.stopping = False
+        self.refused = False  # SLURM refused a job for good: the search stops
         _local.stop_on_sigterm()  # stop as on Ctrl+C
         try:
             self._sweep(arguments)
@@ -82,6 +83,8 @@ class SweeperImpl:
             print(f"rlhp: error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt as e:
+            if self.refused:  # SLURM refused a job for good: its one error line was logged
+                sys.exit(2)
             how = "stopped by SIGTERM" if isinstance(e, _local.Terminated) else "interrupted"
             print(f"\nrlhp: {how}; run the same command to resume", file=sys.stderr)
             sys.exit(128 + (signal.SIGTERM if isinstance(e, _local.Terminated) else signal.SIGINT))
@@ -594,6 +597,7 @@ class SweeperImpl:
                         raise
                     log.warning("job %d ended (%s): queued again", number, e)
         except NotSubmitted:
+            self.refused = True
             if number >= record.JOB_BASE:  # the batched loop would fail its trials: stop first
                 _thread.interrupt_main()
                 (self.jobs or self.packer).stopping.wait()
