@@ -39,16 +39,16 @@ def test_nan_is_not_judged_and_a_diverged_trial_fails(tmp_path):
         "algo.time_horizon=64",
         "meta.search_scheduler={grace_period: 256, reduction_factor: 2, lock: symlink}",
         "hydra/sweeper/sampler=grid",
-        "algo.lr=choice(3e-4, 1e-3, 1e4)",  # 1e4 makes the loss non-finite: that trial fails
+        "algo.val_loss_coef=choice(0.5, 0.25, 3e38)",  # 3e38: a non-finite loss, that trial fails
         "hydra.sweeper.max_concurrent=1",
     )
     assert proc.returncode == 0, output(proc)
-    trials = {t.params["algo.lr"]: t for t in load_study(sweep_dir).get_trials()}
-    assert trials[1e4].state == TrialState.FAIL
-    assert "loss" in trials[1e4].user_attrs["error"]
+    trials = {t.params["algo.val_loss_coef"]: t for t in load_study(sweep_dir).get_trials()}
+    assert trials[3e38].state == TrialState.FAIL
+    assert "loss" in trials[3e38].user_attrs["error"]
     decisions = pd.read_json(sweep_dir / "asha" / "decisions.jsonl", lines=True)
     assert decisions.value.notna().all()
-    for number in (trials[3e-4].number, trials[1e-3].number):
+    for number in (trials[0.5].number, trials[0.25].number):
         metrics = pd.read_csv(sweep_dir / str(number) / "metrics.csv")
         nan_at = metrics.frame[metrics.total_reward_ma.isna()]
         assert set(nan_at) >= {256, 512, 768}  # reports without a value, at two rungs
