@@ -228,7 +228,7 @@ def test_a_full_disk_stops_with_one_line_and_the_same_command_resumes(small_disk
     proc = start_sweep(sweep_dir, *overrides, log=tmp_path / "full.log")
     try:
         wait_for(lambda: completed(sweep_dir) >= 1, proc, 300, "a complete trial")
-        with open(small_disk / "filler", "wb") as f:  # the disk fills mid-sweep
+        with open(small_disk / "filler", "wb", buffering=0) as f:  # the disk fills mid-sweep
             try:
                 while True:
                     f.write(b"\0" * 65536)
