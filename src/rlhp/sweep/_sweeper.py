@@ -7,8 +7,9 @@ dir; re-running the same command resumes it: finished trials are kept and trials
 running are launched again under the same number, so they resume from their checkpoints.
 
 Over 400 lines: one class, SweeperImpl, in the order a search runs (set-up checks, the study,
-the loop, launching, recording); as Hydra's sweeper plugins keep their `_impl`. Recording lives
-in _results, checks in _checks, the batched loop in _batched.
+the loop, launching, recording); as Hydra's sweeper plugins keep their `_impl`. Opening the
+study lives in _study (the dir's one study, _identity), recording in _results, checks in
+_checks, the batched loop in _batched.
 """
 
 import itertools
@@ -30,7 +31,6 @@ from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.trial import Trial, TrialState
 
 from rlhp import algo as algos
@@ -47,10 +47,10 @@ from rlhp.sweep import (
     _results,
     _space,
     _state,
+    _study,
 )
 
 log = logging.getLogger("rlhp.sweep")
-_METRIC = {"final": "total_reward_ma", "auc": "total_reward_ma (mean)", "eval": "eval_return"}
 MAX_REJECTIONS = 100  # random samples all rejected before launch: the constraints are hopeless
 PATIENCE = 20  # rejected samples in a row before a random feasible sample is drawn instead
 
@@ -293,105 +293,13 @@ class SweeperImpl:
         except Timeout:
             raise ConfigError(f"another rlhp sweep is running in {self.sweep_dir}") from None
         with lock:
-            study = self._study()
+            study = _study.open_study(self)
             try:
                 self._run(study)
             except (KeyboardInterrupt, TooManyFailures):
                 self._finish(study, validate=False)  # what ran so far (Ctrl+C: trials resume)
                 raise
             self._finish(study)
-
-    def _study(self) -> optuna.Study:
-        """The dir's study (rlhp.sweep._identity): resumed with the storage, name and settings
-        of its first launch, or created in a dir no other search left trials in."""
-        pin = _identity.read(self.sweep_dir) or {}
-        url = self.cfg.storage if self.cfg.storage is not None else pin.get("storage")
-        name = self.cfg.study_name or pin.get("study_name")
-        name = name or _identity.study_name(url, self.sweep_dir)
-        where = url or f"{self.sweep_dir}/{record.JOURNAL}"
-        if pin and (url, name) != (pin["storage"], pin["study_name"]):
-            raise ConfigError(
-                f"{self.sweep_dir} belongs to study {pin['study_name']!r} in "
-                f"{pin['storage'] or record.JOURNAL}, not {name!r} in {url or record.JOURNAL}; "
-                f"{_identity.NEW_DIR}"
-            )
-        journal = record.journal_path(url, self.sweep_dir)
-        storage = (
-            None if journal and not journal.exists() else record.open_storage(url, self.sweep_dir)
-        )
-        settings = _identity.settings(self.leaves, set(self.space))
-        if storage and name in optuna.get_all_study_names(storage):  # resume: checks first
-            study = optuna.load_study(study_name=name, storage=storage, sampler=self.sampler)
-            self._check_resume(study, pin, settings)
-        elif pin:
-            raise ConfigError(
-                f"the study {name!r} of {self.sweep_dir} is gone from {where}: its trial folders"
-                f" hold that study's results; restore it, or {_identity.NEW_DIR}"
-            )
-        elif left := _identity.left_behind(self.sweep_dir):
-            raise ConfigError(
-                f"{self.sweep_dir} holds {left} of a search whose study is not in {where} (no "
-                f"study {name!r}); {_identity.NEW_DIR}"
-            )
-        else:
-            study = optuna.create_study(
-                study_name=name,
-                storage=storage or record.open_storage(url, self.sweep_dir),
-                sampler=self.sampler,
-                direction=self.cfg.direction,
-            )
-        if "id" not in study.user_attrs:  # new, or begun before sweep.yaml
-            study.set_user_attr("id", _identity.new_id())
-        if not pin:
-            _identity.write(self.sweep_dir, url, name, study.user_attrs["id"], settings)
-        trials = study.get_trials(deepcopy=False)
-        if difference := _space.changed(self._stored_space(study, trials), self.space):
-            raise ConfigError(
-                f"the search space of {self.sweep_dir} changed: {difference}; resume with the "
-                "space it began with, or search in a new dir (hydra.sweep.dir=...)"
-            )
-        if not trials:
-            space = {k: distribution_to_json(v) for k, v in self.space.items()}
-            study.set_user_attr("space", space)
-            study.set_user_attr("ordered", self.ordered)  # rlhp.analyze shows the values
-            with warnings.catch_warnings():  # experimental since optuna 3.2, stable in use
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names([_METRIC.get(self.leaves.get("objective"), "objective")])
-            # a grid runs every point anyway; an enqueued prior would get no grid point of its own
-            if self.cfg.prior and self.prior and not self.is_grid:
-                study.enqueue_trial(self.prior, user_attrs={"prior": True})
-        return study
-
-    def _check_resume(self, study: optuna.Study, pin: dict, settings: dict) -> None:
-        """ConfigError when the study is not the dir's own, or the search would resume it with
-        another direction or another setting than it began with."""
-        direction = study.direction.name.lower()
-        if direction != self.cfg.direction:
-            raise ConfigError(
-                f"the study in {self.sweep_dir} is to {direction}, not to {self.cfg.direction}; "
-                f"{_identity.NEW_DIR}"
-            )
-        if not pin:
-            return
-        if study.user_attrs.get("id") != pin["study_id"]:
-            raise ConfigError(
-                f"study {study.study_name!r} in {pin['storage'] or record.JOURNAL} is not the one "
-                f"{self.sweep_dir} began (another search made one of that name); "
-                f"{_identity.NEW_DIR}"
-            )
-        if difference := _identity.changed(pin["settings"], settings):
-            raise ConfigError(
-                f"a setting of {self.sweep_dir} changed since its first launch: {difference}; "
-                f"resume with it as it was, or {_identity.NEW_DIR}"
-            )
-
-    def _stored_space(self, study: optuna.Study, trials: list) -> dict[str, BaseDistribution]:
-        """The space the study began with (read from its trials for studies older than the
-        `space` attribute); this search's own for a new study."""
-        if stored := study.user_attrs.get("space"):
-            return {k: json_to_distribution(v) for k, v in stored.items()}
-        space = {k: d for t in trials for k, d in t.distributions.items()}
-        return space or dict(self.space)
 
     def resumable(self, study: optuna.Study) -> list[Trial]:
         """The trials that were running, to launch again; a trial whose sampling was cut short
