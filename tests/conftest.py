@@ -9,6 +9,16 @@ import torch
 from sweep._cli import cli_env
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadgroup): the tests of a
+    file stay on one worker (their module fixtures run once), the SLURM tests all on one (they
+    share the one local cluster), so a worker waiting on SLURM leaves the cores to the other."""
+    for item in items:
+        path = Path(item.path)
+        group = "slurm" if path.parent.name == "slurm" else str(path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def rlhp_cli(tmp_path: Path):
     """run(*overrides, run_dir=None, timeout=120) -> CompletedProcess of `python -m rlhp.train`.
