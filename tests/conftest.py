@@ -12,7 +12,9 @@ from sweep._cli import cli_env
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadgroup): the tests of a
     file stay on one worker (their module fixtures run once), the SLURM tests all on one (they
-    share the one local cluster), so a worker waiting on SLURM leaves the cores to the other."""
+    share the one local cluster), so a worker waiting on SLURM leaves the cores to the other.
+    The SLURM tests, the longest group, are handed out first."""
+    items.sort(key=lambda item: Path(item.path).parent.name != "slurm")  # stable: files keep order
     for item in items:
         path = Path(item.path)
         group = "slurm" if path.parent.name == "slurm" else str(path)

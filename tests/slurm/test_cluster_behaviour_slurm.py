@@ -125,7 +125,8 @@ def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path, g
     preempts the trial's job (or host job, gpu < 1) in `preemptible` (SIGTERM). No
     requeue=true: the trial resumes from its checkpoint because SLURM did not record its job as
     CANCELLED."""
-    sweep = tmp_path / "sweep"
+    name = "preempted_host" if gpu else "preempted"  # jobs of the other case may linger
+    sweep = tmp_path / name
     proc = start_search(
         slurm_env,
         sweep,
@@ -136,7 +137,7 @@ def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path, g
     )
     try:
         wait_for(lambda: len(frames(sweep / "0")) >= 2, proc, 300, "trial 0 to log twice")
-        squeue = ["squeue", "-h", "-o", "%A", "-n", "rlhp_sweep_0,rlhp_sweep_host"]
+        squeue = ["squeue", "-h", "-o", "%A", "-n", f"rlhp_{name}_0,rlhp_{name}_host"]
         out = subprocess.run(squeue, env=slurm_env, capture_output=True, text=True, check=True)
         (first,) = out.stdout.split()
         before = frames(sweep / "0")[-1]
