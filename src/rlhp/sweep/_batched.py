@@ -276,6 +276,8 @@ def run(sweeper: Any, study: optuna.Study) -> None:
 
     try:
         while True:
+            if sw.refused:  # SLURM refused a job for good: stop here, where it is safe
+                raise KeyboardInterrupt
             for job in batched.jobs:
                 job.inbox.beat()
             recorded, newly_failed = batched.collect()

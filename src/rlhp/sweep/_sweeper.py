@@ -487,8 +487,6 @@ class SweeperImpl:
     def launch_job(self, number: int, overrides: list[str]):
         """Job `number` (a trial, or a population job) through the launcher; its return.
         NotSubmitted (SLURM refused it for good) stops the search as Ctrl+C does."""
-        import _thread
-
         from rlhp.slurm import NotSubmitted
 
         try:
@@ -506,9 +504,8 @@ class SweeperImpl:
                     log.warning("job %d ended (%s): queued again", number, e)
         except NotSubmitted:
             self.refused = True
-            if number >= record.JOB_BASE:  # the batched loop would fail its trials: stop first
-                _thread.interrupt_main()
-                (self.jobs or self.packer).stopping.wait()
+            if number >= record.JOB_BASE:  # the batched loop stops first (sw.refused), or it
+                (self.jobs or self.packer).stopping.wait()  # would fail the job's trials
             raise
 
     def _ended(self, study: optuna.Study, trial: Trial, future: Future) -> bool:
