@@ -134,6 +134,7 @@ def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path, g
         f"meta.search_resources.gpu={gpu}",
         "meta.search_scheduler=null",
         "hydra.sweeper.n_trials=1",
+        "env.max_frame=120000",  # seconds of training left when the urgent job is submitted
     )
     try:
         wait_for(lambda: len(frames(sweep / "0")) >= 2, proc, 300, "trial 0 to log twice")
