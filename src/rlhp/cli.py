@@ -14,6 +14,7 @@ COMMANDS = {
 }
 MODULES = {"analyze": "rlhp.analyze", "validate": "rlhp.validate", "spec": "rlhp.spec.__main__"}
 
+
 def usage() -> str:
     lines = ["usage: rlhp COMMAND [ARGS ...]   (rlhp COMMAND --help: its own help)", ""]
     lines += [f"  {name:<9} {what}" for name, what in COMMANDS.items()]

@@ -147,7 +147,8 @@ def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path, g
         out, err = proc.communicate(timeout=600)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err.decode()[-3000:]
+    state = (sweep / "state.yaml").read_text() if (sweep / "state.yaml").exists() else ""
+    assert proc.returncode == 0, err.decode()[-3000:] + state
     said = f"job {first} of #0 was preempted: submitted again" if gpu == 0 else "queued again"
     assert said in out.decode(), out.decode()[-3000:]
     assert load_study(sweep).trials[0].state == COMPLETE

@@ -149,6 +149,8 @@ def test_preempted_by_recorded_end_state(checkpointed, state, expected):
         (PREEMPTED, False, False, "release"),  # SIGUSR2: the next host resumes it
         (TERMINATED, False, False, "hold"),  # SIGTERM: the host job's end state decides
         (-9, True, False, "hold"),  # killed with its host
+        (-9, False, False, "hold"),  # srun SIGKILLs a signalled step: the end state decides
+        (-11, False, False, "fail"),  # a crash
         (1, False, False, "fail"),
     ],
 )

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
-from hydra.core.utils import JobReturn, filter_overrides
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from submitit.core.utils import FailedJobError, UncompletedJobError
 
 from rlhp.errors import ConfigError
@@ -147,7 +147,8 @@ def _run_trial(payload: Path) -> None:
     for sig in (signal.SIGUSR2, signal.SIGTERM):
         signal.signal(sig, on_signal)
     ret = launcher(spec["overrides"], "hydra.sweep.dir", number, f"{host}_{number}", spec["state"])
-    if _preempted(ret):
+    if _preempted(ret) or received and ret.status is not JobStatus.COMPLETED:
+        # signalled: whatever it raised, the job's end state decides (Packer._lost)
         os._exit(TERMINATED if signal.SIGTERM in received else PREEMPTED)
     queue.finish(host, number, ret)
 
@@ -166,13 +167,13 @@ def _start(launcher, spec: dict, cpus: int) -> subprocess.Popen:
 def outcome(rc: int, stopping: bool, done: bool) -> str:
     """What a host does with a trial whose process ended with exit code `rc`: 'done' (its result
     is in); 'release' (checkpointed on SIGUSR2, a time limit: queued for the next host); 'hold'
-    (checkpointed on SIGTERM, or killed with its host: the sweeper decides by the host job's end
-    state, Packer._lost); 'fail'."""
+    (checkpointed on SIGTERM, SIGKILLed as srun does to a signalled step, or killed with its
+    host: the sweeper decides by the host job's end state, Packer._lost); 'fail'."""
     if done:
         return "done"
     if rc == PREEMPTED:
         return "release"
-    return "hold" if rc == TERMINATED or stopping else "fail"
+    return "hold" if rc in (TERMINATED, -signal.SIGKILL) or stopping else "fail"
 
 
 def serve(launcher, queue_root: str, host: str, per_gpu: int, cpus: int, idle_s: float) -> str:
