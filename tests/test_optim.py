@@ -79,3 +79,20 @@ def test_a_reset_member_restarts_its_bias_correction_and_leaves_the_others():
     opt.step(torch.tensor([0.1, 0.1]))
     # Adam's first step moves every coordinate by lr, whatever the gradient's scale
     torch.testing.assert_close(flat[0], torch.full((3,), -0.1))
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop"])
+def test_a_masked_step_leaves_the_other_members_as_if_they_had_not_stepped(name):
+    torch.manual_seed(0)
+    flat, grad = torch.randn(3, 5), torch.randn(3, 5)
+    masked = optim.make(name, flat.clone(), grad.clone())
+    each = [optim.make(name, flat[k : k + 1].clone(), grad[k : k + 1].clone()) for k in range(3)]
+    lr = torch.tensor([0.1, 0.2, 0.3])
+    for mask in ([True, False, True], [False, True, True], [True, True, True]):
+        mask = torch.tensor(mask)
+        masked.step(lr, mask)
+        for k in range(3):
+            if mask[k]:
+                each[k].step(lr[k : k + 1])
+    for k in range(3):
+        torch.testing.assert_close(masked.flat[k], each[k].flat[0])

@@ -28,15 +28,28 @@ class StackedAdam:
         self.steps = torch.zeros(flat.shape[0], 1, dtype=flat.dtype, device=flat.device)
 
     @torch.no_grad()
-    def step(self, lr: torch.Tensor) -> None:
+    def step(self, lr: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """One step of every member, or (mask: [K] bool) of those in mask only: the others'
+        weights and moments stay as they are, as if they had not stepped."""
+        state = (self.flat, self.grad, self.exp_avg, self.exp_avg_sq, self.steps)
+        if mask is None:
+            self._step(*state, lr)
+            return
+        rows = mask.nonzero().squeeze(1)
+        part = [x[rows] for x in state]
+        self._step(*part, lr[rows])
+        for x, new in zip(state, part, strict=True):
+            x[rows] = new
+
+    def _step(self, flat, grad, exp_avg, exp_avg_sq, steps, lr: torch.Tensor) -> None:
         beta1, beta2 = self.betas
-        self.steps += 1
-        self.exp_avg.lerp_(self.grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
-        step_size = lr.unsqueeze(1) / (1 - beta1**self.steps)
-        bias_correction2_sqrt = (1 - beta2**self.steps).sqrt()
-        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
-        self.flat.sub_(step_size * self.exp_avg / denom)
+        steps += 1
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step_size = lr.unsqueeze(1) / (1 - beta1**steps)
+        bias_correction2_sqrt = (1 - beta2**steps).sqrt()
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+        flat.sub_(step_size * exp_avg / denom)
 
     def reset_member(self, k: int) -> None:
         self.exp_avg[k] = 0.0
@@ -60,9 +73,21 @@ class StackedRMSprop:
         self.square_avg = torch.zeros_like(flat)
 
     @torch.no_grad()
-    def step(self, lr: torch.Tensor) -> None:
-        self.square_avg.mul_(self.alpha).addcmul_(self.grad, self.grad, value=1 - self.alpha)
-        self.flat.sub_(lr.unsqueeze(1) * self.grad / self.square_avg.sqrt().add_(self.eps))
+    def step(self, lr: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """As StackedAdam.step: every member, or those in mask only."""
+        state = (self.flat, self.grad, self.square_avg)
+        if mask is None:
+            self._step(*state, lr)
+            return
+        rows = mask.nonzero().squeeze(1)
+        part = [x[rows] for x in state]
+        self._step(*part, lr[rows])
+        for x, new in zip(state, part, strict=True):
+            x[rows] = new
+
+    def _step(self, flat, grad, square_avg, lr: torch.Tensor) -> None:
+        square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
+        flat.sub_(lr.unsqueeze(1) * grad / square_avg.sqrt().add_(self.eps))
 
     def reset_member(self, k: int) -> None:
         self.square_avg[k] = 0.0

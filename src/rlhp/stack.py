@@ -108,7 +108,60 @@ def stacked_body(members: int, obs_shape, net: str, hid_layers: list[int], activ
     return StackedMLP(members, int(np.prod(obs_shape)), hid_layers, activation)
 
 
-class StackedActorCritic(PolicyHead, nn.Module):
+class Stacked(nn.Module):
+    """Base of the stacked nets: after a subclass builds its layers it calls `_flatten()`, which
+    makes every parameter a view into one flat [K, P] buffer (`self.flat`) and its gradient a
+    view into another (`self.grad`), so rlhp.optim updates all members at once and a member's
+    slice is a plain copy. `init_member` draws member k's weights from its seed (every module
+    with `init_weights`, in module order) and gives it its own sampling generator."""
+
+    members: int
+
+    def _flatten(self) -> None:
+        """Move every parameter into one [K, P] buffer; gradients into another."""
+        flat = torch.cat([p.data.flatten(1) for p in self.parameters()], dim=1)
+        self._bind(flat, torch.zeros_like(flat))
+        self.generators: list[torch.Generator | None] = [None] * self.members
+
+    def _bind(self, flat: torch.Tensor, grad: torch.Tensor) -> None:
+        """Make every parameter (and its gradient) a view into flat (and grad)."""
+        start = 0
+        for p in self.parameters():
+            size = p[0].numel()
+            p.data = flat[:, start : start + size].view(p.shape)
+            p.grad = grad[:, start : start + size].view(p.shape)
+            start += size
+        self.flat, self.grad = flat, grad
+
+    def to(self, device: torch.device) -> "Stacked":
+        """Move the buffers (parameters stay views into them)."""
+        self._bind(self.flat.to(device), self.grad.to(device))
+        return self
+
+    def init_member(self, k: int, seed: int) -> None:
+        """Fresh weights for member k from its seed, and its own sampling generator."""
+        generator = torch.Generator().manual_seed(seed)
+        for module in self.modules():
+            if hasattr(module, "init_weights"):
+                module.init_weights(k, generator)
+        self.generators[k] = torch.Generator(self.flat.device).manual_seed(seed)
+
+    def copy_member(self, k: int, source: "Stacked") -> None:
+        """Member k's weights from `source` (same layout): e.g. a target net from its online net."""
+        self.flat[k] = source.flat[k]
+
+    def member_state(self, k: int) -> dict:
+        """Member k's parameters by name (as a one-member net holds them) and its generator."""
+        params = {name: p[k].clone() for name, p in self.named_parameters()}
+        return {"params": params, "generator": self.generators[k].get_state()}
+
+    def load_member_state(self, k: int, state: dict) -> None:
+        for name, p in self.named_parameters():
+            p.data[k] = state["params"][name].to(p.device)
+        self.generators[k].set_state(state["generator"])
+
+
+class StackedActorCritic(PolicyHead, Stacked):
     """rlhp.net.ActorCritic for K members: a categorical or Gaussian (state-independent log std)
     policy and a value head, on one shared body or two. Inputs and outputs are [K, B, ...].
 
@@ -142,36 +195,10 @@ class StackedActorCritic(PolicyHead, nn.Module):
         self.critic = StackedLinear(members, feat, 1, gain=1.0)
         self.log_std = nn.Parameter(torch.zeros(members, 1, self.act_dim))
         self._flatten()
-        self.generators: list[torch.Generator | None] = [None] * members  # set by init_member
-
-    def _flatten(self) -> None:
-        """Move every parameter into one [K, P] buffer; gradients into another."""
-        flat = torch.cat([p.data.flatten(1) for p in self.parameters()], dim=1)
-        self._bind(flat, torch.zeros_like(flat))
-
-    def _bind(self, flat: torch.Tensor, grad: torch.Tensor) -> None:
-        """Make every parameter (and its gradient) a view into flat (and grad)."""
-        start = 0
-        for p in self.parameters():
-            size = p[0].numel()
-            p.data = flat[:, start : start + size].view(p.shape)
-            p.grad = grad[:, start : start + size].view(p.shape)
-            start += size
-        self.flat, self.grad = flat, grad
-
-    def to(self, device: torch.device) -> "StackedActorCritic":
-        """Move the buffers (parameters stay views into them)."""
-        self._bind(self.flat.to(device), self.grad.to(device))
-        return self
 
     def init_member(self, k: int, seed: int) -> None:
-        """Fresh weights for member k from its seed, and its own sampling generator."""
-        generator = torch.Generator().manual_seed(seed)
-        for module in self.modules():
-            if hasattr(module, "init_weights"):
-                module.init_weights(k, generator)
+        super().init_member(k, seed)
         self.log_std.data[k] = 0.0
-        self.generators[k] = torch.Generator(self.flat.device).manual_seed(seed)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self.critic_body(obs)).squeeze(-1)
@@ -202,17 +229,6 @@ class StackedActorCritic(PolicyHead, nn.Module):
         """The most likely action: argmax of the logits, or the Gaussian's mean."""
         out = self.logits(obs)
         return out.argmax(-1) if self.discrete else out
-
-    def member_state(self, k: int) -> dict:
-        """Member k's parameters by name (as a one-member net holds them) and its generator."""
-        params = {name: p[k].clone() for name, p in self.named_parameters()}
-        return {"params": params, "generator": self.generators[k].get_state()}
-
-    def load_member_state(self, k: int, state: dict) -> None:
-        for name, p in self.named_parameters():
-            p.data[k] = state["params"][name].to(p.device)
-        self.generators[k].set_state(state["generator"])
-
 
 class MemberParams:
     """Per-member hyperparameters as [K] tensors on the device: `hp.lr[k]` is member k's lr;
