@@ -230,6 +230,30 @@ class StackedActorCritic(PolicyHead, Stacked):
         out = self.logits(obs)
         return out.argmax(-1) if self.discrete else out
 
+
+class StackedQNetwork(Stacked):
+    """rlhp.algo.dqn's Q-network for K members: Q(s, .) for every action, [K, B, n_actions],
+    from an MLP or Nature CNN body and a linear head (orthogonal, gain 1)."""
+
+    def __init__(
+        self,
+        members: int,
+        obs_shape: tuple[int, ...],
+        n_actions: int,
+        net: str,
+        hid_layers: list[int],
+        activation: str,
+    ):
+        super().__init__()
+        self.members = members
+        self.body = stacked_body(members, obs_shape, net, hid_layers, activation)
+        self.head = StackedLinear(members, list(hid_layers)[-1], n_actions, gain=1.0)
+        self._flatten()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(obs))
+
+
 class MemberParams:
     """Per-member hyperparameters as [K] tensors on the device: `hp.lr[k]` is member k's lr;
     booleans are 0/1, and None (e.g. `clip_grad_val: null`, no clipping) is inf. `hp.exact`
