@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlhp import asha
 from rlhp.inbox import Inbox
-from rlhp.loop import Preempted
-from rlhp.population import Member, Population
+from rlhp.member import Member, Preempted
+from rlhp.population import Population
 from rlhp.record import TrialResult
 from rlhp.trial import StopOnSignal, device, lockstep, write_result
 

@@ -15,18 +15,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from rlhp import algo as algos
 from rlhp import asha
 from rlhp.config import check
 from rlhp.errors import ConfigError
-from rlhp.loop import Preempted
-from rlhp.trial import (
-    StopOnSignal,
-    device,
-    train_population,
-    train_sessions,
-    write_result,
-)
+from rlhp.member import Preempted
+from rlhp.trial import StopOnSignal, device, train_trial, write_result
 
 log = logging.getLogger("rlhp")
 
@@ -49,9 +42,8 @@ def train(cfg: DictConfig) -> float:
     # a trial run again (resumed sweep, requeued job) waits for a stale copy of itself to end
     with FileLock(run_dir / ".lock"):
         stop = StopOnSignal()
-        run = train_population if cfg.algo.name in algos.POPULATION else train_sessions
         try:
-            summaries = run(cfg, run_dir, dev, stop, report)
+            summaries = train_trial(cfg, run_dir, dev, stop, report)
         except Preempted:
             stop.hand_over()
             raise

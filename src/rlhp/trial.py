@@ -1,5 +1,5 @@
-"""What a trial does around training: its sessions (one after another, or in lockstep as one
-population), its result.yaml and HParams summary, and how it stops on a signal. Used by the
+"""What a trial does around training: its sessions (in lockstep, as one population), its
+result.yaml and HParams summary, and how it stops on a signal. Used by the
 entry point (rlhp.train) and by population jobs (rlhp.batch)."""
 
 import ctypes
@@ -12,10 +12,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlhp import algo as algos
 from rlhp.log import flatten, log_hparams
-from rlhp.loop import Reporter, Session
-from rlhp.population import Lockstep, Member, Population
+from rlhp.member import Lockstep, Member, Reporter
+from rlhp.population import Population
 from rlhp.record import TrialResult
 
 log = logging.getLogger("rlhp")
@@ -65,7 +64,7 @@ class StopOnSignal:
 
     def __init__(self):
         self.previous = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
-        self.session: Session | Population | None = None
+        self.session: Population | None = None
         self.received: int | None = None
         for sig in self.SIGNALS:
             signal.signal(sig, self._handle)
@@ -94,28 +93,11 @@ class StopOnSignal:
             handler(self.received, None)
 
 
-def train_sessions(
+def train_trial(
     cfg: DictConfig, run_dir: Path, dev: torch.device, stop, report: Reporter | None
 ) -> list[dict]:
-    """The sessions one after another (algorithms without stacked agents: DQN, SAC, REINFORCE);
-    ASHA decides on the first, later seeds only run for trials it lets through."""
-    summaries = []
-    for s in range(cfg.max_session):
-        stop.session = session = Session(cfg, run_dir, s, dev)
-        session.stop_requested = stop.received is not None
-        summary = session.run(report if s == 0 else None)
-        summaries.append(summary)
-        log.info("session %d: %s", s, summary)
-        if summary["stopped_at"] is not None:
-            break
-    return summaries
-
-
-def train_population(
-    cfg: DictConfig, run_dir: Path, dev: torch.device, stop, report: Reporter | None
-) -> list[dict]:
-    """The max_session sessions as one population, in lockstep (PPO, A2C). ASHA judges the
-    mean over the sessions at each log point and stops them together."""
+    """The max_session sessions (seeds seed, seed + 1, ...) as one population, in lockstep: ASHA
+    judges the mean over the sessions at each log point and stops them together."""
     members = [Member(cfg, run_dir, s) for s in range(cfg.max_session)]
     lockstep(members, report)
     stop.session = population = Population(members, dev)
@@ -130,8 +112,7 @@ def train_population(
 
 def write_result(cfg: DictConfig, run_dir: Path, summaries: list[dict]) -> TrialResult:
     """result.yaml (what the sweeper records) and the HParams summary of a finished trial."""
-    side_by_side = cfg.algo.name in algos.POPULATION  # a population's sessions, else one by one
-    result = TrialResult.of_sessions(summaries, cfg.objective, side_by_side)
+    result = TrialResult.of_sessions(summaries, cfg.objective)
     result.write(run_dir)
     hparams = {"env": cfg.env.name, **flatten(OmegaConf.to_container(cfg, resolve=True))}
     log_hparams(run_dir, hparams, summaries, cfg.objective)

@@ -25,7 +25,7 @@ def summaries(finals: list[float], stopped_at: int | None = None) -> list[dict]:
 
 def test_figures_of_the_sessions():
     sessions = summaries([100.0, 150.0, 230.0])
-    result = TrialResult.of_sessions(sessions, "auc", side_by_side=False)
+    result = TrialResult.of_sessions(sessions, "auc")
     aucs = np.array([s["auc"] for s in sessions])
     assert result.state == COMPLETE and result.stopped_at is None
     assert result.objective == pytest.approx(aucs.mean())
@@ -33,15 +33,12 @@ def test_figures_of_the_sessions():
     assert result.final == pytest.approx(np.mean([s["final"] for s in sessions]))
     assert result.max == max(s["max"] for s in sessions)
     assert result.frame == sum(s["frame"] for s in sessions)
-    assert result.wall_s == sum(s["wall_s"] for s in sessions)
-    # a population's sessions ran side by side: the longest one is the trial's wall time
-    assert TrialResult.of_sessions(sessions, "auc", True).wall_s == max(
-        s["wall_s"] for s in sessions
-    )
+    # a trial's sessions train side by side: the longest one is the trial's wall time
+    assert result.wall_s == max(s["wall_s"] for s in sessions) < sum(s["wall_s"] for s in sessions)
 
 
 def test_written_and_read_back(tmp_path):
-    result = TrialResult.of_sessions(summaries([80.0, 90.0], stopped_at=5000), "final", True)
+    result = TrialResult.of_sessions(summaries([80.0, 90.0], stopped_at=5000), "final")
     result.write(tmp_path)
     assert TrialResult.exists(tmp_path)
     data = yaml.safe_load((tmp_path / "result.yaml").read_text())

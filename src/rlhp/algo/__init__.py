@@ -1,8 +1,7 @@
-"""Algorithms by `algo.name`, one module each that reads top to bottom. PPO and A2C are stacked
-agents of K members (`make_population`; rlhp.population trains them, K = 1 included), DQN, SAC
-and REINFORCE single agents (`make`; rlhp.loop's Session trains them). What they share: the
-on-policy rollout, GAE and population skeleton (`rollout`), replay memory (`replay`), linear
-annealing and the gradient steps due (`_schedule`)."""
+"""Algorithms by `algo.name`, one module each that reads top to bottom. Each is a stacked agent of
+K members (`make`; rlhp.population trains it, K = 1 included). What they share: the on-policy
+rollout, GAE and agent skeleton (`rollout`), the replay memory (`replay`), linear annealing and
+the gradient steps due (`_schedule`)."""
 
 import importlib
 from types import SimpleNamespace
@@ -53,28 +52,15 @@ def plain(cfg: DictConfig) -> SimpleNamespace:
     return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))
 
 
-POPULATION = ("ppo", "a2c")  # stacked agents: K members, rlhp.population trains them
-
-
 def member_keys(name: str) -> tuple[str, ...]:
     """The hyperparameters a population holds per member for algorithm `name`."""
     return importlib.import_module(ALGOS[name][0]).MEMBER_KEYS
 
 
-def _agent_class(name: str):
-    module, cls, _ = ALGOS[name]
-    return getattr(importlib.import_module(module), cls)
-
-
-def make_population(cfgs: list[DictConfig], env, device: torch.device):
-    """The stacked agent of `cfgs` (one per member, sharing their structure) acting in `env`."""
+def make(cfgs: list[DictConfig], env, device: torch.device):
+    """The stacked agent of `cfgs` (one per member, sharing their structure) acting in `env` (a
+    rlhp.env.VecEnv of as many members)."""
     cfg = cfgs[0]
-    agent_cls = _agent_class(cfg.algo.name)
+    module, cls, _ = ALGOS[cfg.algo.name]
+    agent_cls = getattr(importlib.import_module(module), cls)
     return agent_cls([c.algo for c in cfgs], env, cfg.env.net, cfg.env.max_frame, device)
-
-
-def make(cfg: DictConfig, env, device: torch.device):
-    """The single agent (DQN, SAC, REINFORCE) for `cfg.algo` acting in `env` (a
-    rlhp.env.VecEnv)."""
-    agent_cls = _agent_class(cfg.algo.name)
-    return agent_cls(cfg.algo, env, cfg.env.net, cfg.env.max_frame, device)

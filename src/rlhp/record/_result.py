@@ -47,12 +47,10 @@ class TrialResult:
     error: str | None = None
 
     @classmethod
-    def of_sessions(
-        cls, sessions: list[dict[str, Any]], objective: str, side_by_side: bool
-    ) -> "TrialResult":
+    def of_sessions(cls, sessions: list[dict[str, Any]], objective: str) -> "TrialResult":
         """The result of the sessions' summaries; `objective` names the ranked figure (final,
-        auc, eval); sessions trained `side_by_side` (a population) take the longest wall time,
-        else the sum."""
+        auc, eval); the sessions trained side by side (a population): the trial's wall time is
+        the longest one's."""
         scores = [s[objective] for s in sessions]
         mean = math.fsum(scores) / len(scores)
         stopped_at = sessions[0]["stopped_at"]
@@ -64,7 +62,7 @@ class TrialResult:
             frame=int(sum(s["frame"] for s in sessions)),
             final=math.fsum(s["final"] for s in sessions) / len(sessions),
             max=float(max(s["max"] for s in sessions)),
-            wall_s=float((max if side_by_side else sum)(s["wall_s"] for s in sessions)),
+            wall_s=float(max(s["wall_s"] for s in sessions)),
             sessions=sessions,
             where=where(),
         )

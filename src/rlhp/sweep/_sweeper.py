@@ -33,7 +33,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import Trial, TrialState
 
-from rlhp import algo as algos
 from rlhp import record
 from rlhp.analysis import best_history
 from rlhp.config import check
@@ -141,11 +140,6 @@ class SweeperImpl:
         self.prior = {**prior, **index}
         self.probe = probe = self._trial_config({**self._any_params(), **self.prior})
         check(probe, here=self._here())
-        if self.cfg.population > 1 and probe.algo.name not in algos.POPULATION:
-            raise ConfigError(
-                f"hydra.sweeper.population needs an algorithm that trains in populations "
-                f"({', '.join(algos.POPULATION)}), not {probe.algo.name}"
-            )
         self._check_feasible()
 
     def _make_sampler(self) -> None:
@@ -162,7 +156,7 @@ class SweeperImpl:
         func = getattr(self.sampler, "func", None)
         self.is_grid = func is optuna.samplers.GridSampler
         if func is not None:
-            self.grid = _space.grid(self.space)
+            self.grid = _space.grid(self.space, self.prior)
             self.sampler = self.sampler(self.grid)
         if self.cfg.prior_spread is None:
             return
@@ -265,6 +259,10 @@ class SweeperImpl:
     def _external(self, params: dict[str, Any]) -> dict[str, Any]:
         """Sampled params as trials get them: an ordered dimension's index as its value."""
         return {k: self.ordered[k][v] if k in self.ordered else v for k, v in params.items()}
+
+    def _values(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Sampled params as the trial's values (an ordered list as a list, not its text)."""
+        return {k: record.decode(v) for k, v in self._external(params).items()}
 
     def _trial_config(self, params: dict[str, Any]) -> DictConfig:
         cfg = self.hydra_context.config_loader.load_sweep_config(
@@ -468,8 +466,10 @@ class SweeperImpl:
 
     def _seed(self, number: int) -> list[str]:
         """seed_per_trial: trial N's sessions start at seed + N * max_session; by default
-        every trial uses the same seeds (common random numbers: less noisy comparisons)."""
-        if not self.cfg.seed_per_trial:
+        every trial uses the same seeds (common random numbers: less noisy comparisons), but
+        with dgd, whose re-runs of a configuration are there to sharpen its mean."""
+        dgd = OmegaConf.select(self.sampler_cfg, "_target_") == "rlhp.sweep._dgd.DGDSampler"
+        if not (dgd if self.cfg.seed_per_trial is None else self.cfg.seed_per_trial):
             return []
         return [f"seed={self.leaves['seed'] + number * self.leaves['max_session']}"]
 
@@ -552,9 +552,9 @@ class SweeperImpl:
         if complete:
             best = study.best_trial
             results = {"name": "rlhp", "best_trial": best.number, "best_value": best.value}
-            results["best_params"] = best.params
+            results["best_params"] = params = self._values(best.params)
             OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
-            log.info("best trial %d: %.4f with %s", best.number, best.value, best.params)
+            log.info("best trial %d: %.4f with %s", best.number, best.value, params)
         else:
             log.warning("no trial completed")
         analyze(self.sweep_dir)
