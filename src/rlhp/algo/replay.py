@@ -1,214 +1,316 @@
-"""Experience replay shared by the off-policy agents (DQN, SAC): uniform, or prioritised by TD
-error with a sum tree (Schaul et al. 2016).
+"""Experience replay for a population's off-policy members (DQN, SAC): uniform, or prioritised by
+TD error with sum trees (Schaul et al. 2016). K members' memories live in one set of arrays with
+a member dimension in front, each member with its own write position, size and random stream.
 
-The memory is sized in frames (one transition per env step of each vector env) and laid out
-as a ring of rows, one row per vector step with a column per env. Each observation is stored
-once: the next observation of row t is row t+1 of the same column, except where the episode
-ended at t. A terminal transition needs no next observation (its target is masked); the last
-observation of an episode cut by a time limit is kept aside in `final`. So an Atari memory
-holds memory_size + num_envs uint8 frame stacks of 4x84x84 = 28,224 bytes: about 2.8 GB per
-100k frames, 28 GB per 1M, in RAM and in each checkpoint.
+A member's memory is sized in frames (one transition per env step of each of its env copies) and
+laid out as a ring of rows, one row per vector step with a column per copy: [K, rows, num_envs,
+...]. Each observation is stored once: the next observation of row t is row t+1 of the same
+column, except where the episode ended at t. A terminal transition needs no next observation (its
+target is masked); the last observation of an episode cut by a time limit is kept aside in
+`final`.
 
-Storage is torch tensors on the CPU (torch.save writes them without pickle's 4 GB limit);
-batches go to the agent's device. Sampling draws from numpy's global generator, which the loop
-seeds and checkpoints.
+Atari (frame_stack > 1): an observation is a stack of the last frame_stack 84x84 frames, newest
+last. Only the newest frame is stored and stacks are rebuilt when sampling, as Dopamine and
+SB3's optimize_memory_usage do: 7 KB a frame instead of 28 KB. A stack never reaches back past its
+episode's first observation: the frames before it are zeros, as ale_py's AtariVectorEnv gives
+them at reset. The ring keeps frame_stack - 1 rows more than it samples from, so the oldest
+transition's stack is whole.
+
+Storage is numpy arrays on the CPU (their fancy indexing is ~10x faster than torch's at these
+sizes); batches go to the agent's device as tensors and checkpoints hold tensors (torch.save
+writes them without pickle's 4 GB limit). Each member draws from its own torch.Generator, so its
+batches never depend on what the other members hold.
 """
+
+import math
 
 import numpy as np
 import torch
 
 
-class SumTree:
-    """A complete binary tree over `capacity` leaves (priorities); each node holds the sum of
-    its children, so the root is the total and a prefix-sum search takes log2(capacity) steps.
-    All operations take arrays of leaves."""
+class SumTrees:
+    """K complete binary trees over `capacity` leaves (priorities) in one [K, 2 * capacity] array:
+    node 1 is a root, leaf i is node capacity + i, each node holds the sum of its children. Every
+    operation takes members [M] and leaves [M, L] and goes level by level for all members at once.
+    """
 
-    def __init__(self, capacity: int):
+    def __init__(self, members: int, capacity: int):
         self.capacity = 1 << max(capacity - 1, 0).bit_length()  # leaves, a power of two
-        self.tree = np.zeros(2 * self.capacity)  # node 1 is the root, leaf i is node capacity+i
+        self.depth = self.capacity.bit_length() - 1
+        self.tree = np.zeros((members, 2 * self.capacity))
 
-    @property
-    def total(self) -> float:
-        return float(self.tree[1])
+    def total(self, members: np.ndarray) -> np.ndarray:
+        return self.tree[members, 1]
 
-    def get(self, leaves: np.ndarray) -> np.ndarray:
-        return self.tree[np.asarray(leaves) + self.capacity]
+    def get(self, members: np.ndarray, leaves: np.ndarray) -> np.ndarray:
+        return self.tree[members[:, None], leaves + self.capacity]
 
-    def set(self, leaves: np.ndarray, values: np.ndarray) -> None:
-        nodes = np.asarray(leaves, dtype=np.int64) + self.capacity
-        self.tree[nodes] = values
-        nodes = np.unique(nodes // 2)
-        while nodes[0] >= 1:  # every leaf has the same depth: one level at a time up to the root
-            self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
-            nodes = np.unique(nodes // 2)
+    def set(self, members: np.ndarray, leaves: np.ndarray, values: np.ndarray) -> None:
+        k, nodes = members[:, None], leaves + self.capacity
+        self.tree[k, nodes] = values
+        for _ in range(self.depth):  # every leaf has the same depth: one level at a time
+            nodes = nodes // 2
+            self.tree[k, nodes] = self.tree[k, 2 * nodes] + self.tree[k, 2 * nodes + 1]
 
-    def find(self, mass: np.ndarray) -> np.ndarray:
-        """The leaf i for each mass m with sum(p[:i]) <= m < sum(p[:i+1]), never a zero leaf."""
-        mass = np.asarray(mass, dtype=np.float64).copy()
-        nodes = np.ones(len(mass), dtype=np.int64)
-        while nodes[0] < self.capacity:
+    def find(self, members: np.ndarray, mass: np.ndarray) -> np.ndarray:
+        """For each mass m of member k's row, the leaf i with sum(p[:i]) <= m < sum(p[:i+1]) in
+        k's tree, never a zero leaf."""
+        k, nodes = members[:, None], np.ones(mass.shape, np.int64)
+        for _ in range(self.depth):
             left = 2 * nodes
             # rounding can leave m just above a subtree's sum: never descend into a zero subtree
-            right = (mass >= self.tree[left]) & (self.tree[left + 1] > 0)
-            mass = np.where(right, mass - self.tree[left], mass)
-            nodes = np.where(right, left + 1, left)
+            right = (mass >= self.tree[k, left]) & (self.tree[k, left + 1] > 0)
+            mass = np.where(right, mass - self.tree[k, left], mass)
+            nodes = left + right
         return nodes - self.capacity
 
 
-class ReplayMemory:
-    """A ring of transitions (obs, action, reward, next obs, terminated), `memory_size` frames.
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return torch.empty(0, dtype=dtype).numpy().dtype
 
-    `add` stores one vector step; `sample` returns a batch dict of tensors on `device` with
-    `index` (flat slots, for `update_priorities`) and `weight` (importance-sampling weights,
-    all 1 when uniform).
+
+def bytes_per_frame(
+    obs_shape: tuple,
+    obs_dtype: torch.dtype,
+    action_shape: tuple,
+    action_dtype: torch.dtype,
+    frame_stack: int = 1,
+    prioritized: bool = False,
+) -> int:
+    """About the memory one transition takes: its observation (the newest frame of a stack), its
+    action, reward (4), three flags and, prioritised, two float64 tree nodes."""
+    obs = obs_shape[1:] if frame_stack > 1 else obs_shape
+    size = math.prod(obs) * _numpy_dtype(obs_dtype).itemsize
+    size += math.prod(action_shape) * _numpy_dtype(action_dtype).itemsize
+    return size + 4 + 3 + (16 if prioritized else 0)
+
+
+class ReplayMemory:
+    """K members' replay rings of `memory_size` frames each, with per-member write positions and
+    sizes (`sizes`: transitions held), generators, final observations and sum trees.
+
+    `add` stores one vector step of every member; `sample` returns a batch of each member's own
+    transitions as tensors [M, batch_size, ...] on `device`, with `index` (slots row * num_envs +
+    env, for `update_priorities`) and `weight` (importance-sampling weights, all 1 when uniform).
     """
 
     def __init__(
         self,
+        members: int,
         memory_size: int,
         num_envs: int,
-        obs_shape: tuple[int, ...],
+        obs_shape: tuple,
         obs_dtype: torch.dtype,
-        action_shape: tuple[int, ...],
+        action_shape: tuple,
         action_dtype: torch.dtype,
         device: torch.device,
         prioritized: bool = False,
-        alpha_per: float = 0.6,
+        frame_stack: int = 1,
         priority_eps: float = 1e-6,
     ):
-        self.num_envs, self.device = num_envs, device
-        self.rows = max(memory_size // num_envs, 1) + 1  # + the row with the newest next obs
-        shape = (self.rows, num_envs)
-        self.obs = torch.zeros(shape + tuple(obs_shape), dtype=obs_dtype)
-        self.actions = torch.zeros(shape + tuple(action_shape), dtype=action_dtype)
-        self.rewards = torch.zeros(shape)
-        self.terminated = torch.zeros(shape, dtype=torch.bool)
-        self.cut = torch.zeros(shape, dtype=torch.bool)  # truncated: next obs is in self.final
-        self.final: dict[int, torch.Tensor] = {}  # flat slot -> last obs of a cut episode
-        self.pos = 0  # the row the next step goes to; it holds the newest next obs
-        self.size = 0  # rows holding whole transitions (at most rows - 1)
-        self.alpha_per, self.priority_eps = alpha_per, priority_eps
-        self.tree = SumTree(self.rows * num_envs) if prioritized else None
-        self.max_priority = 1.0  # new transitions get the largest priority seen so far
+        self.members, self.num_envs, self.device = members, num_envs, device
+        self.frame_stack, self.priority_eps = frame_stack, priority_eps
+        self.capacity = max(memory_size // num_envs, 1)  # rows of whole transitions
+        # + the row holding the newest next obs, + frame_stack - 1 rows of the oldest stacks
+        self.rows = self.capacity + frame_stack
+        shape = (members, self.rows, num_envs)
+        frame = tuple(obs_shape[1:]) if frame_stack > 1 else tuple(obs_shape)
+        self.obs = np.zeros(shape + frame, _numpy_dtype(obs_dtype))
+        self.actions = np.zeros(shape + tuple(action_shape), _numpy_dtype(action_dtype))
+        self.rewards = np.zeros(shape, np.float32)
+        self.terminated = np.zeros(shape, bool)
+        self.cut = np.zeros(shape, bool)  # truncated: the next obs is in final
+        self.first = np.zeros(shape, bool)  # the obs begins an episode: stacks stop there
+        self.first[:, 0] = True
+        self.final: list[dict[int, np.ndarray]] = [{} for _ in range(members)]  # slot -> last obs
+        self.pos = np.zeros(members, np.int64)  # the row the next step goes to (newest next obs)
+        self.steps = np.zeros(members, np.int64)  # vector steps added since reset_member
+        self.generators = [torch.Generator() for _ in range(members)]
+        self.alpha_per = np.full(members, 0.6)
+        self.max_priority = np.ones(members)  # new transitions get the largest priority so far
+        self.tree = SumTrees(members, self.rows * num_envs) if prioritized else None
 
-    def __len__(self) -> int:
-        """Transitions held (frames)."""
-        return self.size * self.num_envs
+    @property
+    def sizes(self) -> np.ndarray:
+        """[K] transitions (frames) each member holds."""
+        return np.minimum(self.steps, self.capacity) * self.num_envs
 
-    def _slots(self, row: int) -> np.ndarray:
-        return row * self.num_envs + np.arange(self.num_envs)
-
-    def _forget(self, row: int) -> None:
-        for slot in self._slots(row):
-            self.final.pop(int(slot), None)
-
-    def add(self, obs, action, reward, terminated, truncated, next_obs, final_obs) -> None:
-        """One vector step: arrays with a leading num_envs axis, as the loop passes them."""
-        p, q = self.pos, (self.pos + 1) % self.rows
-        terminated = np.asarray(terminated, dtype=bool)
-        cut = np.asarray(truncated, dtype=bool) & ~terminated
-        self.obs[p] = torch.as_tensor(obs, dtype=self.obs.dtype)
-        self.actions[p] = torch.as_tensor(action, dtype=self.actions.dtype)
-        self.rewards[p] = torch.as_tensor(reward, dtype=torch.float32)
-        self.terminated[p] = torch.as_tensor(terminated)
-        self.cut[p] = torch.as_tensor(cut)
-        self._forget(p)
-        for env in np.flatnonzero(cut):
-            self.final[p * self.num_envs + int(env)] = torch.as_tensor(
-                final_obs[env], dtype=self.obs.dtype
-            ).clone()
-        self._forget(q)  # row q's old transition is gone once its obs is overwritten
-        self.obs[q] = torch.as_tensor(next_obs, dtype=self.obs.dtype)
-        self.pos, self.size = q, min(self.size + 1, self.rows - 1)
+    def reset_member(self, k: int, seed: int, alpha_per: float = 0.6) -> None:
+        """Member k's ring emptied, its generator seeded with `seed`, its PER exponent set."""
+        self.pos[k] = self.steps[k] = 0
+        self.cut[k] = False
+        self.first[k, 0] = True
+        self.final[k] = {}
+        self.generators[k].manual_seed(seed)
+        self.alpha_per[k], self.max_priority[k] = alpha_per, 1.0
         if self.tree is not None:
-            self.tree.set(self._slots(p), np.full(self.num_envs, self.max_priority**self.alpha_per))
-            self.tree.set(self._slots(q), np.zeros(self.num_envs))
+            self.tree.tree[k] = 0
 
-    def sample(self, batch_size: int, beta: float = 1.0) -> dict[str, torch.Tensor]:
-        """A batch of transitions: uniform, or with P(i) = p_i^alpha / sum_k p_k^alpha
-        (stratified over batch_size equal slices of the total) and importance-sampling weights
-        w_i = (N P(i))^-beta / max_batch w, N the number of transitions held."""
-        if self.size == 0:
-            raise ValueError("sample from an empty replay memory")
+    def _split(self, x: np.ndarray, ks: np.ndarray) -> np.ndarray:
+        """Rows [K * num_envs, ...] as [M, num_envs, ...] of the members ks."""
+        x = np.asarray(x)
+        return x.reshape((self.members, self.num_envs) + x.shape[1:])[ks]
+
+    def _stored(self, obs: np.ndarray) -> np.ndarray:
+        """What is stored of observations [..., *obs_shape]: a stack's newest frame."""
+        return obs[..., -1, :, :] if self.frame_stack > 1 else obs
+
+    def _slots(self, rows: np.ndarray) -> np.ndarray:
+        """[M, num_envs] slots of one row per member."""
+        return rows[:, None] * self.num_envs + np.arange(self.num_envs)
+
+    def add(
+        self, obs, action, reward, terminated, truncated, next_obs, final_obs, members=None
+    ) -> None:
+        """One vector step: arrays [K * num_envs, ...] as the loop passes them (final_obs None or
+        holding the last obs of the rows that ended); only `members` (indices) when given."""
+        ks = np.arange(self.members) if members is None else np.asarray(members, np.int64)
+        p = self.pos[ks]
+        q = (p + 1) % self.rows
+        terminated = self._split(terminated, ks).astype(bool)
+        cut = self._split(truncated, ks).astype(bool) & ~terminated
+        self.obs[ks, p] = self._stored(self._split(obs, ks))
+        self.actions[ks, p] = self._split(action, ks)
+        self.rewards[ks, p] = self._split(reward, ks)
+        self.terminated[ks, p], self.cut[ks, p] = terminated, cut
+        for m, env in np.argwhere(cut):
+            last = final_obs[ks[m] * self.num_envs + env]
+            self.final[ks[m]][int(p[m]) * self.num_envs + int(env)] = self._stored(last).copy()
+        for m, env in np.argwhere(self.cut[ks, q]):  # row q's old transition is gone
+            del self.final[ks[m]][int(q[m]) * self.num_envs + int(env)]
+        self.obs[ks, q] = self._stored(self._split(next_obs, ks))
+        self.terminated[ks, q], self.cut[ks, q] = False, False
+        self.first[ks, q] = terminated | cut
+        self.pos[ks], self.steps[ks] = q, self.steps[ks] + 1
+        if self.tree is not None:
+            # row p is new; rows q (pending) and q + frame_stack - 1 (left the window) hold none
+            old = (q + self.frame_stack - 1) % self.rows
+            leaves = np.concatenate([self._slots(p), self._slots(q), self._slots(old)], 1)
+            new = self.max_priority[ks] ** self.alpha_per[ks]
+            values = np.zeros(leaves.shape)
+            values[:, : self.num_envs] = new[:, None]
+            self.tree.set(ks, leaves, values)
+
+    def sample(
+        self, members: np.ndarray, batch_size: int, beta: np.ndarray | None = None
+    ) -> dict[str, torch.Tensor]:
+        """batch_size transitions of each member's own ring, drawn with its own generator:
+        uniform, or with P(i) = p_i^alpha / sum_j p_j^alpha (stratified over batch_size equal
+        slices of the total) and weights w_i = (N P(i))^-beta[k] / max over the batch, N the
+        transitions member k holds (beta None: weights of 1). Tensors [M, batch_size, ...]."""
+        ks = np.asarray(members, np.int64)
+        held = np.minimum(self.steps[ks], self.capacity)
+        if not held.all():
+            raise ValueError(f"sample from an empty replay memory (members {ks[held == 0]})")
+        draws = 2 if self.tree is None else 1
+        u = torch.stack(
+            [
+                torch.rand(draws, batch_size, generator=self.generators[k], dtype=torch.float64)
+                for k in ks
+            ]
+        ).numpy()
         if self.tree is None:
-            back = np.random.randint(self.size, size=batch_size)  # rows back from the newest
-            rows = (self.pos - 1 - back) % self.rows
-            slots = rows * self.num_envs + np.random.randint(self.num_envs, size=batch_size)
-            weight = np.ones(batch_size)
+            back = (u[:, 0] * held[:, None]).astype(np.int64)  # rows back from the newest
+            rows = (self.pos[ks, None] - 1 - back) % self.rows
+            slots = rows * self.num_envs + (u[:, 1] * self.num_envs).astype(np.int64)
+            weight = np.ones(slots.shape)
         else:
-            total = self.tree.total
-            mass = (np.arange(batch_size) + np.random.uniform(size=batch_size)) * (
-                total / batch_size
-            )
-            slots = self.tree.find(np.minimum(mass, np.nextafter(total, 0)))
-            prob = self.tree.get(slots) / total
-            weight = (len(self) * prob) ** -beta
-            weight = weight / weight.max()
+            total = self.tree.total(ks)[:, None]
+            mass = (np.arange(batch_size) + u[:, 0]) * (total / batch_size)
+            slots = self.tree.find(ks, np.minimum(mass, np.nextafter(total, 0)))
+            prob = self.tree.get(ks, slots) / total
+            beta = np.zeros(len(ks)) if beta is None else np.asarray(beta, np.float64)
+            weight = (held[:, None] * self.num_envs * prob) ** -beta[:, None]
+            weight = weight / weight.max(1, keepdims=True)
         weight = torch.as_tensor(weight, dtype=torch.float32, device=self.device)
-        return self.gather(slots) | {"weight": weight}
+        return self.gather(ks, slots) | {"weight": weight}
 
-    def gather(self, slots: np.ndarray) -> dict[str, torch.Tensor]:
-        """The transitions in flat slots (row * num_envs + env), on the agent's device."""
-        slots = np.asarray(slots, dtype=np.int64)
-        rows, envs = torch.as_tensor(slots // self.num_envs), torch.as_tensor(slots % self.num_envs)
-        next_obs = self.obs[(rows + 1) % self.rows, envs]
-        for i in torch.nonzero(self.cut[rows, envs]).flatten().tolist():
-            next_obs[i] = self.final[int(slots[i])]
+    def _stack(self, k: np.ndarray, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """The observations at rows, envs [M, B] of members k [M, 1]: stacks rebuilt from the
+        frame_stack newest frames up to each row, zeros before its episode's first obs."""
+        if self.frame_stack == 1:
+            return self.obs[k, rows, envs]
+        back = (rows[..., None] + np.arange(1 - self.frame_stack, 1)) % self.rows  # oldest first
+        k, envs = k[..., None], envs[..., None]
+        first = self.first[k, back, envs]
+        later = np.cumsum(first[..., ::-1], -1)[..., ::-1] - first  # first obs newer than this
+        frames = self.obs[k, back, envs]
+        frames[later > 0] = 0
+        return frames
+
+    def gather(self, members: np.ndarray, slots: np.ndarray) -> dict[str, torch.Tensor]:
+        """The transitions in slots [M, B] (row * num_envs + env) of members [M]."""
+        k = np.asarray(members, np.int64)[:, None]
+        rows, envs = np.divmod(slots, self.num_envs)
+        obs = self._stack(k, rows, envs)
+        next_obs = self._stack(k, (rows + 1) % self.rows, envs)
+        for m, b in np.argwhere(self.cut[k, rows, envs]):
+            final = self.final[k[m, 0]][int(slots[m, b])]
+            next_obs[m, b] = (
+                final if self.frame_stack == 1 else np.concatenate([obs[m, b, 1:], final[None]])
+            )
         batch = {
-            "obs": self.obs[rows, envs],
-            "action": self.actions[rows, envs],
-            "reward": self.rewards[rows, envs],
+            "obs": obs,
+            "action": self.actions[k, rows, envs],
+            "reward": self.rewards[k, rows, envs],
             "next_obs": next_obs,
-            "terminated": self.terminated[rows, envs].float(),
+            "terminated": self.terminated[k, rows, envs].astype(np.float32),
         }
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        return batch | {"index": torch.as_tensor(slots)}
+        batch = {key: torch.from_numpy(v).to(self.device) for key, v in batch.items()}
+        return batch | {"index": torch.as_tensor(slots, dtype=torch.int64)}
 
-    def update_priorities(self, slots: np.ndarray, td_error: np.ndarray) -> None:
-        """p_i = |delta_i| + priority_eps for the sampled slots (proportional variant)."""
-        priority = np.abs(np.asarray(td_error, dtype=np.float64)) + self.priority_eps
-        self.tree.set(np.asarray(slots), priority**self.alpha_per)
-        self.max_priority = max(self.max_priority, float(priority.max()))
+    def update_priorities(
+        self, members: np.ndarray, index: torch.Tensor, td_error: torch.Tensor
+    ) -> None:
+        """p_i = |delta_i| + priority_eps for the sampled slots [M, B] (proportional variant)."""
+        ks = np.asarray(members, np.int64)
+        priority = td_error.detach().abs().double().cpu().numpy() + self.priority_eps
+        self.tree.set(ks, np.asarray(index), priority ** self.alpha_per[ks, None])
+        self.max_priority[ks] = np.maximum(self.max_priority[ks], priority.max(1))
 
-    def state_dict(self) -> dict:
-        n = self.size + 1  # rows written so far (all of them once the ring is full)
-        keep = (lambda x: x) if n == self.rows else (lambda x: x[:n].clone())
+    def member_state(self, k: int) -> dict:
+        """Member k's ring (only the rows written), position, finals, priorities, generator."""
+        n = int(min(self.steps[k] + 1, self.rows))  # rows written: all of them once it wrapped
         state = {
             "rows": self.rows,
-            "pos": self.pos,
-            "size": self.size,
-            "obs": keep(self.obs),
-            "actions": keep(self.actions),
-            "rewards": keep(self.rewards),
-            "terminated": keep(self.terminated),
-            "cut": keep(self.cut),
-            "final": self.final,
-            "max_priority": self.max_priority,
+            "pos": int(self.pos[k]),
+            "steps": int(self.steps[k]),
+            "final": {slot: torch.from_numpy(v.copy()) for slot, v in self.final[k].items()},
+            "alpha_per": float(self.alpha_per[k]),
+            "max_priority": float(self.max_priority[k]),
+            "generator": self.generators[k].get_state(),
         }
+        for name in ("obs", "actions", "rewards", "terminated", "cut", "first"):
+            state[name] = torch.from_numpy(getattr(self, name)[k, :n].copy())
         if self.tree is not None:
-            state["priorities"] = self.tree.get(np.arange(n * self.num_envs))
+            leaves = self.tree.tree[k, self.tree.capacity :][: n * self.num_envs]
+            state["priorities"] = torch.from_numpy(leaves.copy())
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore a saved memory. The loop resets the envs on resume, so the newest step of
-        each unfinished episode is marked as cut there, with its next obs kept in `final`."""
-        if state["rows"] != self.rows or state["obs"].shape[1:] != self.obs.shape[1:]:
+    def load_member_state(self, k: int, state: dict) -> None:
+        """Restore member k's memory. The loop resets the envs on resume, so the newest step of
+        each unfinished episode is marked as cut there, its next obs kept in `final`, and the
+        pending row begins episodes."""
+        if state["rows"] != self.rows or state["obs"].shape[1:] != self.obs.shape[2:]:
             raise ValueError(
                 f"replay memory of {state['rows']} rows x {tuple(state['obs'].shape[1:])} "
-                f"does not fit {self.rows} x {tuple(self.obs.shape[1:])}: memory_size or "
-                "num_envs changed since the checkpoint"
+                f"does not fit {self.rows} x {self.obs.shape[2:]}: memory_size or num_envs "
+                "changed since the checkpoint"
             )
-        n = state["size"] + 1
-        for name in ("obs", "actions", "rewards", "terminated", "cut"):
-            getattr(self, name)[:n] = state[name]
-        self.pos, self.size = state["pos"], state["size"]
-        self.final = dict(state["final"])
-        self.max_priority = state["max_priority"]
+        self.reset_member(k, 0, state["alpha_per"])
+        n = len(state["obs"])
+        for name in ("obs", "actions", "rewards", "terminated", "cut", "first"):
+            getattr(self, name)[k, :n] = state[name].numpy()
+        self.pos[k], self.steps[k] = state["pos"], state["steps"]
+        self.final[k] = {slot: v.numpy().copy() for slot, v in state["final"].items()}
+        self.max_priority[k] = state["max_priority"]
+        self.generators[k].set_state(state["generator"])
         if self.tree is not None:
-            self.tree.tree[:] = 0
-            self.tree.set(np.arange(n * self.num_envs), state["priorities"])
-        if self.size:
-            last = (self.pos - 1) % self.rows
-            for env in np.flatnonzero(~(self.terminated[last] | self.cut[last]).numpy()):
-                self.cut[last, env] = True
-                self.final[last * self.num_envs + int(env)] = self.obs[self.pos, env].clone()
+            leaves = np.arange(n * self.num_envs)[None]
+            self.tree.set(np.array([k]), leaves, state["priorities"].numpy()[None])
+        if self.steps[k]:
+            last, pos = (self.pos[k] - 1) % self.rows, self.pos[k]
+            for env in np.flatnonzero(~(self.terminated[k, last] | self.cut[k, last])):
+                self.cut[k, last, env] = True
+                self.final[k][int(last) * self.num_envs + int(env)] = self.obs[k, pos, env].copy()
+            self.first[k, pos] = True
