@@ -4,13 +4,16 @@ against the same K configurations trained alone, one after another; and learning
 Every measurement is a fresh subprocess pinned to one core (`taskset -c 0`) with 1 torch thread,
 so extra processes or threads cannot stand in for batching. Only training is timed
 (`Population.run()`; env and model construction are excluded for both). The K configurations
-differ in lr, gamma, lam, clip_eps and entropy_coef (drawn log-uniform/uniform from a fixed
-seed around the tuned config); "alone" trains each as a population of one. With `--baseline
+differ in their per-member hyperparameters (VARIED: PPO's lr, gamma, lam, clip_eps,
+entropy_coef; DQN's lr, gamma, epsilon schedule, tau; SAC's lr, gamma, tau, alpha; drawn from a
+fixed seed around the tuned config); "alone" trains each as a population of one. With `--baseline
 SRC` (a checkout of rlhp before populations, e.g. `git worktree add /tmp/old 281eb0a`) a K = 1
 row also times that version's single `Session.run()` on the same config, to show whether the
 single run got slower.
 
     python benchmarks/population.py --env cartpole --ks 1 4 16 64 --frames 50000 --reps 3
+    python benchmarks/population.py --algo dqn --env cartpole --ks 16 --frames 20000 --reps 3
+    python benchmarks/population.py --algo sac --env pendulum --ks 8 --frames 5000 --reps 3
     python benchmarks/population.py --env lunar --ks 1 4 16 --frames 20000
     python benchmarks/population.py --env breakout --ks 1 2 4 --frames 2048 --reps 2
     python benchmarks/population.py --sessions 8 --frames 50000   # max_session=8 vs sequential
@@ -36,23 +39,44 @@ from _machine import machine
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def configs(env: str, k: int, frames: int, seed: int = 0) -> list[list[str]]:
-    """K override lists: the tuned config with 5 hyperparameters varied per member."""
+# per algorithm: its preset env and how each member draws its per-member hyperparameters
+VARIED = {
+    "ppo": lambda rng: {
+        "algo.lr": f"{10 ** rng.uniform(-3.7, -2.7):.6g}",
+        "algo.gamma": f"{rng.uniform(0.95, 0.995):.4f}",
+        "algo.lam": f"{rng.uniform(0.8, 0.98):.3f}",
+        "algo.clip_eps": f"{rng.uniform(0.1, 0.3):.3f}",
+        "algo.entropy_coef": str(rng.choice([0.0, 0.001, 0.01])),
+    },
+    "dqn": lambda rng: {
+        "algo.lr": f"{10 ** rng.uniform(-3.5, -2.5):.6g}",
+        "algo.gamma": f"{rng.uniform(0.95, 0.995):.4f}",
+        "algo.explore_var_spec.end_step": str(int(rng.uniform(4000, 12000))),
+        "algo.tau": f"{rng.uniform(0.5, 1.0):.3f}",
+    },
+    "sac": lambda rng: {
+        "algo.lr": f"{10 ** rng.uniform(-3.5, -2.5):.6g}",
+        "algo.gamma": f"{rng.uniform(0.95, 0.995):.4f}",
+        "algo.tau": f"{rng.uniform(0.002, 0.02):.4f}",
+        "algo.alpha": f"{10 ** rng.uniform(-1.5, 0):.4f}",
+    },
+}
+
+
+def configs(algo: str, env: str, k: int, frames: int, seed: int = 0) -> list[list[str]]:
+    """K override lists: the tuned config with its per-member hyperparameters varied."""
     rng = np.random.default_rng(1234)
     out = []
     for i in range(k):
+        varied = VARIED[algo](rng)
         out.append(
             [
-                "algo=ppo",
+                f"algo={algo}",
                 f"env={env}",
                 f"env.max_frame={frames}",
                 f"log_frequency={max(frames // 5, 1)}",
                 f"seed={seed + i}",
-                f"algo.lr={10 ** rng.uniform(-3.7, -2.7):.6g}",
-                f"algo.gamma={rng.uniform(0.95, 0.995):.4f}",
-                f"algo.lam={rng.uniform(0.8, 0.98):.3f}",
-                f"algo.clip_eps={rng.uniform(0.1, 0.3):.3f}",
-                f"algo.entropy_coef={rng.choice([0.0, 0.001, 0.01])}",
+                *(f"{key}={value}" for key, value in varied.items()),
             ]
         )
     return out
@@ -95,10 +119,13 @@ def work(mode: str, overrides: list[list[str]], baseline: str | None) -> dict:
             start = time.perf_counter()
             population.run()
             wall += time.perf_counter() - start
+        import resource
+
         return {
             "frames": sum(m.frame for m in members),
             "wall_s": wall,
             "final": [m.summary()["final"] for m in members],
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
 
 
@@ -116,15 +143,18 @@ def worker(mode: str, overrides: list[list[str]], baseline: str | None = None) -
 
 
 def scaling(args) -> None:
-    print(f"## PPO populations on {args.env} (`benchmarks/population.py`)\n")
+    print(f"## {args.algo.upper()} populations on {args.env} (`benchmarks/population.py`)\n")
     print(f"- command: `python {' '.join(sys.argv)}`")
     print(f"- machine: {machine()}; pinned to core 0, 1 torch thread")
     print(f"- {args.frames:,} frames per member, {args.reps} repetitions (alternating order)\n")
-    print("| K | population frames/s | alone frames/s (sequential) | ratio | reps (ratios) |")
-    print("|---:|---:|---:|---:|---|")
+    print(
+        "| K | population frames/s | alone frames/s (sequential) | ratio | reps (ratios) | "
+        "peak RSS population / alone (MB) |"
+    )
+    print("|---:|---:|---:|---:|---|---|")
     learning = None
     for k in args.ks:
-        cfgs = configs(args.env, k, args.frames)
+        cfgs = configs(args.algo, args.env, k, args.frames)
         n_alone = min(k, args.alone) if k != 16 else k
         pop, alone, base = [], [], []
         for rep in range(args.reps):
@@ -140,7 +170,8 @@ def scaling(args) -> None:
         print(
             f"| {k} | {med_p:,.0f} | {med_a:,.0f}"
             f"{'' if n_alone == k else f' ({n_alone} of {k} timed)'} | "
-            f"**{statistics.median(ratios):.2f}x** | {', '.join(f'{x:.2f}' for x in ratios)} |",
+            f"**{statistics.median(ratios):.2f}x** | {', '.join(f'{x:.2f}' for x in ratios)} | "
+            f"{max(r['rss_mb'] for r in pop):,.0f} / {max(r['rss_mb'] for r in alone):,.0f} |",
             flush=True,
         )
         if base:
@@ -157,8 +188,9 @@ def scaling(args) -> None:
     if learning:
         cfgs, pop_final, alone_final = learning
         print("\nLearning, K = 16 (final total_reward_ma, repetition 0):\n")
-        print("| member | lr | gamma | lam | clip_eps | entropy_coef | population | alone |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        names = [o.split("=")[0].split(".")[-1] for o in cfgs[0][5:]]
+        print(f"| member | {' | '.join(names)} | population | alone |")
+        print(f"|---:|{'---:|' * len(names)}---:|---:|")
         for i, (c, p, a) in enumerate(zip(cfgs, pop_final, alone_final, strict=True)):
             hp = [o.split("=")[1] for o in c[5:]]
             print(f"| {i} | {' | '.join(hp)} | {p:.1f} | {a:.1f} |")
@@ -190,6 +222,7 @@ def sessions(args) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--algo", default="ppo", choices=list(VARIED))
     p.add_argument("--env", default="cartpole")
     p.add_argument("--ks", type=int, nargs="*", default=[1, 4, 16, 64])
     p.add_argument("--frames", type=int, default=50_000)
