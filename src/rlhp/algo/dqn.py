@@ -1,42 +1,41 @@
 """Deep Q-Network (Mnih et al. 2015), with double Q-learning (van Hasselt et al. 2016) and
-prioritised experience replay (Schaul et al. 2016) as options.
+prioritised experience replay (Schaul et al. 2016) as options, for a population of K members
+trained as one batched computation (K = 1: a single run).
 
-Reads top to bottom: the Q-network, the TD target, then the agent. Every step goes into the
-replay memory; once `learning_starts` frames are in, every `training_frequency` frames the agent
-takes `training_iter` gradient steps on minibatches of `batch_size`, and every
-`target_update_frequency` frames it moves the target network towards the online one (tau = 1:
-a copy). Epsilon, lr (with `lr_anneal`) and PER's beta are annealed linearly
-(rlhp.algo._schedule). All counts are frames (env steps summed over the vector envs), so they mean
-the same whatever `env.num_envs` is. Discrete actions only; Atari frames stay uint8 in replay.
+Reads top to bottom: the TD target, the frame schedules, then the agent. Every step goes into
+each member's own replay memory; once a member has seen `learning_starts` frames, every
+`training_frequency` of its frames it takes `training_iter` gradient steps on minibatches of
+`batch_size`, and every `target_update_frequency` of its frames its target network moves towards
+its online one (tau = 1: a copy). Epsilon, lr (with `lr_anneal`) and PER's beta are annealed
+linearly over the member's own frames. All counts are frames (env steps summed over a member's
+vector envs), so they mean the same whatever `env.num_envs` is.
+
+Members share the structure (net, `batch_size`, `memory_size`, `prioritized`) and nothing else:
+the hyperparameters in `MEMBER_KEYS` are [K] values, each member explores and samples its replay
+with its own generators, and a gradient step moves only the members that are due (the others'
+weights and Adam moments stay as they are), so member k trains as it would alone. The nets are
+rlhp.stack.StackedQNetwork, the optimiser rlhp.optim.StackedAdam. Discrete actions only; Atari
+frames stay uint8 in replay.
 """
-
-import copy
-import logging
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
-from torch import nn
+from omegaconf import DictConfig, OmegaConf
 
 from rlhp.algo import plain
-from rlhp.algo._schedule import crossed, linear, updates_due
+from rlhp.algo._schedule import crossed, linear
 from rlhp.algo.replay import ReplayMemory
-from rlhp.net import body, gradient_step
+from rlhp.log import flatten
+from rlhp.optim import StackedAdam, clip_grad_norm
+from rlhp.stack import MemberParams, StackedQNetwork
 
-log = logging.getLogger("rlhp")
-
-
-class QNetwork(nn.Module):
-    """Q(s, .) for every action: an MLP or the Nature CNN body, then a linear head."""
-
-    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, cfg: DictConfig, net: str):
-        super().__init__()
-        self.body, feat = body(obs_shape, net, cfg.hid_layers, cfg.hid_layers_activation)
-        self.head = nn.Linear(feat, n_actions)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(obs))
+MEMBER_KEYS = (
+    "gamma", "lr", "lr_anneal", "clip_grad_val", "learning_starts", "training_frequency",
+    "training_iter", "target_update_frequency", "tau", "explore_var_spec.start",
+    "explore_var_spec.end", "explore_var_spec.end_step", "double", "alpha_per", "beta",
+)  # fmt: skip
+BATCH_KEYS = ("obs", "action", "reward", "next_obs", "terminated", "weight")
 
 
 def td_target(
@@ -44,134 +43,230 @@ def td_target(
     terminated: torch.Tensor,
     next_q_target: torch.Tensor,
     next_q_online: torch.Tensor | None,
-    gamma: float,
+    gamma: float | torch.Tensor,
+    double: bool | torch.Tensor = False,
 ) -> torch.Tensor:
-    """y = r + gamma (1 - terminated) Q_target(s', a'), (batch,) from (batch, n_actions) values.
+    """y = r + gamma (1 - terminated) Q_target(s', a'), [..., B] from [..., B, n_actions] values;
+    gamma and double broadcast ([K, 1] for K members).
 
-    DQN: a' = argmax_a Q_target(s', a). Double DQN (next_q_online given): a' = argmax_a
-    Q_online(s', a), the online net chooses and the target net evaluates.
+    DQN: a' = argmax_a Q_target(s', a). Double DQN (where `double`): a' = argmax_a Q_online(s', a),
+    the online net chooses and the target net evaluates.
     """
-    if next_q_online is None:
-        next_value = next_q_target.max(1).values
-    else:
-        best = next_q_online.argmax(1, keepdim=True)
-        next_value = next_q_target.gather(1, best).squeeze(1)
+    best = next_q_target.argmax(-1)
+    if next_q_online is not None:
+        best = torch.where(torch.as_tensor(double), next_q_online.argmax(-1), best)
+    next_value = next_q_target.gather(-1, best.unsqueeze(-1)).squeeze(-1)
     return reward + gamma * (1.0 - terminated) * next_value
 
 
+def steps_due(last: np.ndarray, frames: np.ndarray, hp: dict[str, np.ndarray]) -> np.ndarray:
+    """Gradient steps each member owes as its frame count moves from `last` to `frames`:
+    `training_iter` per multiple of `training_frequency` crossed, none before `learning_starts`."""
+    crossings = crossed(last, frames, hp["training_frequency"]) * hp["training_iter"]
+    return np.where(frames >= hp["learning_starts"], crossings, 0).astype(np.int64)
+
+
+def targets_due(last: np.ndarray, frames: np.ndarray, hp: dict[str, np.ndarray]) -> np.ndarray:
+    """Which members' target nets move now: a multiple of `target_update_frequency` crossed,
+    from `learning_starts` on."""
+    crossings = crossed(last, frames, hp["target_update_frequency"])
+    return (frames >= hp["learning_starts"]) & (crossings > 0)
+
+
+def epsilon(hp: dict[str, np.ndarray], frames: np.ndarray) -> np.ndarray:
+    """Each member's epsilon: linear from start to end over end_step of its frames."""
+    start, end = hp["explore_var_spec.start"], hp["explore_var_spec.end"]
+    return linear(start, end, frames, hp["explore_var_spec.end_step"])
+
+
+def replay_seed(seed: int) -> int:
+    """The seed of a member's replay sampling: a stream apart from its exploration's."""
+    return int(np.random.SeedSequence(seed, spawn_key=(1,)).generate_state(1)[0])
+
+
+def member_values(cfg: DictConfig) -> dict:
+    """A member's algo config as flat `key: value` (`explore_var_spec.start`, ...)."""
+    return flatten(OmegaConf.to_container(cfg, resolve=True))
+
+
 class DQN:
-    """The DQN agent: epsilon-greedy `act`, `observe` into replay, `update` on a frame schedule."""
+    """The DQN agent: epsilon-greedy `act`, `observe` into replay, `update` on each member's
+    frame schedule. Arrays in and out are [K * num_envs, ...], member k owning rows
+    k * num_envs ... (k + 1) * num_envs - 1."""
 
-    at_boundary = True  # everything lives in state_dict: a checkpoint can be taken at any step
+    member_keys = MEMBER_KEYS
+    at_boundary = True  # nothing is buffered outside the member states: checkpoint at any step
 
-    def __init__(self, cfg: DictConfig, env, net: str, max_frame: int, device: torch.device):
-        self.cfg, self.max_frame, self.device = plain(cfg), max_frame, device
-        self.num_envs, self.n_actions = env.num_envs, int(env.action_space.n)
+    def __init__(self, cfgs: list[DictConfig], env, net: str, max_frame: int, device):
+        cfg = plain(cfgs[0])  # the structure all members share
+        self.cfg, self.max_frame, self.device = cfg, max_frame, device
+        self.members, self.num_envs = len(cfgs), env.num_envs
+        self.n_actions = int(env.action_space.n)
         obs_shape = env.observation_space.shape
-        self.q_net = QNetwork(obs_shape, self.n_actions, cfg, net).to(device)
-        self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.lr)
+        shape = (self.members, obs_shape, self.n_actions, net, cfg.hid_layers)
+        self.q_net = StackedQNetwork(*shape, cfg.hid_layers_activation).to(device)
+        self.target_net = StackedQNetwork(*shape, cfg.hid_layers_activation).to(device)
+        self.optimizer = StackedAdam(self.q_net.flat, self.q_net.grad, eps=1e-8)  # torch's eps
+        self.hp = MemberParams(MEMBER_KEYS, [member_values(c) for c in cfgs], device)
         self.obs_dtype = torch.uint8 if net == "cnn" else torch.float32
         self.memory = ReplayMemory(
+            self.members,
             cfg.memory_size,
             self.num_envs,
             obs_shape,
             self.obs_dtype,
             (),
             torch.int64,
-            device,
+            torch.device(device),
             prioritized=cfg.prioritized,
-            alpha_per=cfg.alpha_per,
+            frame_stack=obs_shape[0] if net == "cnn" else 1,
         )
-        self.frame = 0  # frames seen at the last update() call
+        self.active = torch.ones(self.members, dtype=torch.bool, device=device)
+        self.frames = np.zeros(self.members, np.int64)  # each member's frames at the last update
         self.obs: np.ndarray | None = None
         self.action: np.ndarray | None = None
 
-    @property
-    def epsilon(self) -> float:
-        spec = self.cfg.explore_var_spec
-        return linear(spec["start"], spec["end"], self.frame, spec["end_step"])
+    def set_member(self, k: int, cfg: DictConfig, seed: int) -> None:
+        """Slot k gets a new member: its hyperparameters, fresh weights (the target a copy) from
+        its seed, a fresh optimiser state, an empty replay memory, frame 0."""
+        self.hp.set(k, member_values(cfg))
+        self.q_net.init_member(k, seed)
+        self.target_net.copy_member(k, self.q_net)
+        self.optimizer.reset_member(k)
+        self.memory.reset_member(k, replay_seed(seed), cfg.alpha_per)
+        self.frames[k] = 0
+        self.active[k] = True
+
+    def tensor(self, obs: np.ndarray) -> torch.Tensor:
+        """[K * n, ...] observations -> [K, n, ...] on the device."""
+        x = torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype)
+        return x.reshape((self.members, -1) + x.shape[1:])
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        q = self.q_net(torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype))
-        action = q.argmax(1).cpu().numpy()
-        explore = np.random.uniform(size=self.num_envs) < self.epsilon
-        action[explore] = np.random.randint(self.n_actions, size=int(explore.sum()))
-        self.obs, self.action = obs, action
-        return action
+        """Epsilon-greedy actions; member k draws from its own generator (a uniform, then a
+        random action, for each of its copies)."""
+        greedy = self.q_net(self.tensor(obs)).argmax(-1)
+        n, device = self.num_envs, self.device
+        draws = [
+            (torch.rand(n, generator=g, device=device),
+             torch.randint(self.n_actions, (n,), generator=g, device=device))
+            for g in self.q_net.generators
+        ]  # fmt: skip
+        u, random = (torch.stack(x) for x in zip(*draws, strict=True))
+        eps = torch.as_tensor(epsilon(self.hp.exact, self.frames), dtype=torch.float32)
+        explore = u < eps.to(device).unsqueeze(1)
+        self.obs, self.action = obs, torch.where(explore, random, greedy).flatten().cpu().numpy()
+        return self.action
 
     @torch.inference_mode()
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """argmax_a Q(s, a), for evaluation (nothing is recorded)."""
-        q = self.q_net(torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype))
-        return q.argmax(1).cpu().numpy()
+    def greedy(self, obs: np.ndarray, k: int) -> np.ndarray:
+        """Member k's argmax_a Q(s, a) for its [n, ...] observations (evaluation)."""
+        x = torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype)
+        batch = torch.zeros((self.members,) + x.shape, dtype=x.dtype, device=self.device)
+        batch[k] = x
+        return self.q_net(batch)[k].argmax(-1).cpu().numpy()
 
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
-        self.memory.add(self.obs, self.action, reward, terminated, truncated, next_obs, final_obs)
+        """The step into the replay memories of the active members."""
+        step = (self.obs, self.action, reward, terminated, truncated, next_obs, final_obs)
+        self.memory.add(*step, members=np.flatnonzero(self.active.cpu().numpy()))
 
-    def target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The TD target for a replay batch (double or not, as configured)."""
-        with torch.no_grad():
-            next_q_online = self.q_net(batch["next_obs"]) if self.cfg.double else None
-            return td_target(
-                batch["reward"],
-                batch["terminated"],
-                self.target_net(batch["next_obs"]),
-                next_q_online,
-                self.cfg.gamma,
-            )
-
-    def update(self, frame: int) -> dict[str, float] | None:
-        """Train on the frame schedule; returns the losses when it trained."""
-        cfg, last, self.frame = self.cfg, self.frame, frame
-        if frame < cfg.learning_starts:
+    def update(self, frames: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Each member's target update and gradient steps due at its frame count; returns [K]
+        arrays (q_loss and q_mean NaN for members that did not train now) with `failed`: the
+        loss of a member whose loss went non-finite now, 0 for the others."""
+        hp, last, self.frames = self.hp.exact, self.frames, frames.copy()
+        active = self.active.cpu().numpy()
+        sync = targets_due(last, frames, hp) & active
+        if sync.any():
+            tau = np.where(sync, hp["tau"], 0.0)  # lerp by 0 leaves a target exactly as it is
+            weight = torch.as_tensor(tau, dtype=torch.float32).to(self.device).unsqueeze(1)
+            self.target_net.flat.lerp_(self.q_net.flat, weight)
+        due = np.where(active, steps_due(last, frames, hp), 0)
+        if not due.any():
             return None
-        if crossed(last, frame, cfg.target_update_frequency):
-            for target, online in zip(
-                self.target_net.parameters(), self.q_net.parameters(), strict=True
-            ):
-                target.data.lerp_(online.data, cfg.tau)
-        steps = updates_due(
-            last, frame, cfg.learning_starts, cfg.training_frequency, cfg.training_iter
-        )
-        if steps == 0:
-            return None
-        beta = linear(cfg.beta, 1.0, frame, self.max_frame)
-        lr = cfg.lr * linear(1.0, 0.0, frame, self.max_frame) if cfg.lr_anneal else cfg.lr
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        stats = []
-        for _ in range(steps):
-            batch = self.memory.sample(cfg.batch_size, beta)
-            q = self.q_net(batch["obs"]).gather(1, batch["action"].unsqueeze(1)).squeeze(1)
-            y = self.target(batch)
-            loss = (batch["weight"] * F.smooth_l1_loss(q, y, reduction="none")).mean()
-            gradient_step(self.optimizer, loss, self.q_net.parameters(), cfg.clip_grad_val)
-            if cfg.prioritized:
-                td = (y - q).detach().abs().cpu().numpy()
-                self.memory.update_priorities(batch["index"].numpy(), td)
-            stats.append(torch.stack([loss.detach(), q.detach().mean()]))
-        loss, q_mean = torch.stack(stats).mean(0).tolist()
-        if not np.isfinite(loss):  # checked once per update: no device sync per gradient step
-            raise FloatingPointError(f"DQN loss is {loss} at frame {frame}")
-        return {"q_loss": loss, "q_mean": q_mean, "epsilon": self.epsilon, "lr": lr}
-
-    def state_dict(self) -> dict:
+        lrs = self.hp.annealed("lr", linear(1.0, 0.0, frames, self.max_frame))
+        lr = torch.as_tensor(lrs, dtype=torch.float32).to(self.device)
+        beta = linear(hp["beta"], 1.0, frames, self.max_frame)
+        stats = torch.zeros(3, self.members, device=self.device)  # loss and q sums, steps
+        failed = torch.zeros(self.members, device=self.device)
+        for i in range(due.max()):
+            loss, q_mean, mask, now = self.gradient_step(np.flatnonzero(due > i), beta, lr)
+            stats += torch.where(mask, torch.stack([loss, q_mean, torch.ones_like(loss)]), 0.0)
+            failed = torch.where(now != 0, now, failed)
+        q_loss, q_mean = (stats[:2] / stats[2]).cpu().numpy()  # 0 / 0: NaN where none trained
         return {
-            "q_net": self.q_net.state_dict(),
-            "target_net": self.target_net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "memory": self.memory.state_dict(),
-            "frame": self.frame,
+            "q_loss": q_loss,
+            "q_mean": q_mean,
+            "epsilon": epsilon(hp, frames),
+            "lr": lrs,
+            "failed": failed.cpu().numpy(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        self.q_net.load_state_dict(state["q_net"])
-        self.target_net.load_state_dict(state["target_net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.memory.load_state_dict(state["memory"])
-        self.frame = state["frame"]
-        log.info(
-            "dqn: resumed at frame %d with %d transitions in replay", self.frame, len(self.memory)
+    def gradient_step(
+        self, members: np.ndarray, beta: np.ndarray, lr: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """One Adam step of `members`, each on a minibatch of its own replay. Returns every
+        member's loss and mean Q ([K], detached), the mask of the members that stepped, and the
+        non-finite loss of each member that failed now (then inactive), 0 for the others."""
+        batch = self.memory.sample(members, self.cfg.batch_size, beta[members])
+        rows = torch.as_tensor(members, device=self.device)
+        x = {key: self.scatter(rows, batch[key]) for key in BATCH_KEYS}
+        q = self.q_net(x["obs"]).gather(-1, x["action"].unsqueeze(-1)).squeeze(-1)
+        y = self.target(x)
+        loss = (x["weight"] * F.smooth_l1_loss(q, y, reduction="none")).mean(-1)
+        mask = torch.zeros(self.members, dtype=torch.bool, device=self.device)
+        mask[rows] = True
+        now = ~torch.isfinite(loss.detach()) & mask
+        self.active &= ~now
+        mask &= ~now
+        self.q_net.grad.zero_()
+        # where and masked_fill, not a mask product: NaN * 0 would still be NaN
+        torch.where(mask, loss, 0.0).sum().backward()
+        self.q_net.grad.masked_fill_(~mask.unsqueeze(1), 0.0)
+        clip_grad_norm(self.q_net.grad, self.hp.clip_grad_val)
+        self.optimizer.step(lr, mask)
+        if self.cfg.prioritized:
+            td_error = (y - q).detach()[rows].cpu()
+            self.memory.update_priorities(members, batch["index"], td_error)
+        failed = torch.where(now, loss.detach(), 0.0)
+        return loss.detach(), q.detach().mean(-1), mask, failed
+
+    def scatter(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """[M, B, ...] batches of the members in `rows` -> [K, B, ...], zeros elsewhere."""
+        if len(rows) == self.members:
+            return x
+        full = torch.zeros((self.members,) + x.shape[1:], dtype=x.dtype, device=x.device)
+        full[rows] = x
+        return full
+
+    @torch.no_grad()
+    def target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each member's TD target ([K, B]) with its gamma, double or not."""
+        next_q_online = self.q_net(batch["next_obs"]) if self.hp.exact["double"].any() else None
+        return td_target(
+            batch["reward"],
+            batch["terminated"],
+            self.target_net(batch["next_obs"]),
+            next_q_online,
+            self.hp.gamma.unsqueeze(1),
+            self.hp.double.unsqueeze(1) > 0,
         )
+
+    def member_state(self, k: int) -> dict:
+        """Member k's online and target weights, optimiser, generators, frame and replay."""
+        return {
+            "model": self.q_net.member_state(k),
+            "target": self.target_net.flat[k].clone(),
+            "optimizer": self.optimizer.member_state(k),
+            "memory": self.memory.member_state(k),
+            "frame": int(self.frames[k]),
+        }
+
+    def load_member_state(self, k: int, state: dict) -> None:
+        self.q_net.load_member_state(k, state["model"])
+        self.target_net.flat[k] = state["target"].to(self.device)
+        self.optimizer.load_member_state(k, state["optimizer"])
+        self.memory.load_member_state(k, state["memory"])
+        self.frames[k] = state["frame"]
