@@ -1,22 +1,35 @@
 """REINFORCE (Williams 1992): Monte-Carlo policy gradient on whole episodes, optionally with a
-learned state-value baseline (Sutton & Barto 2018, section 13.4).
+learned state-value baseline (Sutton & Barto 2018, section 13.4), for a population of K members
+trained as one batched computation (K = 1: a single run).
 
-Reads top to bottom: the discounted returns of an episode, then the agent (policy and baseline
-are rlhp.net.ActorCritic). Each env's episode is kept until it ends; once `batch_episodes`
-episodes have ended the agent takes one gradient step on all their steps and starts a new batch.
-An episode cut by a time limit bootstraps its return from the baseline's V(last obs) when there
-is a baseline.
-Episodes still running when a checkpoint is taken are not part of it: the loop resets the envs
-on resume, so they could not go on anyway. Discrete and Box actions.
+Reads top to bottom: the discounted returns of an episode, the loss, the running episodes of
+every env copy, then the agent. Each copy's episode is kept until it ends; once member k holds
+`batch_episodes` ended episodes it takes one gradient step on all their steps and starts a new
+batch. Members fill their batches at different steps, so a step trains only the members whose
+batch is complete (the others' weights and optimiser moments stay as they are). An episode cut by
+a time limit bootstraps its return from the baseline's V(last obs) when there is a baseline.
+The hyperparameters in `MEMBER_KEYS` are per member; `baseline`, `normalize_advantage`,
+`hid_layers` and `hid_layers_activation` are structural. Discrete and Box actions.
+
+A member's ended episodes that wait for training are part of its state (`member_state`), so a
+checkpoint loses nothing at any step; episodes still running are not: the loop resets the envs
+on resume, so they could not go on anyway.
 """
 
+import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from torch.nn.utils.rnn import pad_sequence
 
+from rlhp import optim
 from rlhp.algo import plain
 from rlhp.algo._schedule import linear
-from rlhp.net import ActorCritic, gradient_step
+from rlhp.stack import MemberParams, StackedActorCritic
+
+MEMBER_KEYS = (
+    "gamma", "lr", "lr_anneal", "batch_episodes", "entropy_coef", "val_loss_coef", "clip_grad_val",
+)  # fmt: skip
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float, last_value: float = 0.0) -> np.ndarray:
@@ -29,101 +42,252 @@ def discounted_returns(rewards: np.ndarray, gamma: float, last_value: float = 0.
     return returns
 
 
-class REINFORCE:
-    """The REINFORCE agent: `act`, `observe` per env episode, `update` per batch of episodes."""
+def reinforce_loss(
+    logp: torch.Tensor,
+    entropy: torch.Tensor,
+    values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    baseline: bool,
+    normalize: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Policy loss, value loss (0 without a baseline) and entropy of each member, means over
+    its samples: the inputs are [K, B], `mask` marks each member's samples (the rest is padding)."""
+    n = mask.float().sum(1).clamp(min=1)
 
-    def __init__(self, cfg: DictConfig, env, net: str, max_frame: int, device: torch.device):
-        self.cfg, self.max_frame, self.device = plain(cfg), max_frame, device
-        self.num_envs = env.num_envs
-        self.model = ActorCritic(
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask, x, 0.0).sum(1) / n
+
+    advantages = returns - values.detach() if baseline else returns
+    if normalize:  # over each member's batch, where it holds more than one sample
+        centred = advantages - mean(advantages).unsqueeze(1)
+        std = (torch.where(mask, centred, 0.0).square().sum(1) / (n - 1).clamp(min=1)).sqrt()
+        advantages = torch.where(
+            (n > 1).unsqueeze(1), centred / (std + 1e-8).unsqueeze(1), advantages
+        )
+    value_loss = 0.5 * mean((returns - values) ** 2) if baseline else torch.zeros_like(n)
+    return -mean(advantages * logp), value_loss, mean(entropy)
+
+
+class Running:
+    """The steps of every copy's running episode, time-major: obs and actions ([T, copies, ...]
+    tensors on the device) and rewards ([T, copies], float64); copy i's episode began at row
+    start[i]. When the rows are full, those before every running episode are dropped (when that
+    frees half of them) or the capacity doubles."""
+
+    def __init__(
+        self,
+        copies: int,
+        obs_space: gym.Space,
+        act_space: gym.Space,
+        obs_dtype: torch.dtype,
+        device: torch.device,
+        capacity: int = 64,
+    ):
+        shape = (capacity, copies)
+        self.obs = torch.zeros(shape + obs_space.shape, dtype=obs_dtype, device=device)
+        self.actions = torch.zeros(shape + act_space.shape, device=device)
+        self.rewards = np.zeros(shape)
+        self.start = np.zeros(copies, np.int64)
+        self.t = 0
+
+    def add(self, obs: torch.Tensor, actions: torch.Tensor, reward: np.ndarray) -> None:
+        if self.t == len(self.rewards):
+            self._make_room()
+        self.obs[self.t], self.actions[self.t], self.rewards[self.t] = obs, actions, reward
+        self.t += 1
+
+    def episode(self, i: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Copy i's episode so far: its obs, actions and rewards."""
+        steps = slice(self.start[i], self.t)
+        return self.obs[steps, i].clone(), self.actions[steps, i].clone(), self.rewards[steps, i]
+
+    def restart(self, copies: np.ndarray | slice) -> None:
+        """The copies begin new episodes at the next step."""
+        self.start[copies] = self.t
+
+    def _make_room(self) -> None:
+        drop = self.start.min()
+        if drop < len(self.rewards) // 2:
+            self.obs = torch.cat([self.obs, torch.zeros_like(self.obs)])
+            self.actions = torch.cat([self.actions, torch.zeros_like(self.actions)])
+            self.rewards = np.concatenate([self.rewards, np.zeros_like(self.rewards)])
+            return
+        kept = self.t - drop
+        self.obs[:kept] = self.obs[drop : self.t].clone()
+        self.actions[:kept] = self.actions[drop : self.t].clone()
+        self.rewards[:kept] = self.rewards[drop : self.t].copy()
+        self.start -= drop
+        self.t = kept
+
+
+class REINFORCE:
+    """The REINFORCE agent: `act` on each step, `observe` its outcome (episodes end per copy),
+    `update` when a member's batch of episodes is complete.
+
+    Arrays in and out are [K * num_envs, ...], member k owning rows k * num_envs ...
+    """
+
+    member_keys = MEMBER_KEYS
+    at_boundary = True  # a checkpoint loses nothing at any step (see the module docstring)
+
+    def __init__(self, cfgs: list[DictConfig], env, net: str, max_frame: int, device):
+        cfg = plain(cfgs[0])  # the structure all members share
+        self.cfg, self.max_frame, self.device = cfg, max_frame, device
+        self.members, self.num_envs = len(cfgs), env.num_envs
+        self.model = StackedActorCritic(
+            self.members,
             env.observation_space,
             env.action_space,
             net,
             cfg.hid_layers,
             cfg.hid_layers_activation,
-            critic=cfg.baseline,
         ).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.optimizer = optim.StackedAdam(self.model.flat, self.model.grad)
+        self.hp = MemberParams(self.member_keys, cfgs, device)
+        self.active = torch.ones(self.members, dtype=torch.bool, device=device)
         self.obs_dtype = torch.uint8 if net == "cnn" else torch.float32
-        # the running episode of each env: lists of obs, actions, rewards
-        self.running = [([], [], []) for _ in range(self.num_envs)]
-        self.batch: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # ended: obs, act, G
-        self.obs: np.ndarray | None = None
-        self.action: np.ndarray | None = None
+        copies = self.members * self.num_envs
+        self.running = Running(
+            copies, env.observation_space, env.action_space, self.obs_dtype, device
+        )
+        # each member's ended episodes that wait for training: (obs, actions, returns)
+        self.batch: list[list[tuple[torch.Tensor, ...]]] = [[] for _ in range(self.members)]
+        self.obs = self.action = torch.zeros(0)  # of the last `act`, for `observe`
 
-    @property
-    def at_boundary(self) -> bool:
-        """True when no ended episode waits for training (running ones are dropped on resume)."""
-        return not self.batch
+    def set_member(self, k: int, cfg, seed: int) -> None:
+        """Slot k gets a new member: its hyperparameters, fresh weights from its seed, a fresh
+        optimiser state, no episodes (its env copies start new ones)."""
+        self.hp.set(k, cfg)
+        self.model.init_member(k, seed)
+        self.optimizer.reset_member(k)
+        self.running.restart(slice(k * self.num_envs, (k + 1) * self.num_envs))
+        self.batch[k] = []
+        self.active[k] = True
 
-    def _tensor(self, obs: np.ndarray) -> torch.Tensor:
+    def tensor(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype)
+
+    def by_member(self, x: torch.Tensor) -> torch.Tensor:
+        """[K * n, ...] -> [K, n, ...]."""
+        return x.reshape((self.members, -1) + x.shape[1:])
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        action = self.model.dist(self._tensor(obs)).sample().cpu().numpy()
-        self.obs, self.action = obs, action
-        return action
+        self.obs = self.tensor(obs)
+        self.action = self.model.sample(self.model.logits(self.by_member(self.obs))).flatten(0, 1)
+        return self.action.cpu().numpy()
 
     @torch.inference_mode()
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        """The most likely action, for evaluation (nothing is recorded)."""
-        return self.model.greedy(self._tensor(obs)).cpu().numpy()
+    def greedy(self, obs: np.ndarray, k: int = 0) -> np.ndarray:
+        """Member k's most likely actions for its observations, for evaluation."""
+        x = self.tensor(obs)
+        batch = torch.zeros((self.members,) + x.shape, dtype=x.dtype, device=self.device)
+        batch[k] = x
+        return self.model.greedy(batch)[k].cpu().numpy()
 
     @torch.inference_mode()
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
-        for env in range(self.num_envs):
-            obs, actions, rewards = self.running[env]
-            obs.append(self.obs[env])
-            actions.append(self.action[env])
-            rewards.append(float(reward[env]))
-            if not (terminated[env] or truncated[env]):
-                continue
-            last_value = 0.0
-            if truncated[env] and not terminated[env] and self.cfg.baseline:
-                last_value = self.model.value(self._tensor(final_obs[env : env + 1])).item()
-            returns = discounted_returns(np.array(rewards), self.cfg.gamma, last_value)
-            self.batch.append((np.stack(obs), np.stack(actions), returns))
-            self.running[env] = ([], [], [])
+        """Record the step; each copy whose episode ended hands it, with its discounted
+        returns, to its member's batch."""
+        self.running.add(self.obs, self.action, reward)
+        ended = np.flatnonzero(terminated | truncated)
+        last_values = self.last_values(terminated, truncated, final_obs)
+        for i in ended:
+            k = i // self.num_envs
+            obs, actions, rewards = self.running.episode(i)
+            returns = discounted_returns(rewards, self.hp.exact["gamma"][k], last_values[i])
+            self.batch[k].append((obs, actions, torch.as_tensor(returns, device=self.device)))
+        self.running.restart(ended)
 
-    def update(self, frame: int) -> dict[str, float] | None:
-        """One gradient step once batch_episodes episodes have ended; returns the losses."""
-        cfg = self.cfg
-        if len(self.batch) < cfg.batch_episodes:
+    def last_values(self, terminated, truncated, final_obs) -> np.ndarray:
+        """V(final obs) of each copy whose episode a time limit cut (with a baseline), else 0."""
+        cut = truncated & ~terminated
+        if not (self.cfg.baseline and cut.any()):
+            return np.zeros(len(cut))
+        values = self.model.value(self.by_member(self.tensor(final_obs))).flatten()
+        return np.where(cut, values.cpu().numpy(), 0.0)
+
+    def update(self, frames: np.ndarray) -> dict[str, np.ndarray] | None:
+        """One gradient step of each member whose batch holds batch_episodes ended episodes.
+        Returns None when no member trained, else each member's losses and lr ([K] arrays, NaN
+        for the members that did not train now) and `failed`: the loss of a member whose loss
+        went non-finite now (nan or inf), 0 for the others."""
+        due = np.array([len(b) for b in self.batch]) >= self.hp.exact["batch_episodes"]
+        if not due.any():
             return None
-        lr = cfg.lr * linear(1.0, 0.0, frame, self.max_frame) if cfg.lr_anneal else cfg.lr
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        obs = self._tensor(np.concatenate([ep[0] for ep in self.batch]))
-        actions = torch.as_tensor(np.concatenate([ep[1] for ep in self.batch]), device=self.device)
-        returns = torch.as_tensor(np.concatenate([ep[2] for ep in self.batch]), device=self.device)
-        self.batch = []
-        dist = self.model.dist(obs)
-        logp, entropy = self.model.log_prob(dist, actions), self.model.entropy(dist)
-        advantages = returns
-        value_loss = torch.zeros((), device=self.device)
-        if cfg.baseline:
-            values = self.model.value(obs)
-            advantages = returns - values.detach()
-            value_loss = 0.5 * ((returns - values) ** 2).mean()
-        if cfg.normalize_advantage and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss = -(advantages * logp).mean()
-        entropy = entropy.mean()
-        loss = policy_loss + cfg.val_loss_coef * value_loss - cfg.entropy_coef * entropy
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"REINFORCE loss is {loss.item()} at frame {frame}")
-        gradient_step(self.optimizer, loss, self.model.parameters(), cfg.clip_grad_val)
+        train = torch.as_tensor(due, device=self.device) & self.active
+        episodes = [self.batch[k] if train[k] else [] for k in range(self.members)]
+        for k in np.flatnonzero(due):  # a member out of training drops its batch unused
+            self.batch[k] = []
+        if not train.any():
+            return None
+        obs, actions, returns, mask = self.stack(episodes)
+        logits, values = self.model.logits_value(obs)
+        dist = self.model.distribution(logits)
+        policy_loss, value_loss, entropy = reinforce_loss(
+            self.model.log_prob(dist, actions),
+            self.model.entropy(dist),
+            values,
+            returns,
+            mask,
+            self.cfg.baseline,
+            self.cfg.normalize_advantage,
+        )
+        hp = self.hp
+        loss = policy_loss + hp.val_loss_coef * value_loss - hp.entropy_coef * entropy
+        lrs = hp.annealed("lr", linear(1.0, 0.0, frames, self.max_frame))
+        trained = train.cpu().numpy()
+        failed = self.step(loss, torch.as_tensor(lrs, dtype=torch.float32).to(self.device), train)
+        stats = torch.stack([policy_loss, value_loss, entropy]).detach().cpu().numpy()
+        stats = np.where(trained, stats, np.nan)
         return {
-            "policy_loss": policy_loss.item(),
-            "value_loss": value_loss.item(),
-            "entropy": entropy.item(),
-            "lr": lr,
+            "policy_loss": stats[0],
+            "value_loss": stats[1],
+            "entropy": stats[2],
+            "lr": np.where(trained, lrs, np.nan),
+            "failed": failed,
         }
 
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+    def stack(self, episodes: list[list[tuple[torch.Tensor, ...]]]) -> tuple[torch.Tensor, ...]:
+        """Each member's episodes as [K, B, ...] obs, actions and returns, zero-padded to the
+        largest batch, and the [K, B] mask of its samples."""
+        parts = [
+            [torch.cat(x) for x in zip(*eps, strict=True)] if eps else None for eps in episodes
+        ]
+        empty = [x[:0] for x in next(p for p in parts if p)]
+        parts = [p or empty for p in parts]
+        obs, actions, returns = (
+            pad_sequence(x, batch_first=True) for x in zip(*parts, strict=True)
+        )
+        lengths = torch.tensor([len(p[2]) for p in parts], device=self.device)
+        mask = torch.arange(returns.shape[1], device=self.device) < lengths.unsqueeze(1)
+        return obs, actions, returns, mask
 
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def step(self, loss: torch.Tensor, lr: torch.Tensor, train: torch.Tensor) -> np.ndarray:
+        """One optimiser step of the members in `train` ([K] bool) on their losses [K]; the
+        others' weights and moments stay as they are. A member whose loss is not finite is
+        marked failed and left out of this and every later step. Returns the non-finite loss of
+        each member that failed now, 0 for the others."""
+        failed = ~torch.isfinite(loss.detach()) & train
+        self.active &= ~failed
+        train = train & ~failed
+        self.model.grad.zero_()
+        # where, not a mask product: NaN * 0 would still be NaN
+        torch.where(train, loss, 0.0).sum().backward()
+        optim.clip_grad_norm(self.model.grad, self.hp.clip_grad_val)
+        self.optimizer.step(lr, train)
+        return torch.where(failed, loss.detach(), 0.0).cpu().numpy()
+
+    def member_state(self, k: int) -> dict:
+        """Member k's weights, generator, optimiser state and the ended episodes of its batch."""
+        return {
+            "model": self.model.member_state(k),
+            "optimizer": self.optimizer.member_state(k),
+            "batch": [tuple(x.cpu() for x in episode) for episode in self.batch[k]],
+        }
+
+    def load_member_state(self, k: int, state: dict) -> None:
+        self.model.load_member_state(k, state["model"])
+        self.optimizer.load_member_state(k, state["optimizer"])
+        self.batch[k] = [tuple(x.to(self.device) for x in episode) for episode in state["batch"]]
