@@ -254,6 +254,64 @@ class StackedQNetwork(Stacked):
         return self.head(self.body(obs))
 
 
+def linear_rows(layer: StackedLinear, x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """`layer` of the members `rows` only: [M, B, in] -> [M, B, out] (None: all K)."""
+    if rows is None:
+        return layer(x)
+    return torch.baddbmm(layer.bias[rows], x, layer.weight[rows])
+
+
+def mlp_rows(mlp: StackedMLP, x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    for layer in mlp.layers:
+        x = mlp.act(linear_rows(layer, x, rows))
+    return x
+
+
+class StackedSACActor(Stacked):
+    """rlhp.algo.sac's actor for K members: the mean and log standard deviation ([M, B, act_dim]
+    each) of the Gaussian before tanh squashing, from an MLP body; `rows` picks the M members
+    that run (None: all K)."""
+
+    def __init__(
+        self, members: int, obs_dim: int, act_dim: int, hid_layers: list[int], activation: str
+    ):
+        super().__init__()
+        self.members = members
+        self.body = StackedMLP(members, obs_dim, list(hid_layers), activation)
+        self.mean = StackedLinear(members, list(hid_layers)[-1], act_dim, gain=0.01)
+        self.log_std = StackedLinear(members, list(hid_layers)[-1], act_dim, gain=0.01)
+        self._flatten()
+
+    def forward(
+        self, obs: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = mlp_rows(self.body, obs, rows)
+        return linear_rows(self.mean, h, rows), linear_rows(self.log_std, h, rows)
+
+
+class StackedTwinQ(Stacked):
+    """rlhp.algo.sac's twin soft Q-networks for K members: (Q1(s, a), Q2(s, a)), [M, B] each,
+    from the concatenated observation and action. Both live in member k's one flat row, so a
+    gradient-norm clip spans the pair, as over one model's parameters."""
+
+    def __init__(self, members: int, in_dim: int, hid_layers: list[int], activation: str):
+        super().__init__()
+        self.members = members
+        self.q1_body = StackedMLP(members, in_dim, list(hid_layers), activation)
+        self.q1 = StackedLinear(members, list(hid_layers)[-1], 1, gain=1.0)
+        self.q2_body = StackedMLP(members, in_dim, list(hid_layers), activation)
+        self.q2 = StackedLinear(members, list(hid_layers)[-1], 1, gain=1.0)
+        self._flatten()
+
+    def forward(
+        self, obs: torch.Tensor, action: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([obs, action], -1)
+        q1 = linear_rows(self.q1, mlp_rows(self.q1_body, x, rows), rows)
+        q2 = linear_rows(self.q2, mlp_rows(self.q2_body, x, rows), rows)
+        return q1.squeeze(-1), q2.squeeze(-1)
+
+
 class MemberParams:
     """Per-member hyperparameters as [K] tensors on the device: `hp.lr[k]` is member k's lr;
     booleans are 0/1, and None (e.g. `clip_grad_val: null`, no clipping) is inf. `hp.exact`
