@@ -50,7 +50,9 @@ class RlhpSweeperConf:
     dry_run: bool = False  # print the sampled configurations after constraints, train nothing
     prior_spread: float | None = None  # random/startup draws centred on the prior, std S * range
     stop_when_best_holds: int | None = None  # stop when the best config held for N more runs
-    seed_per_trial: bool = False  # default: every trial uses the same seeds (common random numbers)
+    # trial N trains on seeds from seed + N * max_session; null: with dgd only (its re-runs of a
+    # configuration need fresh seeds), else every trial uses the same seeds (common random numbers)
+    seed_per_trial: bool | None = None
     validate: ValidateConf = field(default_factory=ValidateConf)
 
 

@@ -156,7 +156,7 @@ def _searched(
     space and what the trials logged."""
     info = api_pb2.HParamInfo(name=name, display_name=name, differs=shown)
     if isinstance(dist, CategoricalDistribution):
-        choices = [_pb(sweep.value(name, c)) for c in dist.choices]
+        choices = [_pb(record.decode(c)) for c in dist.choices]  # ordered: values already
         _with_domain(info, choices + logged, interval=False)
     elif isinstance(dist, FloatDistribution | IntDistribution):
         bounds = [_pb(float(dist.low)), _pb(float(dist.high))]

@@ -175,12 +175,12 @@ class SweeperImpl:
         return type(self.launcher).__name__ in ("LocalLauncher", "BasicLauncher")
 
     def _check_memory(self) -> None:
-        """ConfigError when the population jobs cannot fit in memory: this machine's, which
-        the local slots share, or a SLURM job's meta.search_resources.mem_gb."""
+        """ConfigError when the population jobs cannot fit in memory: what this machine has
+        free, which the local slots share, or a SLURM job's meta.search_resources.mem_gb."""
         member = _checks.member_bytes(self.probe)
         members = self.cfg.population * self.leaves["max_session"]
         if self._here():
-            memory, jobs = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), self.slots
+            memory, jobs = _checks.available_memory(), self.slots
         elif mem_gb := OmegaConf.select(self.config, "meta.search_resources.mem_gb"):
             memory, jobs = int(mem_gb * 2**30), 1
         else:
@@ -259,10 +259,6 @@ class SweeperImpl:
     def _external(self, params: dict[str, Any]) -> dict[str, Any]:
         """Sampled params as trials get them: an ordered dimension's index as its value."""
         return {k: self.ordered[k][v] if k in self.ordered else v for k, v in params.items()}
-
-    def _values(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Sampled params as the trial's values (an ordered list as a list, not its text)."""
-        return {k: record.decode(v) for k, v in self._external(params).items()}
 
     def _trial_config(self, params: dict[str, Any]) -> DictConfig:
         cfg = self.hydra_context.config_loader.load_sweep_config(
@@ -552,7 +548,8 @@ class SweeperImpl:
         if complete:
             best = study.best_trial
             results = {"name": "rlhp", "best_trial": best.number, "best_value": best.value}
-            results["best_params"] = params = self._values(best.params)
+            params = {k: record.decode(v) for k, v in self._external(best.params).items()}
+            results["best_params"] = params
             OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
             log.info("best trial %d: %.4f with %s", best.number, best.value, params)
         else:
