@@ -91,18 +91,21 @@ def test_dgd_search_walks_the_grid_and_resumes(tmp_path):
     assert len({point(t) for t in trials}) < len(trials)  # configurations are re-run
 
 
-def test_dgd_needs_a_discrete_space(tmp_path):
-    proc = run_sweep(
-        tmp_path / "x",
-        *TINY,
-        "algo.lr=interval(1e-4,1e-3)",
-        "hydra/sweeper/sampler=dgd",
-        "hydra.sweeper.dry_run=true",
-    )
+def test_dgd_offers_to_discretise_a_continuous_dimension(tmp_path):
+    dgd = [*TINY, "hydra/sweeper/sampler=dgd", "hydra.sweeper.dry_run=true"]
+    proc = run_sweep(tmp_path / "x", *dgd, "algo.lr=tag(log, interval(1e-5,1e-3))")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "rlhp: error: grid search needs discrete dimensions; 'algo.lr' is continuous"
-    ]
+        "rlhp: error: grid and dgd search discrete dimensions, and algo.lr=tag(log, "
+        "interval(1e-05, 0.001)) is continuous: search it as "
+        "'algo.lr=ordered(1e-05, 3.16e-05, 0.0001, 0.000316, 0.001)' (or choice, range)"
+    ]  # the prior (the config's lr, the top end) and 4 values below it, evenly in log space
+    offered = proc.stderr.split("search it as '")[1].split("'")[0]
+    proc = run_sweep(tmp_path / "x", *dgd, offered, "hydra.sweeper.n_trials=3")
+    assert proc.returncode == 0, output(proc)
+    lrs = [ln.split("algo.lr=")[1] for ln in proc.stdout.splitlines() if "algo.lr=" in ln]
+    assert lrs[0] == "0.001" and len(lrs) == 3  # the prior first (a dry run completes none)
+    assert set(lrs) <= {"1e-05", "3.16e-05", "0.0001", "0.000316", "0.001"}
 
 
 # -- best-history stop, seeds, warnings, the study for optuna-dashboard

@@ -271,8 +271,18 @@ def test_grid_of_discrete_dimensions():
 @pytest.mark.parametrize("expr", ["interval(0.1, 0.3)", "tag(log, interval(1e-5, 1e-3))"])
 def test_grid_refuses_a_continuous_dimension(expr):
     space, _ = _space.parse({"a": "choice(1, 2)", "algo.lr": expr}, [])
-    with pytest.raises(ConfigError, match="'algo.lr' is continuous"):
+    with pytest.raises(
+        ConfigError, match=r"algo.lr=.* is continuous: search it as 'algo.lr=ordered"
+    ):
         _space.grid(space)
+
+
+def test_discretise_is_the_prior_and_values_towards_each_end():
+    log = FloatDistribution(1e-5, 1e-3, log=True)
+    assert _space.discretise(log, 1e-4) == [1e-5, 3.16e-5, 1e-4, 3.16e-4, 1e-3]
+    assert _space.discretise(log, 1e-3) == [1e-5, 3.16e-5, 1e-4, 3.16e-4, 1e-3]  # at an end
+    assert _space.discretise(FloatDistribution(0.1, 0.3)) == [0.1, 0.15, 0.2, 0.25, 0.3]
+    assert _space.discretise(FloatDistribution(0.1, 0.3), 0.15, side=1) == [0.1, 0.15, 0.3]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import (
@@ -230,9 +231,25 @@ def _encode(dist: BaseDistribution, value: Any) -> Any:
     return None
 
 
-def grid(space: Mapping[str, BaseDistribution]) -> dict[str, list]:
-    """The grid sampler's search space; ConfigError for a continuous dimension."""
-    out = {}
+def discretise(dist: FloatDistribution, prior: float | None = None, side: int = 2) -> list[float]:
+    """Values for a continuous dimension as an `ordered(...)` one: the prior (the middle of
+    the range without one) and `side` values evenly spaced towards each end (in log space for
+    a log dimension; 2 * side towards the other end from a prior at one end), the ends
+    included, at 3 significant digits."""
+    to, back = (np.log, np.exp) if dist.log else (float, float)
+    low, high = to(dist.low), to(dist.high)
+    mid = to(prior) if prior is not None and dist.low <= prior <= dist.high else (low + high) / 2
+    n_below = 0 if mid == low else 2 * side if mid == high else side
+    n_above = 0 if mid == high else 2 * side if mid == low else side
+    below = np.linspace(low, mid, n_below + 1)[:-1]
+    above = np.linspace(mid, high, n_above + 1)[1:]
+    return [float(f"{back(x):.3g}") for x in [*below, mid, *above]]
+
+
+def grid(space: Mapping[str, BaseDistribution], prior: Mapping[str, Any] | None = None):
+    """The search space of a grid sampler (grid, dgd): each dimension's values in order;
+    ConfigError for a continuous dimension, with an `ordered(...)` that discretises it."""
+    out: dict[str, list] = {}
     for name, dist in space.items():
         if isinstance(dist, CategoricalDistribution):
             out[name] = list(dist.choices)
@@ -242,7 +259,11 @@ def grid(space: Mapping[str, BaseDistribution]) -> dict[str, list]:
             n = round((dist.high - dist.low) / dist.step)
             out[name] = [dist.low + i * dist.step for i in range(n + 1)]
         else:
-            raise ConfigError(f"grid search needs discrete dimensions; {name!r} is continuous")
+            values = ", ".join(map(str, discretise(dist, (prior or {}).get(name))))
+            raise ConfigError(
+                f"grid and dgd search discrete dimensions, and {name}={describe(dist)} is "
+                f"continuous: search it as '{name}=ordered({values})' (or choice, range)"
+            )
     return out
 
 
