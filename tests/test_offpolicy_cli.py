@@ -15,25 +15,30 @@ from optuna.trial import TrialState
 from sweep._cli import load_study, output, run_sweep, trial_dirs
 
 ASHA = "+meta.search_scheduler={grace_period: 500, reduction_factor: 2}"
+# the tuned configs (conf/tuned) searched over per-member keys: one population job
 SEARCHES = {
     "dqn_cartpole": [
+        "algo=dqn",
+        "env=cartpole",
         "algo.learning_starts=200",
         "algo.training_frequency=100",
         "algo.memory_size=2000",
         "algo.hid_layers=[32]",
         "algo.training_iter=4",
-        "hydra.sweeper.params={algo.lr: 'tag(log, interval(1e-4, 3e-3))', "
-        "algo.gamma: 'interval(0.95, 0.999)'}",
+        "algo.lr=tag(log, interval(1e-4, 3e-3))",
+        "algo.gamma=interval(0.95, 0.999)",
     ],
     "sac_pendulum": [
+        "algo=sac",
+        "env=pendulum",
         "algo.learning_starts=100",
         "algo.training_frequency=50",
         "algo.training_iter=2",
         "algo.batch_size=32",
         "algo.memory_size=2000",
         "algo.hid_layers=[32,32]",
-        "hydra.sweeper.params={algo.lr: 'tag(log, interval(1e-4, 3e-3))', "
-        "algo.tau: 'interval(0.001, 0.05)'}",
+        "algo.lr=tag(log, interval(1e-4, 3e-3))",
+        "algo.tau=interval(0.001, 0.05)",
     ],
 }
 
@@ -48,7 +53,6 @@ def test_batched_search_in_lockstep_with_asha_refill(preset, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_sweep(
         sweep,
-        f"+search={preset}",
         *SEARCHES[preset],
         ASHA,
         "env.max_frame=2000",
@@ -85,9 +89,9 @@ def test_batched_search_in_lockstep_with_asha_refill(preset, tmp_path):
         assert df.groupby("session").q_loss.last().nunique() == 2
 
 
-def held(state: dict) -> int:
-    """Transitions in a member checkpoint's replay memory."""
-    return int(state["agent"]["memory"]["size"])
+def held(state: dict, num_envs: int = 2) -> int:
+    """Transitions in a member checkpoint's replay memory (rows written x env copies)."""
+    return int(state["agent"]["memory"]["steps"]) * num_envs
 
 
 def test_killed_dqn_population_resumes_every_member_with_its_replay_memory(
@@ -122,7 +126,7 @@ def test_killed_dqn_population_resumes_every_member_with_its_replay_memory(
         assert held(after) == after["frame"] > held(before)
         old, new = before["agent"]["memory"], after["agent"]["memory"]
         n = held(before) // 2  # rows (2 envs) the first run wrote
-        for key in ("obs", "action", "reward"):
+        for key in ("obs", "actions", "rewards"):
             torch.testing.assert_close(new[key][:n], old[key][:n], msg=key)
 
 
