@@ -135,3 +135,19 @@ def frame_of(path: Path) -> int:
         return torch.load(path, weights_only=False)["frame"]
     except (EOFError, RuntimeError):  # caught mid-replace
         return 0
+
+
+def test_replay_memories_that_cannot_fit_are_refused_in_one_line(rlhp_cli, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = rlhp_cli(
+        "algo=dqn",
+        "env=cartpole",
+        "max_session=3",
+        "algo.memory_size=1000000000000",
+        run_dir=run_dir,
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rlhp: error: max_session=3 members of dqn need")
+    assert "lower max_session or algo.memory_size" in lines[0]
+    assert not (run_dir / "checkpoints").exists()

@@ -10,8 +10,10 @@ reporter, or failed with a non-finite loss) frees its slot, which `refill` may g
 member at the next boundary of the agent (between rollouts; any step off-policy).
 """
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,8 +24,15 @@ from rlhp.env import VecEnv
 from rlhp.errors import ConfigError
 from rlhp.log import flatten
 from rlhp.member import Lockstep, Member, Preempted, Training
+from rlhp.stack import Stacked
 
-__all__ = ["Lockstep", "Member", "Population", "check_structure", "is_member_key", "signature"]
+__all__ = [
+    "Lockstep", "Member", "Population", "available_memory", "check_memory", "check_structure",
+    "is_member_key", "member_bytes", "signature",
+]  # fmt: skip
+
+# about the memory of one env copy beside the rollout: a gym env's state, ALE's emulator
+ENV_COPY_BYTES = {"gym": 64 * 2**10, "atari": 4 * 2**20}
 
 REFILL_S = 1.0  # how often empty slots ask `refill` for a member (it may read a file)
 
@@ -58,6 +67,50 @@ def check_structure(cfgs: list[DictConfig]) -> None:
                     f"{other.get(key)!r}), which is structural: they cannot share a population "
                     f"(per member in {name}: {', '.join(algos.member_keys(name))}, seed)"
                 )
+
+
+def member_bytes(cfg: DictConfig) -> int:
+    """About the memory of one population member of config `cfg`: each parameter of its nets
+    four times in float32 (weights, gradients, the optimiser's two moments), its rollout twice
+    (the buffers and the minibatches gathered from them) or its replay memory of memory_size
+    frames, its env copies. Measured on a one-member agent with a one-row replay memory."""
+    probe = cfg.copy()
+    if "memory_size" in probe.algo:
+        probe.algo.memory_size = probe.env.num_envs
+    env = VecEnv(probe, probe.algo.gamma)
+    agent = algos.make([probe], env, torch.device("cpu"))
+    env.close()
+    parts = vars(agent).values()
+    params = sum(part.flat.numel() for part in parts if isinstance(part, Stacked))
+    buffers = 0
+    if (memory := getattr(agent, "memory", None)) is not None:
+        arrays = [memory.obs, memory.actions, memory.rewards, memory.terminated, memory.cut]
+        per_frame = sum(a.itemsize * int(np.prod(a.shape[3:])) for a in arrays)
+        buffers = cfg.algo.memory_size * (per_frame + (16 if memory.tree is not None else 0))
+    elif (rollout := getattr(agent, "rollout", None)) is not None:
+        tensors = [t for t in vars(rollout).values() if isinstance(t, torch.Tensor)]
+        buffers = 2 * sum(t.nbytes for t in tensors)
+    return 16 * params + buffers + cfg.env.num_envs * ENV_COPY_BYTES[cfg.env.type]
+
+
+def available_memory() -> int:
+    """Bytes of memory this machine can give now without swapping (MemAvailable)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(cfg: DictConfig) -> None:
+    """ConfigError when the max_session members of `cfg` (their replay memories above all)
+    cannot fit in the memory this machine has free now."""
+    need, free = cfg.max_session * member_bytes(cfg), available_memory()
+    if need > free:
+        raise ConfigError(
+            f"max_session={cfg.max_session} members of {cfg.algo.name} need about "
+            f"{need / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free: lower "
+            "max_session" + (" or algo.memory_size" if "memory_size" in cfg.algo else "")
+        )
 
 
 class Population:

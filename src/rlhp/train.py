@@ -19,6 +19,7 @@ from rlhp import asha
 from rlhp.config import check
 from rlhp.errors import ConfigError
 from rlhp.member import Preempted
+from rlhp.population import check_memory
 from rlhp.trial import StopOnSignal, device, train_trial, write_result
 
 log = logging.getLogger("rlhp")
@@ -37,8 +38,10 @@ def train(cfg: DictConfig) -> float:
     log.info("rlhp: outputs in %s (tensorboard --logdir %s)", run_dir, run_dir)
     dev = device(cfg.device)
     report = None
-    if hydra_cfg.mode == RunMode.MULTIRUN:
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # the sweeper checked the memory before launch
         report = asha.reporter(cfg, Path(hydra_cfg.sweep.dir), hydra_cfg.job.num)
+    else:
+        check_memory(cfg)
     # a trial run again (resumed sweep, requeued job) waits for a stale copy of itself to end
     with FileLock(run_dir / ".lock"):
         stop = StopOnSignal()

@@ -113,9 +113,6 @@ def settings(cfg: DictConfig) -> None:
             raise ConfigError(f"hydra.sweeper.{name} must be {allowed}, got {value!r}")
 
 
-# about the memory of one env copy beside the rollout: a gym env's state, ALE's emulator
-ENV_COPY_BYTES = {"gym": 64 * 2**10, "atari": 4 * 2**20}
-
 
 def population_size(population: int, n_trials: int) -> tuple[int, str | None]:
     """hydra.sweeper.population capped at n_trials (a job never holds more trials than the
@@ -127,45 +124,6 @@ def population_size(population: int, n_trials: int) -> tuple[int, str | None]:
         f"jobs of {n_trials} trials"
     )
     return n_trials, note
-
-
-def member_bytes(cfg: DictConfig) -> int:
-    """About the memory of one population member of config `cfg`: each parameter of its nets
-    four times in float32 (weights, gradients, the optimiser's two moments), its rollout twice
-    (the buffers and the minibatches gathered from them) or its replay memory of memory_size
-    frames, its env copies. Measured on a one-member agent with a one-row replay memory."""
-    import numpy as np
-    import torch
-
-    from rlhp import algo as algos
-    from rlhp.env import VecEnv
-    from rlhp.stack import Stacked
-
-    probe = cfg.copy()
-    if "memory_size" in probe.algo:
-        probe.algo.memory_size = probe.env.num_envs
-    env = VecEnv(probe, probe.algo.gamma)
-    agent = algos.make([probe], env, torch.device("cpu"))
-    env.close()
-    parts = vars(agent).values()
-    params = sum(part.flat.numel() for part in parts if isinstance(part, Stacked))
-    buffers = 0
-    if (memory := getattr(agent, "memory", None)) is not None:
-        arrays = [memory.obs, memory.actions, memory.rewards, memory.terminated, memory.cut]
-        per_frame = sum(a.itemsize * int(np.prod(a.shape[3:])) for a in arrays)
-        buffers = cfg.algo.memory_size * (per_frame + (16 if memory.tree is not None else 0))
-    elif (rollout := getattr(agent, "rollout", None)) is not None:
-        tensors = [t for t in vars(rollout).values() if isinstance(t, torch.Tensor)]
-        buffers = 2 * sum(t.nbytes for t in tensors)
-    return 16 * params + buffers + cfg.env.num_envs * ENV_COPY_BYTES[cfg.env.type]
-
-
-def available_memory() -> int:
-    """Bytes of memory this machine can give now without swapping (MemAvailable)."""
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def population_memory(member: int, members: int, jobs: int, memory: int) -> str | None:
