@@ -177,10 +177,12 @@ class SweeperImpl:
     def _check_memory(self) -> None:
         """ConfigError when the population jobs cannot fit in memory: what this machine has
         free, which the local slots share, or a SLURM job's meta.search_resources.mem_gb."""
-        member = _checks.member_bytes(self.probe)
+        from rlhp.population import available_memory, member_bytes
+
+        member = member_bytes(self.probe)
         members = self.cfg.population * self.leaves["max_session"]
         if self._here():
-            memory, jobs = _checks.available_memory(), self.slots
+            memory, jobs = available_memory(), self.slots
         elif mem_gb := OmegaConf.select(self.config, "meta.search_resources.mem_gb"):
             memory, jobs = int(mem_gb * 2**30), 1
         else:
