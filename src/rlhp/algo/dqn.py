@@ -226,7 +226,8 @@ class DQN:
         torch.where(mask, loss, 0.0).sum().backward()
         self.q_net.grad.masked_fill_(~mask.unsqueeze(1), 0.0)
         clip_grad_norm(self.q_net.grad, self.hp.clip_grad_val)
-        self.optimizer.step(lr, mask)
+        # every member due: one step of all (lr 0 for one that failed now), no gather and scatter
+        self.optimizer.step(lr * mask, mask if len(members) < self.members else None)
         if self.cfg.prioritized:
             td_error = (y - q).detach()[rows].cpu()
             self.memory.update_priorities(members, batch["index"], td_error)
