@@ -119,7 +119,12 @@ def test_a_gradient_step_moves_only_the_members_due():
         num_envs=4,
     )
     masks, optimizer_step = [], agent.optimizer.step
-    agent.optimizer.step = lambda lr, mask: (masks.append(mask.clone()), optimizer_step(lr, mask))
+
+    def record(lr, mask=None):  # no mask: every member steps, by its lr (0: did not train)
+        masks.append(lr > 0 if mask is None else mask.clone())
+        optimizer_step(lr, mask)
+
+    agent.optimizer.step = record
     counts = []
     for t in range(1, 12):
         before = agent.q_net.flat.clone()
