@@ -225,16 +225,26 @@ class ReplayMemory:
         weight = torch.as_tensor(weight, dtype=torch.float32, device=self.device)
         return self.gather(ks, slots) | {"weight": weight}
 
+    def _flat(self, k: np.ndarray, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """Positions (k, row, env) in the flattened [K * rows * num_envs, ...] arrays."""
+        return (k * self.rows + rows) * self.num_envs + envs
+
+    @staticmethod
+    def _take(x: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        """x [K, rows, num_envs, ...] at flat positions: one `take` (~10x faster than indexing
+        by three arrays)."""
+        return x.reshape((-1,) + x.shape[3:]).take(flat, axis=0)
+
     def _stack(self, k: np.ndarray, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
         """The observations at rows, envs [M, B] of members k [M, 1]: stacks rebuilt from the
         frame_stack newest frames up to each row, zeros before its episode's first obs."""
         if self.frame_stack == 1:
-            return self.obs[k, rows, envs]
+            return self._take(self.obs, self._flat(k, rows, envs))
         back = (rows[..., None] + np.arange(1 - self.frame_stack, 1)) % self.rows  # oldest first
-        k, envs = k[..., None], envs[..., None]
-        first = self.first[k, back, envs]
+        at = self._flat(k[..., None], back, envs[..., None])
+        first = self._take(self.first, at)
         later = np.cumsum(first[..., ::-1], -1)[..., ::-1] - first  # first obs newer than this
-        frames = self.obs[k, back, envs]
+        frames = self._take(self.obs, at)
         frames[later > 0] = 0
         return frames
 
@@ -242,19 +252,20 @@ class ReplayMemory:
         """The transitions in slots [M, B] (row * num_envs + env) of members [M]."""
         k = np.asarray(members, np.int64)[:, None]
         rows, envs = np.divmod(slots, self.num_envs)
+        at = self._flat(k, rows, envs)
         obs = self._stack(k, rows, envs)
         next_obs = self._stack(k, (rows + 1) % self.rows, envs)
-        for m, b in np.argwhere(self.cut[k, rows, envs]):
+        for m, b in np.argwhere(self._take(self.cut, at)):
             final = self.final[k[m, 0]][int(slots[m, b])]
             next_obs[m, b] = (
                 final if self.frame_stack == 1 else np.concatenate([obs[m, b, 1:], final[None]])
             )
         batch = {
             "obs": obs,
-            "action": self.actions[k, rows, envs],
-            "reward": self.rewards[k, rows, envs],
+            "action": self._take(self.actions, at),
+            "reward": self._take(self.rewards, at),
             "next_obs": next_obs,
-            "terminated": self.terminated[k, rows, envs].astype(np.float32),
+            "terminated": self._take(self.terminated, at).astype(np.float32),
         }
         batch = {key: torch.from_numpy(v).to(self.device) for key, v in batch.items()}
         return batch | {"index": torch.as_tensor(slots, dtype=torch.int64)}
