@@ -177,7 +177,12 @@ class SAC:
         mask[idx] = ok
         net.grad.masked_fill_(~mask.unsqueeze(1), 0.0)
         optim.clip_grad_norm(net.grad, self.hp.clip_grad_val)
-        optimizer.step(self.hp.lr, mask)
+        optimizer.step(self.hp.lr * mask, self.gather(mask, len(idx)))
+
+    def gather(self, mask: torch.Tensor, members: int) -> torch.Tensor | None:
+        """The mask an optimiser step gathers its members by; None when all K are in the
+        gradient step: one step of all at once, lr 0 for those outside `mask`."""
+        return None if members == self.members else mask
 
     def train_step(self, members: np.ndarray, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One gradient step of the members `members` on their batches ([M, B, ...]): the
@@ -190,7 +195,7 @@ class SAC:
         auto = torch.zeros_like(self.active)
         auto[idx] = (hp.auto_alpha[idx] > 0) & self.active[idx]
         self.alpha_grad[idx] = -(logp.detach() + self.target_entropy).mean(1, keepdim=True)
-        self.alpha_optimizer.step(hp.lr, auto)
+        self.alpha_optimizer.step(hp.lr * auto, self.gather(auto, len(members)))
         alpha = self.log_alpha[idx].exp()  # [M, 1]
         # critics: y = r + gamma (1 - d) (min_j Q_target_j(s', a') - alpha log pi(a'|s'))
         with torch.no_grad():
