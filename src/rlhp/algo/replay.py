@@ -31,36 +31,43 @@ import torch
 class SumTrees:
     """K complete binary trees over `capacity` leaves (priorities) in one [K, 2 * capacity] array:
     node 1 is a root, leaf i is node capacity + i, each node holds the sum of its children. Every
-    operation takes members [M] and leaves [M, L] and goes level by level for all members at once.
+    operation takes members [M] and leaves [M, L] and goes level by level for all members at once,
+    reading and writing the flattened array at member k's offset k * 2 * capacity.
     """
 
     def __init__(self, members: int, capacity: int):
         self.capacity = 1 << max(capacity - 1, 0).bit_length()  # leaves, a power of two
         self.depth = self.capacity.bit_length() - 1
         self.tree = np.zeros((members, 2 * self.capacity))
+        self.nodes = self.tree.reshape(-1)  # a view: node i of member k is k * 2 * capacity + i
+
+    def _offset(self, members: np.ndarray) -> np.ndarray:
+        return members[:, None] * (2 * self.capacity)
 
     def total(self, members: np.ndarray) -> np.ndarray:
         return self.tree[members, 1]
 
     def get(self, members: np.ndarray, leaves: np.ndarray) -> np.ndarray:
-        return self.tree[members[:, None], leaves + self.capacity]
+        return self.nodes.take(self._offset(members) + self.capacity + leaves)
 
     def set(self, members: np.ndarray, leaves: np.ndarray, values: np.ndarray) -> None:
-        k, nodes = members[:, None], leaves + self.capacity
-        self.tree[k, nodes] = values
+        offset, nodes = self._offset(members), leaves + self.capacity
+        self.nodes[offset + nodes] = values
         for _ in range(self.depth):  # every leaf has the same depth: one level at a time
             nodes = nodes // 2
-            self.tree[k, nodes] = self.tree[k, 2 * nodes] + self.tree[k, 2 * nodes + 1]
+            left = offset + 2 * nodes
+            self.nodes[offset + nodes] = self.nodes.take(left) + self.nodes.take(left + 1)
 
     def find(self, members: np.ndarray, mass: np.ndarray) -> np.ndarray:
         """For each mass m of member k's row, the leaf i with sum(p[:i]) <= m < sum(p[:i+1]) in
         k's tree, never a zero leaf."""
-        k, nodes = members[:, None], np.ones(mass.shape, np.int64)
+        offset, nodes = self._offset(members), np.ones(mass.shape, np.int64)
         for _ in range(self.depth):
             left = 2 * nodes
+            left_sum = self.nodes.take(offset + left)
             # rounding can leave m just above a subtree's sum: never descend into a zero subtree
-            right = (mass >= self.tree[k, left]) & (self.tree[k, left + 1] > 0)
-            mass = np.where(right, mass - self.tree[k, left], mass)
+            right = (mass >= left_sum) & (self.nodes.take(offset + left + 1) > 0)
+            mass = np.where(right, mass - left_sum, mass)
             nodes = left + right
         return nodes - self.capacity
 
