@@ -89,14 +89,21 @@ def test_import_round_trip_samples_the_specs_space(file, tmp_path):
     assert set(search) - set(RLHP) <= listed and len(listed) <= 1
     space, fixed = _space.parse(data["hydra"]["sweeper"]["params"], [])
     assert set(space) == set(wanted) and not fixed
+    # DQN: rlhp's training_iter is SLM-Lab's training_iter x training_batch_iter
+    agent = spec["agent"][0] if isinstance(spec["agent"], list) else spec["agent"]
+    scale = {"algo.training_iter": agent["algorithm"].get("training_batch_iter", 1)}
+    if (f := scale["algo.training_iter"]) > 1:
+        wanted["algo.training_iter"] = ("randint", [f * a for a in wanted["algo.training_iter"][1]])
     for key, (kind, args) in wanted.items():
         dist = space[key]
         if kind in ("choice", "grid_search"):
             assert isinstance(dist, CategoricalDistribution) and len(dist.choices) == len(args)
         elif kind == "randint":  # SLM-Lab's upper end is excluded
-            assert isinstance(dist, IntDistribution) and (dist.low, dist.high) == (
+            step = scale.get(key, 1)
+            assert isinstance(dist, IntDistribution) and (dist.low, dist.high, dist.step) == (
                 args[0],
-                args[1] - 1,
+                args[1] - step,
+                step,
             )
         else:
             assert isinstance(dist, FloatDistribution) and (dist.low, dist.high) == tuple(args)
@@ -114,6 +121,7 @@ def test_import_round_trip_samples_the_specs_space(file, tmp_path):
                 assert value in args
             elif kind == "randint":
                 assert isinstance(value, int) and args[0] <= value < args[1]
+                assert value % scale.get(key, 1) == 0
             else:
                 assert args[0] <= value <= args[1]
 
@@ -126,12 +134,13 @@ def test_import_carries_fixed_fields_and_lists_the_rest(tmp_path):
     assert data["defaults"][:2] == [{"override /algo": "dqn"}, {"override /env": "cartpole"}]
     algo = data["algo"]
     assert algo["memory_size"] == 10000 and algo["learning_starts"] == 32
-    # boltzmann's explore_var_spec is a temperature, rlhp's an epsilon; rlhp has no selu
-    assert "explore_var_spec" not in algo and "hid_layers_activation" not in algo
-    assert '"selu" (rlhp has tanh, relu, elu)' in proc.stderr
+    # boltzmann's explore_var_spec is a temperature, rlhp's an epsilon
+    assert "explore_var_spec" not in algo and algo["hid_layers_activation"] == "selu"
     assert "search.agent.algorithm.explore_var_spec.end_step__randint" in proc.stderr
-    for listed in ("explore_var_spec.start_val", "training_batch_iter", "update_type", "use_cer"):
+    for listed in ("explore_var_spec.start_val", "action_policy", "MSELoss"):
         assert listed in proc.stderr and listed in out.read_text()
+    for done in ("training_batch_iter", "update_type", "use_cer", "selu"):  # rlhp has them
+        assert done not in proc.stderr
     assert "algo.explore_var_spec.end_step" not in data["hydra"]["sweeper"]["params"]
     assert data["meta"]["search_resources"]["cpu"] == 1
 

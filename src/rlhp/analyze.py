@@ -3,7 +3,9 @@
 It reads the sweep dir alone (the study's journal and the trial folders), so it works at the end
 of a search, on one still running and on one that was killed. It writes into the sweep dir:
 
-- experiment_df.csv: one row per trial, best first (rlhp.analysis.table lists the columns).
+- experiment_df.csv: one row per trial, best first (rlhp.analysis.table lists the columns);
+  info/<sweep dir name>_experiment_df.csv, where SLM-Lab writes it, adds SLM-Lab's column names
+  (`agent.algorithm.lam` beside `algo.lam`).
   `--metric KEY --sort asc|desc` ranks on another column or on the last value of a metrics.csv
   column instead of the objective.
 - multi_trial_graph.png, experiment_variable_graph.png, best_so_far.png, importance.png,
@@ -113,6 +115,7 @@ def analyze(
             sweep, df, metric, not sweep.maximize if ascending is None else ascending
         )
     step("experiment_df.csv", analysis.write_table, sweep, df)
+    step("info/*_experiment_df.csv", analysis.write_slm_table, sweep, df)
     configs = step("best.yaml", analysis.write_configs, sweep, df) or []
     imp = step("importance", analysis.importance, sweep, evaluator)
     if imp is not None:

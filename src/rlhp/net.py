@@ -32,7 +32,15 @@ class Tanh(nn.Module):
         return _Tanh.apply(x)
 
 
-ACTIVATIONS = {"tanh": Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+# SLM-Lab's and SB3's names; silu is swish (Ramachandran et al. 2017)
+ACTIVATIONS = {
+    "tanh": Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "selu": nn.SELU,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+}
 
 
 def init_layer(layer: nn.Module, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Module:

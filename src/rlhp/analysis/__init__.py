@@ -1,7 +1,7 @@
 """The analysis of a search, read from its sweep dir alone (rlhp.record): the table
 (`table`), parameter importance (`importance`), the best configurations as configs and commands
 (`export`), the HParams summary (`tensorboard`), the graphs (`plots`) and the best-history
-(`history`). `python -m rlhp.analyze` runs them all."""
+(`history`), SLM-Lab's names and table (`slm`). `python -m rlhp.analyze` runs them all."""
 
 from rlhp.analysis.export import (
     TOP,
@@ -15,6 +15,7 @@ from rlhp.analysis.export import (
 )
 from rlhp.analysis.history import Step, best_history
 from rlhp.analysis.importance import EVALUATORS, importance, top_configurations
+from rlhp.analysis.slm import write_slm_table
 from rlhp.analysis.table import (
     GROUP,
     experiment_df,
@@ -45,6 +46,7 @@ __all__ = [
     "trial_overrides",
     "write_configs",
     "write_csv",
+    "write_slm_table",
     "write_table",
     "write_tensorboard",
 ]

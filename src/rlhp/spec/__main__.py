@@ -7,6 +7,7 @@ from pathlib import Path
 import rlhp.spec
 from rlhp.record import AnalysisError
 from rlhp.spec import SpecError, import_spec, narrow
+from rlhp.spec._import import train_command
 
 
 def _write(text: str, out: Path, force: bool) -> None:
@@ -24,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("spec", type=Path)
     imp.add_argument("spec_name", nargs="?")
     imp.add_argument("-o", "--output", type=Path, help="default: conf/search/SPEC_NAME.yaml")
+    imp.add_argument(
+        "-s", "--set", action="append", default=[], metavar="VAR=VALUE", help="a spec variable"
+    )
     nar = sub.add_parser("narrow", help="stage 2: a preset spanning a search's top-k trials")
     nar.add_argument("sweep_dir", type=Path)
     nar.add_argument("-o", "--output", type=Path, required=True)
@@ -53,21 +57,29 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "import":
-            name, text, dropped = import_spec(args.spec, args.spec_name)
-            out = args.output or Path("conf/search") / f"{name}.yaml"
-            _write(text, out, args.force)
-            for d in dropped:
-                print(f"rlhp.spec: not carried over: {d}", file=sys.stderr)
+            sets = dict(_assignment(a) for a in args.set)
+            presets = import_spec(args.spec, args.spec_name, sets, args.output)
+            for out, text, _, _ in presets:
+                _write(text, out, args.force)
+            for out, _, dropped, notes in presets:
+                for line in [*notes, *(f"not carried over: {d}" for d in dropped)]:
+                    print(f"rlhp.spec: {line}", file=sys.stderr)
+                print(f"rlhp.spec: wrote {out}; search it with {train_command(out)}")
         else:
             out = _narrow(args)
+            print(f"rlhp.spec: wrote {out}; search it with {train_command(out)}")
     except (SpecError, AnalysisError, OSError) as e:
         print(f"rlhp: error: {e}", file=sys.stderr)
         return 2
-    print(
-        f"rlhp.spec: wrote {out}; search it with "
-        f"python -m rlhp.train -m --config-dir {out.parent.parent} +search={out.stem}"
-    )
     return 0
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    """VAR=VALUE of --set."""
+    var, sep, value = text.partition("=")
+    if not sep or not var:
+        raise SpecError(f"--set takes VAR=VALUE, got {text!r}")
+    return var, value
 
 
 if __name__ == "__main__":
