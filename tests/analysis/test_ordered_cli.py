@@ -70,3 +70,16 @@ def test_dgd_over_ordered_dimensions_reruns_on_fresh_seeds_and_analyses(tmp_path
         assert re.search(r" (0\.0003|0\.0010) +\[(32|64, 64)\]$", line), line
     df = pd.read_csv(sweep / "experiment_df.csv")
     assert {str(yaml.safe_load(v)) for v in df["algo.hid_layers"]} <= {"[32]", "[64, 64]"}
+
+
+def test_the_dgd_preset_starts_at_the_tuned_values(tmp_path):
+    proc = run_sweep(tmp_path / "dry", "+search=ppo_cartpole_dgd", "hydra.sweeper.dry_run=true")
+    assert proc.returncode == 0, output(proc)
+    first = next(ln for ln in proc.stdout.splitlines() if ln.startswith("trial 0: "))
+    assert first.split(": ")[1].split() == [  # tuned/ppo_cartpole.yaml, DGD's first point
+        "algo.lr=0.001",
+        "algo.lam=0.8",
+        "algo.gamma=0.98",
+        "algo.time_horizon=32",
+        "algo.training_epoch=20",
+    ]

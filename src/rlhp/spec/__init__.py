@@ -4,8 +4,10 @@
   preset: the algorithm, net, memory and env fields that have an rlhp name, `meta.max_trial`,
   `max_session`, `search_scheduler`, `search_resources`, and the `search` block (flat dotted keys
   or nested blocks; `__uniform`, `__loguniform`, `__randint` (upper end excluded, as in
-  SLM-Lab), `__choice`, `__grid_search`). Fields with no rlhp counterpart are listed in the
-  preset's header and on stderr.
+  SLM-Lab), `__choice`, `__grid_search`). It sets every value the spec fixes (constant lr and
+  clip_eps turn rlhp's annealing off), names the rlhp defaults that still apply, and lists the
+  fields with no rlhp counterpart in the preset's header and on stderr. Spec variables
+  (`${env}`) take `--set VAR=VALUE` or expand to one preset per `spec_params` value.
 - `narrow SWEEP [--top_k 5] -o conf/search/NAME.yaml` writes stage 2 of SLM-Lab's coarse-to-fine
   search: ranges spanning the top-k configurations of a finished search (log-aware, padded),
   more sessions per trial, no ASHA. Stage 3 is `python -m rlhp.validate`.
