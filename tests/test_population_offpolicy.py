@@ -1,0 +1,105 @@
+"""The one engine with the off-policy agents (DQN, SAC): a member trains as it would alone
+whatever the other members (its replay memory, schedules and random streams its own), a stopped
+member's slot goes to a fresh member that trains as it would alone, and a member whose loss goes
+non-finite fails alone."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from rlhp.member import Member
+from rlhp.population import Population
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+CPU = torch.device("cpu")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# tiny nets and budgets; training starts early and often so that the first log points follow
+# many gradient steps
+CASES = {
+    "dqn": (
+        ["algo=dqn", "env=cartpole", "env.num_envs=2", "algo.hid_layers=[32]"]
+        + ["algo.learning_starts=100", "algo.training_frequency=20", "algo.training_iter=2"]
+        + ["algo.target_update_frequency=50", "algo.prioritized=true"],
+        ["q_loss", "q_mean", "epsilon", "lr"],
+        "model",
+    ),
+    "sac": (
+        ["algo=sac", "env=pendulum", "algo.hid_layers=[32,32]", "algo.batch_size=32"]
+        + ["algo.learning_starts=100", "algo.training_frequency=10", "algo.training_iter=2"],
+        ["q_loss", "policy_loss", "alpha"],
+        "actor",
+    ),
+}
+FRAMES = ["env.max_frame=800", "log_frequency=200"]
+HPARAMS = {  # members that differ in per-member hyperparameters
+    "dqn": [
+        ["seed=0", "algo.lr=1e-3", "algo.gamma=0.9", "algo.tau=1.0", "algo.double=false"],
+        ["seed=5", "algo.lr=3e-4", "algo.gamma=0.99", "algo.tau=0.5", "algo.double=true"],
+        ["seed=7", "algo.lr=3e-3", "algo.gamma=0.95", "algo.alpha_per=0.4", "algo.beta=0.6"],
+    ],
+    "sac": [
+        ["seed=0", "algo.lr=1e-3", "algo.gamma=0.9", "algo.tau=0.01"],
+        ["seed=5", "algo.lr=3e-4", "algo.gamma=0.99", "algo.auto_alpha=false", "algo.alpha=0.2"],
+        ["seed=7", "algo.lr=3e-3", "algo.gamma=0.95", "algo.tau=0.05"],
+    ],
+}
+
+
+def config(algo: str, hparams: list[str]):
+    with initialize_config_dir(config_dir=str(CONF)):
+        return compose("config", overrides=[*CASES[algo][0], *FRAMES, *hparams])
+
+
+def assert_same_run(algo: str, a: Path, b: Path) -> None:
+    """Two run dirs hold the same training: the logged losses and returns, and final weights."""
+    ma, mb = pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv")
+    cols = ["frame", "total_reward_ma", *CASES[algo][1]]
+    np.testing.assert_allclose(ma[cols].to_numpy(), mb[cols].to_numpy(), rtol=1e-4, atol=1e-5)
+    net = CASES[algo][2]
+    pa, pb = (torch.load(d / "model_session0.pt")[net]["params"] for d in (a, b))
+    for name in pa:
+        torch.testing.assert_close(pa[name], pb[name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("algo", list(CASES))
+def test_a_stopped_members_slot_goes_to_a_fresh_member_that_trains_as_alone(algo, tmp_path):
+    """Member 0 is stopped at its first log point; its slot trains a new member; that member and
+    member 1 end exactly as their configs trained alone."""
+    cfgs = [config(algo, h) for h in HPARAMS[algo]]
+    stopped = Member(cfgs[0], tmp_path / "stopped", reporter=lambda frame, value: False)
+    queue = [Member(cfgs[2], tmp_path / "refill")]
+    population = Population(
+        [stopped, Member(cfgs[1], tmp_path / "m1")],
+        CPU,
+        refill=lambda: queue.pop() if queue else None,
+    )
+    finished = population.run()
+    assert [m.run_dir.name for m in finished] == ["stopped", "m1", "refill"]
+    assert stopped.stopped_at == 200 == stopped.frame
+    Population([Member(cfgs[2], tmp_path / "alone2")], CPU).run()
+    Population([Member(cfgs[1], tmp_path / "alone1")], CPU).run()
+    assert_same_run(algo, tmp_path / "refill", tmp_path / "alone2")
+    assert_same_run(algo, tmp_path / "m1", tmp_path / "alone1")
+    trained = pd.read_csv(tmp_path / "m1" / "metrics.csv")[CASES[algo][1][0]]
+    assert trained.notna().sum() >= 3  # it really trained between log points
+
+
+@pytest.mark.parametrize("algo", list(CASES))
+def test_a_member_with_a_non_finite_loss_fails_alone(algo, tmp_path):
+    cfgs = [config(algo, h) for h in HPARAMS[algo]]
+    members = [Member(c, tmp_path / f"m{i}") for i, c in enumerate(cfgs)]
+    population = Population(members, CPU)
+    net = population.agent.q_net if algo == "dqn" else population.agent.critic
+    net.flat[1] = float("nan")  # member 1's weights are poisoned
+    population.run()
+    assert members[1].error is not None and "loss is nan" in members[1].error
+    assert not (tmp_path / "m1" / "model_session0.pt").exists()
+    Population([Member(cfgs[2], tmp_path / "alone")], CPU).run()
+    assert_same_run(algo, tmp_path / "m2", tmp_path / "alone")
+    assert members[0].error is None and members[0].frame >= 800
