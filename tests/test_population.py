@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing import event_accumulator
 
+from rlhp.env import VecEnv
 from rlhp.errors import ConfigError
 from rlhp.population import Member, Population, check_structure, signature
 
@@ -182,3 +183,81 @@ def frame_of(path: Path) -> int:
         return torch.load(path, weights_only=False)["frame"]
     except (EOFError, RuntimeError):  # caught mid-replace
         return 0
+
+
+@pytest.mark.parametrize("algo", CASES)
+def test_members_train_unchanged_when_another_goes_idle_and_it_stays_as_it_stopped(algo, tmp_path):
+    """Member 0 is stopped at its first log point and its slot stays empty: the others train
+    on, idle slot skipped, exactly as in a population where member 0 never existed; member 0's
+    weights, optimiser state and generator stay as it stopped."""
+    cfgs = [config(*CASES[algo], *h, "algo.clip_grad_val=1.0") for h in HPARAMS]
+    stopped = Member(cfgs[0], tmp_path / "stopped", reporter=lambda frame, value: False)
+    population = Population(
+        [stopped, *(Member(c, tmp_path / f"m{i}") for i, c in enumerate(cfgs[1:], 1))], CPU
+    )
+    population.run()
+    assert 0 < stopped.frame < cfgs[0].env.max_frame
+    Population([Member(c, tmp_path / f"alone{i}") for i, c in enumerate(cfgs[1:], 1)], CPU).run()
+    for i in (1, 2):
+        assert_same_run(tmp_path / f"m{i}", tmp_path / f"alone{i}")
+    at_stop = torch.load(tmp_path / "stopped" / "checkpoints" / "session0.pt", weights_only=False)
+    now = population.agent.member_state(0)
+    for part in ("model", "optimizer"):
+        for key, value in at_stop["agent"][part].items():
+            if isinstance(value, dict):
+                for name in value:
+                    assert torch.equal(value[name], now[part][key][name]), (part, key, name)
+            else:
+                assert torch.equal(value, now[part][key]), (part, key)
+
+
+@pytest.mark.parametrize("env", ["cartpole", "pendulum"])
+def test_an_idle_members_env_copies_are_not_stepped(env):
+    """VecEnv.step(action, active): an idle member's copies, episode returns and statistics stay
+    as they are; an active member steps exactly as in an env of its own. CartPole is
+    gymnasium's numpy-batched env, Pendulum a SyncVectorEnv with observation normalisation and
+    reward scaling per member."""
+    cfg = config("algo=a2c", f"env={env}")
+    three, alone = VecEnv(cfg, [0.9, 0.99, 0.95], members=3), VecEnv(cfg, 0.99)
+    n, rng, space = cfg.env.num_envs, np.random.default_rng(0), three.action_space
+    three.reset([0, 5, 7])
+    alone.reset(5)
+    active = np.ones(3, bool)
+
+    def idle_state() -> list:
+        inner = three.env
+        copies = (
+            [inner.envs[i].unwrapped.state.copy() for i in range(n)]
+            if env == "pendulum"
+            else [inner.env.state[:, :n].copy(), inner.env.steps[:n].copy()]
+        )
+        rows = slice(0, n)
+        kept = [three.returns[rows], three.lengths[rows], three.discounted[rows]]
+        return [*copies, *(x.copy() for x in kept), three.state_dict(0)]
+
+    episodes = []
+    for t in range(300):  # episode ends on both (Pendulum truncates at 200)
+        if t == 20:
+            active[0], before = False, idle_state()
+        action = (
+            rng.integers(2, size=3 * n)
+            if env == "cartpole"
+            else rng.uniform(space.low, space.high, (3 * n, 1)).astype(np.float32)
+        )
+        out = three.step(action, active)
+        ref = alone.step(action[n : 2 * n])
+        for x, y in zip(out, ref, strict=True):
+            if y is None:
+                assert x is None or not out[2][n : 2 * n].any()
+            else:
+                np.testing.assert_array_equal(x[n : 2 * n], y)
+        if t >= 20:
+            assert not out[0][:n].any() and not (out[2] | out[3])[:n].any()
+        episodes += three.pop_member_episodes()[1]
+    assert episodes == [ret for ret, _ in alone.pop_episodes()] and episodes
+    after = idle_state()
+    for x, y in zip(before[:-1], after[:-1], strict=True):
+        np.testing.assert_array_equal(x, y)
+    for stats in ("obs_rms", "ret_rms"):
+        for key, value in before[-1][stats].items():
+            np.testing.assert_array_equal(value, after[-1][stats][key])

@@ -109,3 +109,44 @@ def test_sampling_follows_the_policy_and_each_member_its_own_generator():
     torch.testing.assert_close(other[1], actions[1])
     net.init_member(1, seed=2)
     assert not torch.equal(net.sample(logits)[1], actions[1])
+
+
+def test_members_ks_run_alone_and_only_they_get_a_gradient():
+    """With `ks` only those members run ([A, ...] in and out): the same outputs as their rows
+    of the full forward, gradients in their rows only, the idle members' generators unmoved."""
+    obs_space, act_space = gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,))
+    net = StackedActorCritic(K, obs_space, act_space, "mlp", [8, 8], "tanh")
+    for k in range(K):
+        net.init_member(k, seed=k)
+    net.log_std.data[:] = torch.tensor([0.1, 0.2, 0.3]).view(K, 1, 1)
+    x, ks = torch.randn(K, 5, 4), torch.tensor([0, 2])
+    full_logits, full_value = net.logits_value(x)
+    idle = net.generators[1].get_state()
+    logits, value = net.logits_value(x[ks], ks)
+    torch.testing.assert_close(logits, full_logits[ks])  # to float rounding: bmm of A, not K
+    torch.testing.assert_close(value, full_value[ks])
+    action = net.sample(logits, ks).detach()
+    assert torch.equal(net.generators[1].get_state(), idle)
+    dist = net.distribution(logits, ks)
+    torch.testing.assert_close(dist.scale[1], net.log_std[2].exp().expand(5, 2))
+    net.grad.zero_()
+    (net.log_prob(dist, action).sum() + value.sum()).backward()
+    assert net.grad[1].abs().sum() == 0 and (net.grad[ks].abs().sum(1) > 0).all()
+    full = StackedActorCritic(K, obs_space, act_space, "mlp", [8, 8], "tanh")
+    full.flat.copy_(net.flat)
+    full_dist = full.distribution(full.logits(x))
+    (full.log_prob(full_dist, action.new_zeros(K, 5, 2).index_copy(0, ks, action)).sum()
+     + full.value(x)[ks].sum()).backward()  # fmt: skip
+    torch.testing.assert_close(net.grad[ks], full.grad[ks])
+
+
+def test_stacked_conv_of_members_ks_equals_their_rows():
+    stacked = StackedConv2d(K, 2, 3, 4, 2)
+    for k in range(K):
+        stacked.init_weights(k, torch.Generator().manual_seed(k))
+    x = torch.randn(5, K * 2, 10, 10)
+    full = stacked(x).reshape(5, K, 3, 4, 4)
+    part = stacked(
+        x.reshape(5, K, 2, 10, 10)[:, [2, 0]].reshape(5, 4, 10, 10), torch.tensor([2, 0])
+    )
+    torch.testing.assert_close(part.reshape(5, 2, 3, 4, 4), full[:, [2, 0]])

@@ -132,8 +132,14 @@ class CartPoleBatch(gym.vector.VectorEnv):
         self.env.prev_done[:] = False
         return self.env.state.T.astype(np.float32), {}
 
-    def step(self, action: np.ndarray):
+    def step(self, action: np.ndarray, idle: np.ndarray | None = None):
+        """One step of every copy; the copies `idle` (indices) stay as they were, no end."""
+        if idle is not None:
+            state, steps = self.env.state[:, idle], self.env.steps[idle]
         obs, reward, terminated, truncated, _ = self.env.step(action)
+        if idle is not None:
+            self.env.state[:, idle], self.env.steps[idle] = state, steps
+            terminated[idle], truncated[idle] = False, False
         done = terminated | truncated
         info = {}
         if done.any():
@@ -171,6 +177,37 @@ def make_vec(
         return CartPoleBatch(members, num_envs)
     fns = [lambda: gym.make(cfg.env.id) for _ in range(members * num_envs)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=same_step)
+
+
+def step_copies(env: gym.vector.VectorEnv, action: np.ndarray, copies: np.ndarray):
+    """Step the copies `copies` (indices) of a same-step-autoreset vector env: their obs,
+    reward, terminated, truncated, and final obs (the last obs of an episode that ended, else
+    the obs). A SyncVectorEnv steps those copies only and CartPoleBatch keeps the others as
+    they were; AtariVectorEnv takes a full batch: every copy steps, the others' outcomes are
+    dropped."""
+    if isinstance(env, gym.vector.SyncVectorEnv) and len(copies) < env.num_envs:
+        steps = [env.envs[i].step(action[i])[:4] for i in copies]
+        obs, reward, terminated, truncated = (np.array(x) for x in zip(*steps, strict=True))
+        final = obs.copy()
+        for j in np.flatnonzero(terminated | truncated):
+            obs[j] = env.envs[copies[j]].reset()[0]
+        return obs, reward, terminated, truncated, final
+    if isinstance(env, CartPoleBatch) and len(copies) < env.num_envs:
+        out = env.step(action, np.setdiff1d(np.arange(env.num_envs), copies))
+    else:
+        out = env.step(action)
+    obs, reward, terminated, truncated, info = out
+    final = obs.copy()
+    for i in np.flatnonzero(terminated | truncated):
+        final[i] = info["final_obs"][i]
+    return obs[copies], reward[copies], terminated[copies], truncated[copies], final[copies]
+
+
+def spread(x: np.ndarray, copies: np.ndarray, size: int) -> np.ndarray:
+    """[len(copies), ...] rows -> [size, ...], zeros in the other rows."""
+    out = np.zeros((size,) + x.shape[1:], x.dtype)
+    out[copies] = x
+    return out
 
 
 class VecEnv:
@@ -239,28 +276,31 @@ class VecEnv:
         self.episodes = [e for e in self.episodes if e[0] != k]
         return self._obs(obs[None], update=True, rows=[k])[0]
 
-    def step(self, action: np.ndarray):
+    def step(self, action: np.ndarray, active: np.ndarray | None = None):
+        """One step of every copy, or (`active`: [members] bool) of the active members' copies
+        only: an idle member's copies, returns and statistics stay as they are and its rows
+        come back zero (obs, reward) and False (ends)."""
+        members = np.arange(self.members) if active is None else np.flatnonzero(active)
+        copies = (members[:, None] * self.num_envs + np.arange(self.num_envs)).ravel()
         if isinstance(self.action_space, gym.spaces.Box):
             action = np.clip(action, self.action_space.low, self.action_space.high)
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, reward, terminated, truncated, final = step_copies(self.env, action, copies)
         reward = np.asarray(reward, np.float64)
         done = terminated | truncated
-        self.returns += reward
-        self.lengths += 1
-        for i in np.flatnonzero(done):
+        self.returns[copies] += reward
+        self.lengths[copies] += 1
+        for i in copies[done]:
             member = i // self.num_envs
             self.episodes.append((int(member), float(self.returns[i]), int(self.lengths[i])))
-        final_obs = None
-        if done.any():
-            final_obs = obs.copy()
-            for i in np.flatnonzero(done):
-                final_obs[i] = info["final_obs"][i]
-            final_obs = self._obs(final_obs, update=False)
-        obs = self._obs(obs, update=True)
-        reward = self._reward(reward, done)
-        self.returns[done] = 0
-        self.lengths[done] = 0
-        return obs, reward, terminated, truncated, final_obs
+        final_obs = self._obs(final, update=False, rows=members) if done.any() else None
+        obs = self._obs(obs, update=True, rows=members)
+        reward = self._reward(reward, done, members)
+        self.returns[copies[done]] = 0
+        self.lengths[copies[done]] = 0
+        out = obs, reward, terminated, truncated, final_obs
+        if len(copies) == len(self.returns):
+            return out
+        return tuple(None if x is None else spread(x, copies, len(self.returns)) for x in out)
 
     def pop_episodes(self) -> list[tuple[float, int]]:
         """Completed episodes (of a one-member env) since the last call as (raw return, length)."""
@@ -288,18 +328,21 @@ class VecEnv:
         out = np.clip((x - mean) / np.sqrt(var + 1e-8), -10, 10).astype(np.float32)
         return out.reshape(obs.shape)
 
-    def _reward(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+    def _reward(self, reward: np.ndarray, done: np.ndarray, members: np.ndarray) -> np.ndarray:
+        """The training reward of the copies of `members` (indices)."""
         if not self.training:
             return reward
         if self.reward_clip:
             reward = np.sign(reward)
         if self.reward_scale:
-            gamma = np.repeat(self.gamma, self.num_envs)
-            self.discounted = self.discounted * gamma + reward
-            self.ret_rms.update(self.discounted.reshape(self.members, self.num_envs))
-            std = np.repeat(np.sqrt(self.ret_rms.var + 1e-8), self.num_envs)
+            copies = (members[:, None] * self.num_envs + np.arange(self.num_envs)).ravel()
+            gamma = np.repeat(self.gamma[members], self.num_envs)
+            discounted = self.discounted[copies] * gamma + reward
+            self.ret_rms.update(discounted.reshape(len(members), self.num_envs), members)
+            std = np.repeat(np.sqrt(self.ret_rms.var[members] + 1e-8), self.num_envs)
             reward = np.clip(reward / std, -10, 10)
-            self.discounted[done] = 0
+            discounted[done] = 0
+            self.discounted[copies] = discounted
         return reward.astype(np.float32)
 
     def state_dict(self, k: int | None = None) -> dict:

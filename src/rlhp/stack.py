@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.distributions import Distribution, Normal
 
 from rlhp.net import ACTIVATIONS, PolicyHead
 
@@ -21,8 +22,15 @@ from rlhp.net import ACTIVATIONS, PolicyHead
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
 
 
+def pick(param: torch.Tensor, ks: torch.Tensor | None) -> torch.Tensor:
+    """Members `ks` of a stacked parameter ([A] indices; autograd scatters their gradient back
+    into the [K, ...] one, the others' rows get none), or all K (None)."""
+    return param if ks is None else param[ks]
+
+
 class StackedLinear(nn.Module):
-    """K linear layers: [K, B, in] -> [K, B, out]; weight [K, in, out], bias [K, 1, out]."""
+    """K linear layers: [K, B, in] -> [K, B, out]; weight [K, in, out], bias [K, 1, out].
+    With `ks` ([A] member indices) only those members run: [A, B, in] -> [A, B, out]."""
 
     def __init__(self, members: int, in_dim: int, out_dim: int, gain: float = np.sqrt(2)):
         super().__init__()
@@ -37,13 +45,13 @@ class StackedLinear(nn.Module):
         self.weight.data[k] = w.T
         self.bias.data[k] = 0.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.baddbmm(pick(self.bias, ks), x, pick(self.weight, ks))
 
 
 class StackedConv2d(nn.Module):
     """K conv layers as one grouped convolution over channel-stacked members:
-    [B, K * in, H, W] -> [B, K * out, H', W']."""
+    [B, K * in, H, W] -> [B, K * out, H', W']; with `ks` ([A] member indices) those A only."""
 
     def __init__(self, members: int, in_ch: int, out_ch: int, kernel: int, stride: int):
         super().__init__()
@@ -57,9 +65,10 @@ class StackedConv2d(nn.Module):
         self.weight.data[k] = w
         self.bias.data[k] = 0.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.reshape((-1,) + self.weight.shape[2:])
-        return nn.functional.conv2d(x, w, self.bias.reshape(-1), self.stride, groups=self.members)
+    def forward(self, x: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
+        w, b = pick(self.weight, ks), pick(self.bias, ks)
+        groups = w.shape[0]
+        return nn.functional.conv2d(x, w.flatten(0, 1), b.flatten(), self.stride, groups=groups)
 
 
 class StackedMLP(nn.Module):
@@ -71,9 +80,9 @@ class StackedMLP(nn.Module):
         )
         self.act = ACTIVATIONS[activation]()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self.layers:
-            x = self.act(layer(x))
+            x = self.act(layer(x, ks))
         return x
 
 
@@ -92,13 +101,13 @@ class StackedNatureCNN(nn.Module):
         self.dense = StackedLinear(members, 64 * 7 * 7, out_dim)
         self.act = ACTIVATIONS[activation]()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
         k, b = x.shape[:2]
         x = x.transpose(0, 1).reshape((b, -1) + x.shape[3:]).float() / 255.0
         for conv in self.convs:
-            x = self.act(conv(x))
+            x = self.act(conv(x, ks))
         x = x.reshape(b, k, -1).transpose(0, 1)
-        return self.act(self.dense(x))
+        return self.act(self.dense(x, ks))
 
 
 def stacked_body(members: int, obs_shape, net: str, hid_layers: list[int], activation: str):
@@ -146,6 +155,10 @@ class Stacked(nn.Module):
                 module.init_weights(k, generator)
         self.generators[k] = torch.Generator(self.flat.device).manual_seed(seed)
 
+    def member_generators(self, ks: torch.Tensor | None) -> list[torch.Generator]:
+        """The sampling generators of the members ks (None: all K)."""
+        return self.generators if ks is None else [self.generators[k] for k in ks.tolist()]
+
     def copy_member(self, k: int, source: "Stacked") -> None:
         """Member k's weights from `source` (same layout): e.g. a target net from its online net."""
         self.flat[k] = source.flat[k]
@@ -167,7 +180,9 @@ class StackedActorCritic(PolicyHead, Stacked):
 
     All parameters are views into `self.flat` ([K, P]) and their gradients into `self.grad`.
     Randomness comes from one generator per member (`self.generators`), so a member's actions
-    never depend on the other members.
+    never depend on the other members. Every method takes `ks` ([A] member indices): only those
+    members run, on [A, B, ...] inputs; idle members cost nothing and their generators do not
+    move.
     """
 
     def __init__(
@@ -200,34 +215,42 @@ class StackedActorCritic(PolicyHead, Stacked):
         super().init_member(k, seed)
         self.log_std.data[k] = 0.0
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(self.critic_body(obs)).squeeze(-1)
+    def value(self, obs: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
+        return self.critic(self.critic_body(obs, ks), ks).squeeze(-1)
 
-    def logits_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits_value(
+        self, obs: torch.Tensor, ks: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy output and V(obs), running a shared body once."""
-        feat = self.actor_body(obs)
-        critic_feat = feat if self.critic_body is self.actor_body else self.critic_body(obs)
-        return self.actor(feat), self.critic(critic_feat).squeeze(-1)
+        feat = self.actor_body(obs, ks)
+        shared = self.critic_body is self.actor_body
+        critic_feat = feat if shared else self.critic_body(obs, ks)
+        return self.actor(feat, ks), self.critic(critic_feat, ks).squeeze(-1)
 
-    def logits(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.actor(self.actor_body(obs))
+    def logits(self, obs: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
+        return self.actor(self.actor_body(obs, ks), ks)
 
-    def sample(self, logits: torch.Tensor) -> torch.Tensor:
-        """One action per [K, B] entry, member k's randomness from its own generator."""
-        k, b = logits.shape[:2]
+    def distribution(self, logits: torch.Tensor, ks: torch.Tensor | None = None) -> Distribution:
+        if self.discrete:
+            return super().distribution(logits)
+        return Normal(logits, pick(self.log_std, ks).exp().expand_as(logits), validate_args=False)
+
+    def sample(self, logits: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
+        """One action per [K, B] (or [A, B]) entry, each member's randomness from its own
+        generator."""
+        b = logits.shape[1]
         shape = (b,) if self.discrete else (b, self.act_dim)
         draw = torch.rand if self.discrete else torch.randn
-        noise = torch.stack(
-            [draw(shape, generator=g, device=logits.device) for g in self.generators[:k]]
-        )
+        generators = self.member_generators(ks)[: len(logits)]
+        noise = torch.stack([draw(shape, generator=g, device=logits.device) for g in generators])
         if self.discrete:  # inverse CDF of the categorical
             cdf = logits.softmax(-1).cumsum(-1)
             return (cdf < noise.unsqueeze(-1)).sum(-1).clamp(max=self.act_dim - 1)
-        return logits + self.log_std.exp() * noise
+        return logits + pick(self.log_std, ks).exp() * noise
 
-    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+    def greedy(self, obs: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
         """The most likely action: argmax of the logits, or the Gaussian's mean."""
-        out = self.logits(obs)
+        out = self.logits(obs, ks)
         return out.argmax(-1) if self.discrete else out
 
 

@@ -64,7 +64,7 @@ def test_one_gradient_step_per_rollout():
     agent = make_agent(num_envs=2, time_horizon=3)
     steps = []
     step = agent.optimizer.step
-    agent.optimizer.step = lambda lr: (steps.append(1), step(lr))[1]
+    agent.optimizer.step = lambda *args: (steps.append(1), step(*args))[1]
     obs, zeros = np.zeros((2, 2), np.float32), np.zeros(2, bool)
     results = []
     for frame in range(2, 13, 2):

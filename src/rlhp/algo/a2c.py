@@ -13,7 +13,8 @@ import torch
 from omegaconf import DictConfig
 
 from rlhp.algo import plain
-from rlhp.algo.rollout import OnPolicy, gae
+from rlhp.algo.rollout import OnPolicy
+from rlhp.stack import pick
 
 MEMBER_KEYS = (
     "gamma", "lam", "entropy_coef", "val_loss_coef", "lr", "lr_anneal", "clip_grad_val",
@@ -30,8 +31,9 @@ class A2C(OnPolicy):
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs = self.rollout.tensor(obs)
-        action = self.model.sample(self.model.logits(self.by_slot(obs))).flatten(0, 1)
+        obs, ks = self.rollout.tensor(obs), self.running()
+        action = self.model.sample(self.model.logits(self.by_slot(obs, ks), ks), ks)
+        action = self.spread(action, ks).flatten(0, 1)
         self.rollout.add(obs, action)
         return action.cpu().numpy()
 
@@ -39,35 +41,27 @@ class A2C(OnPolicy):
         """One gradient step per member once the rollout holds time_horizon steps; returns each
         member's losses ([K] arrays) and `failed`: the loss of a member whose loss went non-finite
         (nan or inf), 0 for the others."""
-        cfg, hp, rollout, members = self.cfg, self.hp, self.rollout, self.members
+        hp, rollout = self.hp, self.rollout
         if not rollout.full:
             return None
         rollout.step = 0
+        ks = self.running()  # the members that train; the idle ones cost nothing
         lrs, lr = self.annealed("lr", frames)
-        obs, actions = rollout.by_member(rollout.obs), rollout.by_member(rollout.actions)
-        logits, values = self.model.logits_value(obs)
-        with torch.no_grad():
-            shape = (cfg.time_horizon, members, self.num_envs)
-            advantages, returns = gae(
-                rollout.rewards.view(shape),
-                values.view(members, cfg.time_horizon, self.num_envs).transpose(0, 1),
-                rollout.dones.view(shape),
-                self.model.value(self.by_slot(rollout.next_obs)),
-                hp.gamma.unsqueeze(1),
-                hp.lam.unsqueeze(1),
-            )
-            advantages = rollout.by_member(advantages.reshape(rollout.rewards.shape))
-            returns = rollout.by_member(returns.reshape(rollout.rewards.shape))
-            if cfg.normalize_advantage:
-                mean, std = advantages.mean(1, keepdim=True), advantages.std(1, keepdim=True)
-                advantages = (advantages - mean) / (std + 1e-8)
-        dist = self.model.distribution(logits)
+        obs, actions = rollout.by_member(rollout.obs, ks), rollout.by_member(rollout.actions, ks)
+        logits, values = self.model.logits_value(obs, ks)
+        advantages, returns = self.gae(values, ks)
+        if self.cfg.normalize_advantage:
+            mean, std = advantages.mean(1, keepdim=True), advantages.std(1, keepdim=True)
+            advantages = (advantages - mean) / (std + 1e-8)
+        dist = self.model.distribution(logits, ks)
         logp, entropy = self.model.log_prob(dist, actions), self.model.entropy(dist).mean(1)
         policy_loss = -(advantages * logp).mean(1)
         value_loss = 0.5 * ((returns - values) ** 2).mean(1)
-        loss = policy_loss + hp.val_loss_coef * value_loss - hp.entropy_coef * entropy
-        failed = self.step(loss, lr)
-        losses = torch.stack([policy_loss, value_loss, entropy]).detach().cpu().numpy()
+        loss = policy_loss + pick(hp.val_loss_coef, ks) * value_loss
+        loss = loss - pick(hp.entropy_coef, ks) * entropy
+        failed = self.step(loss, lr, ks)
+        losses = torch.stack([policy_loss, value_loss, entropy]).detach().T
+        losses = self.spread(losses, ks, fill=float("nan")).T.cpu().numpy()
         return {
             "policy_loss": losses[0],
             "value_loss": losses[1],

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from rlhp.algo.rollout import OnPolicy, gae
+from rlhp.algo.rollout import OnPolicy
+from rlhp.stack import pick
 
 MEMBER_KEYS = (
     "gamma", "lam", "clip_eps", "clip_eps_anneal", "entropy_coef", "val_loss_coef", "lr",
@@ -55,12 +56,13 @@ class PPO(OnPolicy):
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs = self.rollout.tensor(obs)
-        logits, value = self.model.logits_value(self.by_slot(obs))
-        action = self.model.sample(logits)
-        logp = self.model.log_prob(self.model.distribution(logits), action)
-        self.rollout.add(obs, action.flatten(0, 1), logp.flatten(), value.flatten())
-        return action.flatten(0, 1).cpu().numpy()
+        obs, ks = self.rollout.tensor(obs), self.running()
+        logits, value = self.model.logits_value(self.by_slot(obs, ks), ks)
+        action = self.model.sample(logits, ks)
+        logp = self.model.log_prob(self.model.distribution(logits, ks), action)
+        action, logp, value = (self.spread(x, ks).flatten(0, 1) for x in (action, logp, value))
+        self.rollout.add(obs, action, logp, value)
+        return action.cpu().numpy()
 
     def update(self, frames: np.ndarray) -> dict[str, np.ndarray] | None:
         """Train on the rollout once it holds time_horizon steps; returns each member's losses
@@ -69,9 +71,10 @@ class PPO(OnPolicy):
         if not self.rollout.full:
             return None
         self.rollout.step = 0
+        ks = self.running()  # the members that train; the idle ones cost nothing
         lrs, lr = self.annealed("lr", frames)
-        clip_eps = self.annealed("clip_eps", frames)[1].unsqueeze(1)
-        data = self.samples()
+        clip_eps = pick(self.annealed("clip_eps", frames)[1], ks).unsqueeze(1)
+        data = self.samples(ks)
         # the structure, read once for the update's loops
         epochs, size = self.cfg.training_epoch, self.cfg.minibatch_size
         normalize, clip_vloss = self.cfg.normalize_advantage, self.cfg.clip_vloss
@@ -80,14 +83,15 @@ class PPO(OnPolicy):
         for _ in range(epochs):
             perm = torch.stack(
                 [torch.randperm(data.obs.shape[1], generator=g, device=self.device)
-                 for g in self.model.generators]
+                 for g in self.model.member_generators(ks)]
             )  # fmt: skip
             for idx in perm.split(size, dim=1):
                 loss, losses = self.minibatch_loss(data, idx, clip_eps, normalize, clip_vloss)
-                now = self.step(loss, lr)
+                now = self.step(loss, lr, ks)
                 failed = torch.where(now != 0, now, failed)
                 stats.append(losses)
-        policy_loss, value_loss, entropy = torch.stack(stats).mean(0).cpu().numpy()
+        stats = self.spread(torch.stack(stats).mean(0).T, ks, fill=float("nan"))
+        policy_loss, value_loss, entropy = stats.T.cpu().numpy()
         return {
             "policy_loss": policy_loss,
             "value_loss": value_loss,
@@ -96,30 +100,22 @@ class PPO(OnPolicy):
             "failed": failed.cpu().numpy(),
         }
 
-    def samples(self) -> SimpleNamespace:
-        """The rollout as each member's samples ([K, time_horizon * num_envs, ...]: obs,
-        actions, logps, values) with their GAE advantages and returns, and `rows` to index
-        them with [K, B] sample indices."""
-        rollout, hp = self.rollout, self.hp
-        with torch.no_grad():
-            shape = (self.cfg.time_horizon, self.members, self.num_envs)
-            advantages, returns = gae(
-                rollout.rewards.view(shape),
-                rollout.values.view(shape),
-                rollout.dones.view(shape),
-                self.model.value(self.by_slot(rollout.next_obs)),
-                hp.gamma.unsqueeze(1),
-                hp.lam.unsqueeze(1),
-            )
-        by_member = rollout.by_member
+    def samples(self, ks: torch.Tensor | None) -> SimpleNamespace:
+        """The rollout as the samples of the members ks ([A, time_horizon * num_envs, ...]:
+        obs, actions, logps, values) with their GAE advantages and returns, `ks`, and `rows`
+        to index them with [A, B] sample indices."""
+        by_member = self.rollout.by_member
+        values = by_member(self.rollout.values, ks)
+        advantages, returns = self.gae(values, ks)
         return SimpleNamespace(
-            rows=torch.arange(self.members, device=self.device).unsqueeze(1),  # member k: row k
-            obs=by_member(rollout.obs),
-            actions=by_member(rollout.actions),
-            logps=by_member(rollout.logps),
-            values=by_member(rollout.values),
-            advantages=by_member(advantages.view(rollout.rewards.shape)),
-            returns=by_member(returns.view(rollout.rewards.shape)),
+            ks=ks,
+            rows=torch.arange(len(values), device=self.device).unsqueeze(1),  # member: row
+            obs=by_member(self.rollout.obs, ks),
+            actions=by_member(self.rollout.actions, ks),
+            logps=by_member(self.rollout.logps, ks),
+            values=values,
+            advantages=advantages,
+            returns=returns,
         )
 
     def minibatch_loss(
@@ -130,11 +126,11 @@ class PPO(OnPolicy):
         normalize: bool,
         clip_vloss: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's loss on its minibatch `idx` ([K, B] sample indices) and the policy
-        loss, value loss and entropy beside it ([3, K], detached)."""
-        rows = data.rows
-        logits, value = self.model.logits_value(data.obs[rows, idx])
-        dist = self.model.distribution(logits)
+        """The loss of each member in `data` on its minibatch `idx` ([A, B] sample indices)
+        and the policy loss, value loss and entropy beside it ([3, A], detached)."""
+        rows, ks, hp = data.rows, data.ks, self.hp
+        logits, value = self.model.logits_value(data.obs[rows, idx], ks)
+        dist = self.model.distribution(logits, ks)
         logp = self.model.log_prob(dist, data.actions[rows, idx])
         adv = data.advantages[rows, idx]
         if normalize and idx.shape[1] > 1:
@@ -150,5 +146,6 @@ class PPO(OnPolicy):
             clip_vloss,
         )
         entropy = self.model.entropy(dist).mean(1)
-        loss = policy_loss + self.hp.val_loss_coef * value_loss - self.hp.entropy_coef * entropy
+        loss = policy_loss + pick(hp.val_loss_coef, ks) * value_loss
+        loss = loss - pick(hp.entropy_coef, ks) * entropy
         return loss, torch.stack([policy_loss, value_loss, entropy]).detach()

@@ -11,7 +11,7 @@ import torch
 from rlhp import optim
 from rlhp.algo import plain
 from rlhp.algo._schedule import linear
-from rlhp.stack import MemberParams, StackedActorCritic
+from rlhp.stack import MemberParams, StackedActorCritic, pick
 
 
 def gae(
@@ -105,19 +105,22 @@ class Rollout:
         self.next_obs = self.tensor(next_obs)
         self.step += 1
 
-    def by_member(self, x: torch.Tensor) -> torch.Tensor:
+    def by_member(self, x: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
         """(time_horizon, members * num_envs, ...) -> (members, time_horizon * num_envs, ...),
-        each member's samples in step-major order."""
+        each member's samples in step-major order; of the members `ks` only, if given."""
         t, copies = x.shape[:2]
         x = x.reshape((t, self.members, copies // self.members) + x.shape[2:]).transpose(0, 1)
-        return x.reshape((self.members, -1) + x.shape[3:])
+        return pick(x, ks).flatten(1, 2)
 
 
 class OnPolicy:
     """What PPO and A2C share: a population of K members (K = 1: a single run) with a stacked
     actor-critic, per-member hyperparameters (`member_keys`, [K] tensors) and one rollout.
 
-    Arrays in and out are [K * num_envs, ...], member k owning rows k * num_envs ...
+    Arrays in and out are [K * num_envs, ...], member k owning rows k * num_envs ... Only the
+    members in `active` run (`running()`: their indices `ks`): an idle member is not forwarded,
+    sampled or back-propagated, its weights, optimiser state and generator stay as they are,
+    and its rows of the actions and the rollout are zeros.
     """
 
     member_keys: tuple[str, ...] = ()
@@ -163,21 +166,51 @@ class OnPolicy:
         """True between rollouts: nothing is buffered, so a checkpoint here loses nothing."""
         return self.rollout.step == 0
 
-    def by_slot(self, x: torch.Tensor) -> torch.Tensor:
-        """[K * n, ...] -> [K, n, ...]."""
-        return x.reshape((self.members, -1) + x.shape[1:])
+    def running(self) -> torch.Tensor | None:
+        """The indices `ks` of the active members, or None when all K are (no gather)."""
+        return None if bool(self.active.all()) else self.active.nonzero().squeeze(1)
+
+    def by_slot(self, x: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
+        """[K * n, ...] -> [K, n, ...], or [A, n, ...] of the members ks."""
+        return pick(x.reshape((self.members, -1) + x.shape[1:]), ks)
+
+    def spread(self, x: torch.Tensor, ks: torch.Tensor | None, fill: float = 0.0) -> torch.Tensor:
+        """[A, ...] of the members ks -> [K, ...], `fill` in the idle members' rows."""
+        if ks is None:
+            return x
+        out = torch.full((self.members,) + x.shape[1:], fill, dtype=x.dtype, device=x.device)
+        out[ks] = x
+        return out
 
     @torch.inference_mode()
     def greedy(self, obs: np.ndarray, k: int = 0) -> np.ndarray:
         """Member k's most likely actions for its observations, for evaluation."""
-        x = self.rollout.tensor(obs)
-        batch = torch.zeros((self.members,) + x.shape, dtype=x.dtype, device=self.device)
-        batch[k] = x
-        return self.model.greedy(batch)[k].cpu().numpy()
+        ks = torch.tensor([k], device=self.device)
+        return self.model.greedy(self.rollout.tensor(obs)[None], ks)[0].cpu().numpy()
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        """V(obs) for [K * num_envs, ...] observations."""
-        return self.model.value(self.by_slot(obs)).flatten()
+        """V(obs) for [K * num_envs, ...] observations (0 for the idle members)."""
+        ks = self.running()
+        return self.spread(self.model.value(self.by_slot(obs, ks), ks), ks).flatten()
+
+    @torch.no_grad()
+    def gae(self, values: torch.Tensor, ks: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """GAE advantages and returns of the members ks ([A, time_horizon * num_envs] each,
+        step-major) from their values V(s_t) in the same layout."""
+        rollout, hp, t, n = self.rollout, self.hp, self.cfg.time_horizon, self.num_envs
+
+        def steps(x: torch.Tensor) -> torch.Tensor:  # (T, K * n) -> (T, A, n)
+            return pick(x.view(t, self.members, n).transpose(0, 1), ks).transpose(0, 1)
+
+        advantages, returns = gae(
+            steps(rollout.rewards),
+            values.reshape(-1, t, n).transpose(0, 1),
+            steps(rollout.dones),
+            self.model.value(self.by_slot(rollout.next_obs, ks), ks),
+            pick(hp.gamma, ks).unsqueeze(1),
+            pick(hp.lam, ks).unsqueeze(1),
+        )
+        return advantages.transpose(0, 1).flatten(1), returns.transpose(0, 1).flatten(1)
 
     @torch.inference_mode()
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
@@ -194,10 +227,12 @@ class OnPolicy:
         values = self.hp.annealed(key, decay)
         return values, torch.as_tensor(values, dtype=torch.float32).to(self.device)
 
-    def step(self, loss: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-        """One optimiser step on the members' losses [K]: a member whose loss is not finite is
-        marked failed and left out of this and every later step. Returns the non-finite loss
-        of each member that failed now, 0 for the others."""
+    def step(self, loss: torch.Tensor, lr: torch.Tensor, ks: torch.Tensor | None) -> torch.Tensor:
+        """One optimiser step of the members ks on their losses [A]: a member whose loss is
+        not finite is marked failed and left out of this and every later step; the idle
+        members' weights and optimiser state stay as they are. Returns the non-finite loss of
+        each member that failed now, 0 for the others ([K])."""
+        loss = self.spread(loss, ks)
         failed = ~torch.isfinite(loss.detach()) & self.active
         self.active &= ~failed
         self.model.grad.zero_()
@@ -205,7 +240,7 @@ class OnPolicy:
         torch.where(self.active, loss, 0.0).sum().backward()
         self.model.grad.masked_fill_(~self.active.unsqueeze(1), 0.0)
         optim.clip_grad_norm(self.model.grad, self.hp.clip_grad_val)
-        self.optimizer.step(lr * self.active)
+        self.optimizer.step(lr, None if bool(self.active.all()) else self.active)
         return torch.where(failed, loss.detach(), 0.0)
 
     def member_state(self, k: int) -> dict:
