@@ -273,8 +273,9 @@ class StackedQNetwork(Stacked):
         self.head = StackedLinear(members, list(hid_layers)[-1], n_actions, gain=1.0)
         self._flatten()
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(obs))
+    def forward(self, obs: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
+        """Q-values [K, B, n_actions], or [A, B, n_actions] of the members ks ([A] indices)."""
+        return self.head(self.body(obs, ks), ks)
 
 
 def linear_rows(layer: StackedLinear, x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:

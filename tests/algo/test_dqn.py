@@ -68,7 +68,7 @@ class Table(torch.nn.Module):
         super().__init__()
         self.rows = rows
 
-    def forward(self, obs):
+    def forward(self, obs, ks=None):
         return self.rows[obs[..., 0].long()]
 
 
@@ -80,7 +80,7 @@ def test_agent_target_chooses_with_the_online_net_where_double():
         "terminated": TERMINATED.expand(2, 2),
         "next_obs": torch.tensor([[0.0], [1.0]]).expand(2, 2, 1),
     }
-    np.testing.assert_allclose(agent.target(batch).numpy(), [DQN_Y, DOUBLE_Y])
+    np.testing.assert_allclose(agent.target(batch, None).numpy(), [DQN_Y, DOUBLE_Y])
 
 
 def test_schedules_are_pure_functions_of_each_members_frames():
@@ -251,3 +251,19 @@ def test_fits_a_one_step_problem():
     with torch.no_grad():
         q = agent.q_net(torch.zeros(2, 1, 1))[:, 0].numpy()
     np.testing.assert_allclose(q, [[0.0, 1.0], [0.0, 1.0]], atol=0.1)
+
+
+def test_an_idle_member_is_not_run_sampled_or_trained():
+    agent = make_agent(
+        {"lr": 1e-3}, {"lr": 2e-3}, num_envs=2, learning_starts=0, training_frequency=1
+    )
+    agent.active[1] = False  # a stopped member or an empty slot
+    weights, generator = agent.q_net.flat[1].clone(), agent.q_net.generators[1].get_state()
+    for frame in (2, 4, 6):
+        out = step(agent, [frame, frame], reward=1.0)
+        assert (agent.action[2:] == 0).all()
+        assert np.isfinite(out["q_loss"][0]) and np.isnan(out["q_loss"][1])
+    assert torch.equal(agent.q_net.flat[1], weights)
+    assert torch.equal(agent.q_net.generators[1].get_state(), generator)
+    assert (agent.optimizer.exp_avg[1] == 0).all()
+    assert agent.memory.sizes.tolist() == [6, 0]

@@ -12,10 +12,11 @@ vector envs), so they mean the same whatever `env.num_envs` is.
 
 Members share the structure (net, `batch_size`, `memory_size`, `prioritized`) and nothing else:
 the hyperparameters in `MEMBER_KEYS` are [K] values, each member explores and samples its replay
-with its own generators, and a gradient step moves only the members that are due (the others'
-weights and Adam moments stay as they are), so member k trains as it would alone. The nets are
-rlhp.stack.StackedQNetwork, the optimiser rlhp.optim.StackedAdam. Discrete actions only; Atari
-frames stay uint8 in replay.
+with its own generators, and a gradient step runs and moves only the members that are due (the
+others' weights and Adam moments stay as they are), so member k trains as it would alone. An idle
+member (`active` False: a stopped member, an empty slot) is not forwarded, sampled or trained.
+The nets are rlhp.stack.StackedQNetwork, the optimiser rlhp.optim.StackedAdam. Discrete actions
+only; Atari frames stay uint8 in replay.
 """
 
 import numpy as np
@@ -28,14 +29,13 @@ from rlhp.algo._schedule import crossed, linear
 from rlhp.algo.replay import ReplayMemory
 from rlhp.log import flatten
 from rlhp.optim import StackedAdam, clip_grad_norm
-from rlhp.stack import MemberParams, StackedQNetwork
+from rlhp.stack import MemberParams, StackedQNetwork, pick
 
 MEMBER_KEYS = (
     "gamma", "lr", "lr_anneal", "clip_grad_val", "learning_starts", "training_frequency",
     "training_iter", "target_update_frequency", "tau", "explore_var_spec.start",
     "explore_var_spec.end", "explore_var_spec.end_step", "double", "alpha_per", "beta",
 )  # fmt: skip
-BATCH_KEYS = ("obs", "action", "reward", "next_obs", "terminated", "weight")
 
 
 def td_target(
@@ -142,30 +142,36 @@ class DQN:
         x = torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype)
         return x.reshape((self.members, -1) + x.shape[1:])
 
+    def running(self) -> torch.Tensor | None:
+        """The indices `ks` of the active members, or None when all K are (no gather)."""
+        return None if bool(self.active.all()) else self.active.nonzero().squeeze(1)
+
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """Epsilon-greedy actions; member k draws from its own generator (a uniform, then a
-        random action, for each of its copies)."""
-        greedy = self.q_net(self.tensor(obs)).argmax(-1)
+        """Epsilon-greedy actions of the active members (idle members' rows: 0); member k draws
+        from its own generator (a uniform, then a random action, for each of its copies)."""
+        ks = self.running()
+        greedy = self.q_net(pick(self.tensor(obs), ks), ks).argmax(-1)
         n, device = self.num_envs, self.device
         draws = [
             (torch.rand(n, generator=g, device=device),
              torch.randint(self.n_actions, (n,), generator=g, device=device))
-            for g in self.q_net.generators
+            for g in self.q_net.member_generators(ks)
         ]  # fmt: skip
         u, random = (torch.stack(x) for x in zip(*draws, strict=True))
         eps = torch.as_tensor(epsilon(self.hp.exact, self.frames), dtype=torch.float32)
-        explore = u < eps.to(device).unsqueeze(1)
-        self.obs, self.action = obs, torch.where(explore, random, greedy).flatten().cpu().numpy()
+        explore = u < pick(eps.to(device), ks).unsqueeze(1)
+        action = torch.zeros(self.members, n, dtype=torch.int64, device=device)
+        action[slice(None) if ks is None else ks] = torch.where(explore, random, greedy)
+        self.obs, self.action = obs, action.flatten().cpu().numpy()
         return self.action
 
     @torch.inference_mode()
     def greedy(self, obs: np.ndarray, k: int) -> np.ndarray:
         """Member k's argmax_a Q(s, a) for its [n, ...] observations (evaluation)."""
         x = torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype)
-        batch = torch.zeros((self.members,) + x.shape, dtype=x.dtype, device=self.device)
-        batch[k] = x
-        return self.q_net(batch)[k].argmax(-1).cpu().numpy()
+        ks = torch.tensor([k], device=self.device)
+        return self.q_net(x[None], ks)[0].argmax(-1).cpu().numpy()
 
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
         """The step into the replay memories of the active members."""
@@ -207,52 +213,48 @@ class DQN:
     def gradient_step(
         self, members: np.ndarray, beta: np.ndarray, lr: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        """One Adam step of `members`, each on a minibatch of its own replay. Returns every
-        member's loss and mean Q ([K], detached), the mask of the members that stepped, and the
-        non-finite loss of each member that failed now (then inactive), 0 for the others."""
+        """One Adam step of `members` (only they run), each on a minibatch of its own replay.
+        Returns every member's loss and mean Q ([K], detached), the mask of the members that
+        stepped, and the non-finite loss of each member that failed now (then inactive), 0 for
+        the others."""
         batch = self.memory.sample(members, self.cfg.batch_size, beta[members])
         rows = torch.as_tensor(members, device=self.device)
-        x = {key: self.scatter(rows, batch[key]) for key in BATCH_KEYS}
-        q = self.q_net(x["obs"]).gather(-1, x["action"].unsqueeze(-1)).squeeze(-1)
-        y = self.target(x)
-        loss = (x["weight"] * F.smooth_l1_loss(q, y, reduction="none")).mean(-1)
+        ks = None if len(members) == self.members else rows
+        q = self.q_net(batch["obs"], ks).gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
+        y = self.target(batch, ks)
+        loss = (batch["weight"] * F.smooth_l1_loss(q, y, reduction="none")).mean(-1)
         mask = torch.zeros(self.members, dtype=torch.bool, device=self.device)
-        mask[rows] = True
-        now = ~torch.isfinite(loss.detach()) & mask
+        mask[rows] = torch.isfinite(loss.detach())
+        now = torch.zeros_like(mask)
+        now[rows] = ~mask[rows]
         self.active &= ~now
-        mask &= ~now
         self.q_net.grad.zero_()
         # where and masked_fill, not a mask product: NaN * 0 would still be NaN
-        torch.where(mask, loss, 0.0).sum().backward()
+        torch.where(mask[rows], loss, 0.0).sum().backward()
         self.q_net.grad.masked_fill_(~mask.unsqueeze(1), 0.0)
         clip_grad_norm(self.q_net.grad, self.hp.clip_grad_val)
         # every member due: one step of all (lr 0 for one that failed now), no gather and scatter
-        self.optimizer.step(lr * mask, mask if len(members) < self.members else None)
+        self.optimizer.step(lr * mask, mask if ks is not None else None)
         if self.cfg.prioritized:
-            td_error = (y - q).detach()[rows].cpu()
-            self.memory.update_priorities(members, batch["index"], td_error)
-        failed = torch.where(now, loss.detach(), 0.0)
-        return loss.detach(), q.detach().mean(-1), mask, failed
-
-    def scatter(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """[M, B, ...] batches of the members in `rows` -> [K, B, ...], zeros elsewhere."""
-        if len(rows) == self.members:
-            return x
-        full = torch.zeros((self.members,) + x.shape[1:], dtype=x.dtype, device=x.device)
-        full[rows] = x
-        return full
+            self.memory.update_priorities(members, batch["index"], (y - q).detach().cpu())
+        spread = torch.zeros(3, self.members, device=self.device)
+        spread[:, rows] = torch.stack([loss.detach(), q.detach().mean(-1), loss.detach()])
+        return spread[0], spread[1], mask, torch.where(now, spread[2], 0.0)
 
     @torch.no_grad()
-    def target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Each member's TD target ([K, B]) with its gamma, double or not."""
-        next_q_online = self.q_net(batch["next_obs"]) if self.hp.exact["double"].any() else None
+    def target(self, batch: dict[str, torch.Tensor], ks: torch.Tensor | None) -> torch.Tensor:
+        """The TD targets ([A, B]) of the members ks (None: all K), each with its gamma, double
+        or not."""
+        next_obs = batch["next_obs"]
+        double = pick(self.hp.double, ks)
+        next_q_online = self.q_net(next_obs, ks) if bool(double.any()) else None
         return td_target(
             batch["reward"],
             batch["terminated"],
-            self.target_net(batch["next_obs"]),
+            self.target_net(next_obs, ks),
             next_q_online,
-            self.hp.gamma.unsqueeze(1),
-            self.hp.double.unsqueeze(1) > 0,
+            pick(self.hp.gamma, ks).unsqueeze(1),
+            double.unsqueeze(1) > 0,
         )
 
     def member_state(self, k: int) -> dict:
