@@ -81,7 +81,7 @@ def test_episodes_longer_than_the_buffer_rows_are_kept_whole():
     long = agent.batch[0][-1]
     np.testing.assert_array_equal(long[0][:, 0], np.arange(150))
     np.testing.assert_allclose(long[2], np.arange(150, 0, -1))
-    assert len(agent.batch[0]) == 151 and len(agent.running.rewards) < 4 * 150
+    assert len(agent.batch[0]) == 151 and len(agent.steps.rewards) < 4 * 150
 
 
 def test_a_non_finite_loss_fails_the_member_and_freezes_it():
@@ -95,6 +95,23 @@ def test_a_non_finite_loss_fails_the_member_and_freezes_it():
     assert agent.active.tolist() == [False, True]
     torch.testing.assert_close(agent.model.flat[0], before[0])
     assert not torch.equal(agent.model.flat[1], before[1])
+
+
+def test_an_idle_member_is_not_run_and_keeps_no_steps():
+    agent = make_agent([{"batch_episodes": 1}, {"batch_episodes": 1}])
+    agent.active[1] = False
+    weights, generator = agent.model.flat[1].clone(), agent.model.generators[1].get_state()
+    obs, no = np.ones((4, 4), np.float32), np.zeros(4, bool)
+    done = np.array([True, True, False, False])  # member 1's episodes never end
+    for frame in range(4, 4 * 100 + 1, 4):
+        actions = agent.act(obs)
+        agent.observe(obs, np.ones(4), done, no, None)
+        result = agent.update(np.array([frame, frame]))
+        assert (actions[2:] == 0).all() and agent.batch[1] == []
+        assert not np.isnan(result["policy_loss"][0]) and np.isnan(result["policy_loss"][1])
+    torch.testing.assert_close(agent.model.flat[1], weights)
+    assert torch.equal(agent.model.generators[1].get_state(), generator)
+    assert len(agent.steps.rewards) == 64  # the rows never grew for member 1's copies
 
 
 def test_a_members_waiting_episodes_are_in_its_state():

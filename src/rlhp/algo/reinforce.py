@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pad_sequence
 from rlhp import optim
 from rlhp.algo import plain
 from rlhp.algo._schedule import linear
-from rlhp.stack import MemberParams, StackedActorCritic
+from rlhp.stack import MemberParams, StackedActorCritic, pick
 
 MEMBER_KEYS = (
     "gamma", "lr", "lr_anneal", "batch_episodes", "entropy_coef", "val_loss_coef", "clip_grad_val",
@@ -69,7 +69,7 @@ def reinforce_loss(
     return -mean(advantages * logp), value_loss, mean(entropy)
 
 
-class Running:
+class RunningSteps:
     """The steps of every copy's running episode, time-major: obs and actions ([T, copies, ...]
     tensors on the device) and rewards ([T, copies], float64); copy i's episode began at row
     start[i]. When the rows are full, those before every running episode are dropped (when that
@@ -103,7 +103,7 @@ class Running:
         return self.obs[steps, i].clone(), self.actions[steps, i].clone(), self.rewards[steps, i]
 
     def restart(self, copies: np.ndarray | slice) -> None:
-        """The copies begin new episodes at the next step."""
+        """The copies (indices, a mask or a slice) begin new episodes at the next step."""
         self.start[copies] = self.t
 
     def _make_room(self) -> None:
@@ -125,7 +125,10 @@ class REINFORCE:
     """The REINFORCE agent: `act` on each step, `observe` its outcome (episodes end per copy),
     `update` when a member's batch of episodes is complete.
 
-    Arrays in and out are [K * num_envs, ...], member k owning rows k * num_envs ...
+    Arrays in and out are [K * num_envs, ...], member k owning rows k * num_envs ... Only the
+    members in `active` run: an idle member is not forwarded, sampled or trained, its weights,
+    optimiser state and generator stay as they are, its rows of the actions are zeros and its
+    copies' episodes are not kept.
     """
 
     member_keys = MEMBER_KEYS
@@ -148,7 +151,7 @@ class REINFORCE:
         self.active = torch.ones(self.members, dtype=torch.bool, device=device)
         self.obs_dtype = torch.uint8 if net == "cnn" else torch.float32
         copies = self.members * self.num_envs
-        self.running = Running(
+        self.steps = RunningSteps(
             copies, env.observation_space, env.action_space, self.obs_dtype, device
         )
         # each member's ended episodes that wait for training: (obs, actions, returns)
@@ -161,70 +164,83 @@ class REINFORCE:
         self.hp.set(k, cfg)
         self.model.init_member(k, seed)
         self.optimizer.reset_member(k)
-        self.running.restart(slice(k * self.num_envs, (k + 1) * self.num_envs))
+        self.steps.restart(slice(k * self.num_envs, (k + 1) * self.num_envs))
         self.batch[k] = []
         self.active[k] = True
 
     def tensor(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype)
 
-    def by_member(self, x: torch.Tensor) -> torch.Tensor:
-        """[K * n, ...] -> [K, n, ...]."""
-        return x.reshape((self.members, -1) + x.shape[1:])
+    def running(self) -> torch.Tensor | None:
+        """The indices `ks` of the active members, or None when all K are (no gather)."""
+        return None if bool(self.active.all()) else self.active.nonzero().squeeze(1)
+
+    def by_member(self, x: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
+        """[K * n, ...] -> [K, n, ...], or [A, n, ...] of the members ks."""
+        return pick(x.reshape((self.members, -1) + x.shape[1:]), ks)
+
+    def spread(self, x: torch.Tensor, ks: torch.Tensor | None, fill: float = 0.0) -> torch.Tensor:
+        """[A, ...] of the members ks -> [K, ...], `fill` in the other members' rows."""
+        if ks is None:
+            return x
+        out = torch.full((self.members,) + x.shape[1:], fill, dtype=x.dtype, device=x.device)
+        out[ks] = x
+        return out
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        self.obs = self.tensor(obs)
-        self.action = self.model.sample(self.model.logits(self.by_member(self.obs))).flatten(0, 1)
+        self.obs, ks = self.tensor(obs), self.running()
+        action = self.model.sample(self.model.logits(self.by_member(self.obs, ks), ks), ks)
+        self.action = self.spread(action, ks).flatten(0, 1)
         return self.action.cpu().numpy()
 
     @torch.inference_mode()
     def greedy(self, obs: np.ndarray, k: int = 0) -> np.ndarray:
         """Member k's most likely actions for its observations, for evaluation."""
-        x = self.tensor(obs)
-        batch = torch.zeros((self.members,) + x.shape, dtype=x.dtype, device=self.device)
-        batch[k] = x
-        return self.model.greedy(batch)[k].cpu().numpy()
+        ks = torch.tensor([k], device=self.device)
+        return self.model.greedy(self.tensor(obs)[None], ks)[0].cpu().numpy()
 
     @torch.inference_mode()
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
-        """Record the step; each copy whose episode ended hands it, with its discounted
-        returns, to its member's batch."""
-        self.running.add(self.obs, self.action, reward)
-        ended = np.flatnonzero(terminated | truncated)
-        last_values = self.last_values(terminated, truncated, final_obs)
+        """Record the step; each active member's copy whose episode ended hands it, with its
+        discounted returns, to the member's batch."""
+        self.steps.add(self.obs, self.action, reward)
+        idle = ~self.active.cpu().numpy().repeat(self.num_envs)
+        self.steps.restart(idle)  # an idle member's copies keep no steps
+        ended = np.flatnonzero((terminated | truncated) & ~idle)
+        last_values = self.last_values(terminated, truncated, final_obs, ended)
         for i in ended:
             k = i // self.num_envs
-            obs, actions, rewards = self.running.episode(i)
+            obs, actions, rewards = self.steps.episode(i)
             returns = discounted_returns(rewards, self.hp.exact["gamma"][k], last_values[i])
             self.batch[k].append((obs, actions, torch.as_tensor(returns, device=self.device)))
-        self.running.restart(ended)
+        self.steps.restart(ended)
 
-    def last_values(self, terminated, truncated, final_obs) -> np.ndarray:
-        """V(final obs) of each copy whose episode a time limit cut (with a baseline), else 0."""
-        cut = truncated & ~terminated
-        if not (self.cfg.baseline and cut.any()):
-            return np.zeros(len(cut))
-        values = self.model.value(self.by_member(self.tensor(final_obs))).flatten()
-        return np.where(cut, values.cpu().numpy(), 0.0)
+    def last_values(self, terminated, truncated, final_obs, ended: np.ndarray) -> np.ndarray:
+        """V(final obs) of each ended copy whose episode a time limit cut (with a baseline),
+        from its member's baseline; 0 elsewhere."""
+        values = np.zeros((self.members, self.num_envs))
+        cut = ended[truncated[ended] & ~terminated[ended]]
+        if self.cfg.baseline and len(cut):
+            ks = torch.as_tensor(np.unique(cut // self.num_envs), device=self.device)
+            obs = self.by_member(self.tensor(final_obs), ks)
+            values[ks.cpu().numpy()] = self.model.value(obs, ks).cpu().numpy()
+        return values.flatten()
 
     def update(self, frames: np.ndarray) -> dict[str, np.ndarray] | None:
-        """One gradient step of each member whose batch holds batch_episodes ended episodes.
-        Returns None when no member trained, else each member's losses and lr ([K] arrays, NaN
-        for the members that did not train now) and `failed`: the loss of a member whose loss
-        went non-finite now (nan or inf), 0 for the others."""
+        """One gradient step of each active member whose batch holds batch_episodes ended
+        episodes. Returns None when no member trained, else each member's losses and lr ([K]
+        arrays, NaN for the members that did not train now) and `failed`: the loss of a member
+        whose loss went non-finite now (nan or inf), 0 for the others."""
         due = np.array([len(b) for b in self.batch]) >= self.hp.exact["batch_episodes"]
         if not due.any():
             return None
-        train = torch.as_tensor(due, device=self.device) & self.active
-        episodes = [self.batch[k] if train[k] else [] for k in range(self.members)]
-        for k in np.flatnonzero(due):  # a member out of training drops its batch unused
+        ks = torch.as_tensor(np.flatnonzero(due), device=self.device)
+        obs, actions, returns, mask = self.stack([self.batch[k] for k in ks.tolist()])
+        for k in ks.tolist():
             self.batch[k] = []
-        if not train.any():
-            return None
-        obs, actions, returns, mask = self.stack(episodes)
-        logits, values = self.model.logits_value(obs)
-        dist = self.model.distribution(logits)
+        logits, values = self.model.logits_value(obs, ks)
+        dist = self.model.distribution(logits, ks)
         policy_loss, value_loss, entropy = reinforce_loss(
             self.model.log_prob(dist, actions),
             self.model.entropy(dist),
@@ -235,28 +251,23 @@ class REINFORCE:
             self.cfg.normalize_advantage,
         )
         hp = self.hp
-        loss = policy_loss + hp.val_loss_coef * value_loss - hp.entropy_coef * entropy
+        loss = policy_loss + hp.val_loss_coef[ks] * value_loss - hp.entropy_coef[ks] * entropy
         lrs = hp.annealed("lr", linear(1.0, 0.0, frames, self.max_frame))
-        trained = train.cpu().numpy()
-        failed = self.step(loss, torch.as_tensor(lrs, dtype=torch.float32).to(self.device), train)
-        stats = torch.stack([policy_loss, value_loss, entropy]).detach().cpu().numpy()
-        stats = np.where(trained, stats, np.nan)
+        failed = self.step(loss, torch.as_tensor(lrs, dtype=torch.float32).to(self.device), ks)
+        stats = self.spread(torch.stack([policy_loss, value_loss, entropy], 1).detach(), ks, np.nan)
+        stats = stats.cpu().numpy()
         return {
-            "policy_loss": stats[0],
-            "value_loss": stats[1],
-            "entropy": stats[2],
-            "lr": np.where(trained, lrs, np.nan),
+            "policy_loss": stats[:, 0],
+            "value_loss": stats[:, 1],
+            "entropy": stats[:, 2],
+            "lr": np.where(due, lrs, np.nan),
             "failed": failed,
         }
 
-    def stack(self, episodes: list[list[tuple[torch.Tensor, ...]]]) -> tuple[torch.Tensor, ...]:
-        """Each member's episodes as [K, B, ...] obs, actions and returns, zero-padded to the
-        largest batch, and the [K, B] mask of its samples."""
-        parts = [
-            [torch.cat(x) for x in zip(*eps, strict=True)] if eps else None for eps in episodes
-        ]
-        empty = [x[:0] for x in next(p for p in parts if p)]
-        parts = [p or empty for p in parts]
+    def stack(self, batches: list[list[tuple[torch.Tensor, ...]]]) -> tuple[torch.Tensor, ...]:
+        """The members' batches of episodes as [A, B, ...] obs, actions and returns, zero-padded
+        to the largest, and the [A, B] mask of each member's samples."""
+        parts = [[torch.cat(x) for x in zip(*episodes, strict=True)] for episodes in batches]
         obs, actions, returns = (
             pad_sequence(x, batch_first=True) for x in zip(*parts, strict=True)
         )
@@ -264,20 +275,21 @@ class REINFORCE:
         mask = torch.arange(returns.shape[1], device=self.device) < lengths.unsqueeze(1)
         return obs, actions, returns, mask
 
-    def step(self, loss: torch.Tensor, lr: torch.Tensor, train: torch.Tensor) -> np.ndarray:
-        """One optimiser step of the members in `train` ([K] bool) on their losses [K]; the
-        others' weights and moments stay as they are. A member whose loss is not finite is
-        marked failed and left out of this and every later step. Returns the non-finite loss of
-        each member that failed now, 0 for the others."""
-        failed = ~torch.isfinite(loss.detach()) & train
-        self.active &= ~failed
-        train = train & ~failed
+    def step(self, loss: torch.Tensor, lr: torch.Tensor, ks: torch.Tensor) -> np.ndarray:
+        """One optimiser step of the members ks on their losses [A]; the others' weights and
+        moments stay as they are. A member whose loss is not finite is marked failed and left
+        out of this and every later step. Returns the non-finite loss of each member that failed
+        now, 0 for the others ([K])."""
+        failed = ~torch.isfinite(loss.detach())
+        self.active[ks[failed]] = False
         self.model.grad.zero_()
         # where, not a mask product: NaN * 0 would still be NaN
-        torch.where(train, loss, 0.0).sum().backward()
+        torch.where(failed, 0.0, loss).sum().backward()
         optim.clip_grad_norm(self.model.grad, self.hp.clip_grad_val)
+        train = torch.zeros(self.members, dtype=torch.bool, device=self.device)
+        train[ks[~failed]] = True
         self.optimizer.step(lr, train)
-        return torch.where(failed, loss.detach(), 0.0).cpu().numpy()
+        return self.spread(torch.where(failed, loss.detach(), 0.0), ks).cpu().numpy()
 
     def member_state(self, k: int) -> dict:
         """Member k's weights, generator, optimiser state and the ended episodes of its batch."""
