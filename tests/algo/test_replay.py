@@ -286,7 +286,7 @@ def test_atari_frames_stored_once_rebuild_the_env_stacks():
     assert ends >= 4
     starts = 0
     for k in range(K):
-        b, e = gather_member(mem, k)
+        b, _ = gather_member(mem, k)
         step_of = {(mem.pos[k] - 1 - j) % mem.rows: steps - 1 - j for j in range(mem.capacity)}
         for i, slot in enumerate(valid_slots(mem, k)):
             row, copy = divmod(int(slot), n)
