@@ -278,23 +278,10 @@ class StackedQNetwork(Stacked):
         return self.head(self.body(obs, ks), ks)
 
 
-def linear_rows(layer: StackedLinear, x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-    """`layer` of the members `rows` only: [M, B, in] -> [M, B, out] (None: all K)."""
-    if rows is None:
-        return layer(x)
-    return torch.baddbmm(layer.bias[rows], x, layer.weight[rows])
-
-
-def mlp_rows(mlp: StackedMLP, x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-    for layer in mlp.layers:
-        x = mlp.act(linear_rows(layer, x, rows))
-    return x
-
-
 class StackedSACActor(Stacked):
-    """rlhp.algo.sac's actor for K members: the mean and log standard deviation ([M, B, act_dim]
-    each) of the Gaussian before tanh squashing, from an MLP body; `rows` picks the M members
-    that run (None: all K)."""
+    """rlhp.algo.sac's actor for K members: the mean and log standard deviation ([A, B, act_dim]
+    each) of the Gaussian before tanh squashing, from an MLP body, of the members ks (None: all
+    K)."""
 
     def __init__(
         self, members: int, obs_dim: int, act_dim: int, hid_layers: list[int], activation: str
@@ -307,16 +294,17 @@ class StackedSACActor(Stacked):
         self._flatten()
 
     def forward(
-        self, obs: torch.Tensor, rows: torch.Tensor | None = None
+        self, obs: torch.Tensor, ks: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        h = mlp_rows(self.body, obs, rows)
-        return linear_rows(self.mean, h, rows), linear_rows(self.log_std, h, rows)
+        h = self.body(obs, ks)
+        return self.mean(h, ks), self.log_std(h, ks)
 
 
 class StackedTwinQ(Stacked):
-    """rlhp.algo.sac's twin soft Q-networks for K members: (Q1(s, a), Q2(s, a)), [M, B] each,
-    from the concatenated observation and action. Both live in member k's one flat row, so a
-    gradient-norm clip spans the pair, as over one model's parameters."""
+    """rlhp.algo.sac's twin soft Q-networks for K members: (Q1(s, a), Q2(s, a)), [A, B] each,
+    from the concatenated observation and action, of the members ks (None: all K). Both live in
+    member k's one flat row, so a gradient-norm clip spans the pair, as over one model's
+    parameters."""
 
     def __init__(self, members: int, in_dim: int, hid_layers: list[int], activation: str):
         super().__init__()
@@ -328,11 +316,11 @@ class StackedTwinQ(Stacked):
         self._flatten()
 
     def forward(
-        self, obs: torch.Tensor, action: torch.Tensor, rows: torch.Tensor | None = None
+        self, obs: torch.Tensor, action: torch.Tensor, ks: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([obs, action], -1)
-        q1 = linear_rows(self.q1, mlp_rows(self.q1_body, x, rows), rows)
-        q2 = linear_rows(self.q2, mlp_rows(self.q2_body, x, rows), rows)
+        q1 = self.q1(self.q1_body(x, ks), ks)
+        q2 = self.q2(self.q2_body(x, ks), ks)
         return q1.squeeze(-1), q2.squeeze(-1)
 
 

@@ -7,12 +7,14 @@ Reads top to bottom: the squashed-Gaussian sampler, then the agent. Every step g
 member's replay ring; until its `learning_starts` frames a member acts uniformly at random, then
 every `training_frequency` frames it takes `training_iter` gradient steps on minibatches of
 `batch_size`. Counts are the member's frames (env steps summed over its vector envs), and the
-schedule is per member (MEMBER_KEYS): a gradient step trains the members due, the others'
-weights and optimiser states stay as they are. The policy acts in [-1, 1]^d, which is what replay
-stores and the Q-networks see; the env gets the action rescaled to its bounds. Log-probabilities
-are those of the [-1, 1] action, as in SB3. Randomness is per member: member k's random actions
-and policy noise come from its actor generator, its batches from its replay ring's generator.
-Nets: rlhp.stack.StackedSACActor and StackedTwinQ; optimiser: rlhp.optim.StackedAdam.
+schedule is per member (MEMBER_KEYS): a gradient step runs and moves only the members due, the
+others' weights and optimiser states stay as they are. An idle member (`active` False: stopped,
+failed, an empty slot) is not forwarded, sampled or trained. The policy acts in [-1, 1]^d,
+which is what replay stores and the Q-networks see; the env gets the action rescaled to its
+bounds. Log-probabilities are those of the [-1, 1] action, as in SB3. Randomness is per member:
+member k's random actions and policy noise come from its actor generator, its batches from its
+replay ring's generator. Nets: rlhp.stack.StackedSACActor and StackedTwinQ; optimiser:
+rlhp.optim.StackedAdam.
 """
 
 import numpy as np
@@ -109,8 +111,8 @@ class SAC:
         self.frames[k] = 0
         self.active[k] = True
 
-    def subset(self, members: np.ndarray) -> torch.Tensor | None:
-        """The rows of `members` for the stacked nets; None when they are all K, in order."""
+    def ks(self, members: np.ndarray) -> torch.Tensor | None:
+        """The stacked nets' `ks` of the members (indices, ascending): None when all K are."""
         if len(members) == self.members:
             return None
         return torch.as_tensor(members, device=self.device)
@@ -121,10 +123,10 @@ class SAC:
         return torch.stack([draw(shape, generator=gens[k], device=self.device) for k in members])
 
     def policy(
-        self, obs: torch.Tensor, members: np.ndarray, rows: torch.Tensor | None
+        self, obs: torch.Tensor, members: np.ndarray, ks: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Squashed actions of the members' policies for their obs [M, B, obs_dim], and log pi."""
-        mean, log_std = self.actor(obs, rows)
+        mean, log_std = self.actor(obs, ks)
         eps = self.noise(members, mean.shape[1:])
         return squashed_sample(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), eps)
 
@@ -139,7 +141,7 @@ class SAC:
             action[members] = self.noise(members, (n, self.act_dim), torch.rand) * 2.0 - 1.0
         if (members := np.flatnonzero(active & ~random)).size:
             x = torch.as_tensor(self.obs, dtype=torch.float32, device=self.device).view(k, n, -1)
-            action[members] = self.policy(x[members], members, self.subset(members))[0]
+            action[members] = self.policy(x[members], members, self.ks(members))[0]
         self.action = action.view(k * n, -1).cpu().numpy()
         scaled = self.action * self.act_scale + self.act_bias
         return scaled.reshape((k * n,) + self.act_shape)
@@ -188,10 +190,10 @@ class SAC:
         """One gradient step of the members `members` on their batches ([M, B, ...]): the
         temperature, the critics, the actor, then the targets. Returns their q_loss,
         policy_loss, alpha and entropy ([4, M])."""
-        hp, rows, obs = self.hp, self.subset(members), batch["obs"]
+        hp, ks, obs = self.hp, self.ks(members), batch["obs"]
         idx = torch.as_tensor(members, device=self.device)
         # temperature: J(alpha) = E[-alpha (log pi(a|s) + target entropy)], by its gradient
-        action, logp = self.policy(obs, members, rows)
+        action, logp = self.policy(obs, members, ks)
         auto = torch.zeros_like(self.active)
         auto[idx] = (hp.auto_alpha[idx] > 0) & self.active[idx]
         self.alpha_grad[idx] = -(logp.detach() + self.target_entropy).mean(1, keepdim=True)
@@ -199,16 +201,16 @@ class SAC:
         alpha = self.log_alpha[idx].exp()  # [M, 1]
         # critics: y = r + gamma (1 - d) (min_j Q_target_j(s', a') - alpha log pi(a'|s'))
         with torch.no_grad():
-            next_action, next_logp = self.policy(batch["next_obs"], members, rows)
-            next_q = torch.min(*self.critic_target(batch["next_obs"], next_action, rows))
+            next_action, next_logp = self.policy(batch["next_obs"], members, ks)
+            next_q = torch.min(*self.critic_target(batch["next_obs"], next_action, ks))
             not_done = hp.gamma[idx].unsqueeze(1) * (1.0 - batch["terminated"])
             y = batch["reward"] + not_done * (next_q - alpha * next_logp)
-        q1, q2 = self.critic(obs, batch["action"], rows)
+        q1, q2 = self.critic(obs, batch["action"], ks)
         q_loss = 0.5 * (((q1 - y) ** 2).mean(1) + ((q2 - y) ** 2).mean(1))
         self.step(self.critic, self.critic_optimizer, q_loss, idx)
         # actor: J(pi) = E[alpha log pi(a|s) - min_j Q_j(s, a)], a reparameterised
         self.critic.requires_grad_(False)  # the actor's gradient only
-        q_pi = torch.min(*self.critic(obs, action, rows))
+        q_pi = torch.min(*self.critic(obs, action, ks))
         self.critic.requires_grad_(True)
         actor_loss = (alpha * logp - q_pi).mean(1)
         self.step(self.actor, self.actor_optimizer, actor_loss, idx)
