@@ -127,6 +127,7 @@ def test_each_member_keeps_its_schedule_and_a_stopped_one_is_left_alone():
 
     agent.memory.sample = counted
     stopped = [x.flat[2].clone() for x in (agent.actor, agent.critic, agent.critic_target)]
+    generator = agent.actor.generators[2].get_state()
     obs, zeros, trained = np.zeros((6, 3), np.float32), np.zeros(6, bool), []
     for frame in range(2, 21, 2):
         agent.act(obs)
@@ -138,6 +139,7 @@ def test_each_member_keeps_its_schedule_and_a_stopped_one_is_left_alone():
     assert trained == [None, one, one, both, one, both, one, both, one, both]
     assert list(steps) == [12, 9, 0]
     assert agent.memory.sizes[2] == 0
+    assert torch.equal(agent.actor.generators[2].get_state(), generator)  # drew nothing
     for x, before in zip((agent.actor, agent.critic, agent.critic_target), stopped, strict=True):
         assert torch.equal(x.flat[2], before)
 
