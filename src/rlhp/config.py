@@ -4,6 +4,7 @@ trust it)."""
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -108,9 +109,24 @@ def device_problem(name: Any, here: bool) -> str | None:
     return None
 
 
-def check(cfg: DictConfig, here: bool = True) -> None:
+def shaped_objective(searched: Iterable[str], objective: str) -> str | None:
+    """Why a search of the keys `searched` cannot rank on `objective`: env.kwargs (reward
+    weights, ...) shape the training return that final and auc read, so the weights would score
+    themselves; None when they are not searched or the objective is the unshaped eval return."""
+    shaping = [k for k in searched if k.lstrip("+").startswith("env.kwargs.")]
+    if not shaping or objective == "eval":
+        return None
+    return (
+        f"searched {shaping[0]} shapes the training return that objective={objective} ranks "
+        "on: use objective=eval (and eval_episodes>0), the greedy policy's return on the env's "
+        "own reward"
+    )
+
+
+def check(cfg: DictConfig, here: bool = True, searched: Iterable[str] = ()) -> None:
     """Raise ConfigError (one line) for a configuration that cannot run; `here`: it trains on
-    this machine (not on a cluster node), so its device must exist here."""
+    this machine (not on a cluster node), so its device must exist here; `searched`: the keys a
+    search samples."""
     import gymnasium as gym
 
     from rlhp import algo
@@ -128,7 +144,7 @@ def check(cfg: DictConfig, here: bool = True) -> None:
         raise ConfigError(
             f"eval_episodes must be >= 0, and > 0 for objective eval; got {cfg.eval_episodes}"
         )
-    if problem := device_problem(cfg.device, here):
+    if problem := device_problem(cfg.device, here) or shaped_objective(searched, cfg.objective):
         raise ConfigError(problem)
     try:
         asha.settings(cfg)  # the coordinator's own check (check_settings), before launch
@@ -145,7 +161,13 @@ def check(cfg: DictConfig, here: bool = True) -> None:
     if cfg.env.type not in ("gym", "atari"):
         raise ConfigError(f"env.type must be gym or atari, got {cfg.env.type!r}")
     check_env_id(cfg.env.id, cfg.env.name)
-    env = gym.make(cfg.env.id)
+    kwargs = OmegaConf.to_container(cfg.env.kwargs) if cfg.env.get("kwargs") else {}
+    if kwargs and cfg.env.type == "atari":
+        raise ConfigError("env.kwargs is for gymnasium envs (env.type gym), not atari")
+    try:
+        env = gym.make(cfg.env.id, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"env.kwargs of {cfg.env.id}: {e}") from None
     algo.check(cfg.algo.name, env.action_space, cfg)
     env.close()
 

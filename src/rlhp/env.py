@@ -9,7 +9,7 @@ import importlib
 
 import gymnasium as gym
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rlhp.errors import ConfigError
 
@@ -154,12 +154,14 @@ class CartPoleBatch(gym.vector.VectorEnv):
 
 
 def make_vec(
-    cfg: DictConfig, num_envs: int, members: int = 1, batched: bool = True
+    cfg: DictConfig, num_envs: int, members: int = 1, training: bool = True
 ) -> gym.vector.VectorEnv:
     """The raw vector env of `members * num_envs` copies of `cfg.env` (same-step autoreset, raw
-    rewards); member k owns copies k * num_envs ... (k + 1) * num_envs - 1. `batched` takes
-    gymnasium's numpy-batched CartPole where the env id is CartPole-v1. `cfg.env` is one that
-    rlhp.config.check let through (env.type, a known id)."""
+    rewards); member k owns copies k * num_envs ... (k + 1) * num_envs - 1. The `training`
+    copies take `env.kwargs` (gym.make's keyword arguments: reward weights, ...) and, for
+    CartPole-v1 without kwargs, gymnasium's numpy-batched CartPole; the evaluation copies play
+    the plain env with its defaults (its own reward). `cfg.env` is one that rlhp.config.check
+    let through (env.type, a known id, kwargs the env takes)."""
     same_step = gym.vector.AutoresetMode.SAME_STEP
     if cfg.env.type == "atari":
         from ale_py.vector_env import AtariVectorEnv
@@ -173,9 +175,10 @@ def make_vec(
             reward_clipping=False,
             autoreset_mode=same_step,
         )
-    if batched and cfg.env.id == "CartPole-v1":
+    kwargs = OmegaConf.to_container(cfg.env.kwargs) if training and cfg.env.get("kwargs") else {}
+    if training and not kwargs and cfg.env.id == "CartPole-v1":
         return CartPoleBatch(members, num_envs)
-    fns = [lambda: gym.make(cfg.env.id) for _ in range(members * num_envs)]
+    fns = [lambda: gym.make(cfg.env.id, **kwargs) for _ in range(members * num_envs)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=same_step)
 
 
@@ -227,7 +230,7 @@ class VecEnv:
         self.training, self.members = training, members
         self.num_envs = cfg.env.num_envs if training else cfg.eval_episodes
         # evaluation plays the plain gymnasium env's own episodes, seed for seed
-        self.env = make_vec(cfg, self.num_envs, members, batched=training)
+        self.env = make_vec(cfg, self.num_envs, members, training)
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
         self.obs_norm, self.reward_scale = cfg.env.obs_norm, cfg.env.reward_scale
