@@ -60,6 +60,7 @@ class SweeperImpl:
         self.cfg = OmegaConf.create(cfg)
         self.fell_back = False  # a random sample was drawn after PATIENCE rejections
         self.reported = 0.0  # when state.yaml and the progress line were last written
+        self.budget_ended = False  # budget_hours ended the search: no new trial starts
         for note in _checks.renamed(self.cfg):
             print(f"rlhp: warning: {note}", file=sys.stderr)
 
@@ -139,7 +140,7 @@ class SweeperImpl:
         index = {k: v.index(prior[k]) for k, v in self.ordered.items() if k in prior}
         self.prior = {**prior, **index}
         self.probe = probe = self._trial_config({**self._any_params(), **self.prior})
-        check(probe, here=self._here())
+        check(probe, here=self._here(), searched=self.space)
         self._check_feasible()
 
     def _make_sampler(self) -> None:
@@ -411,7 +412,12 @@ class SweeperImpl:
 
     def over_budget(self) -> bool:
         hours = self.cfg.budget_hours
-        return hours is not None and self.elapsed() > hours * 3600
+        if hours is None or self.elapsed() <= hours * 3600:
+            return False
+        if not self.budget_ended:
+            self.budget_ended = True
+            log.info("rlhp: budget_hours=%g ended the search: no new trial starts", hours)
+        return True
 
     def ask(self, study: optuna.Study, fixed: dict[str, Any] | None = None) -> Trial | None:
         """The next trial that breaks no constraint, with `fixed` parameters as given; None when
@@ -536,6 +542,8 @@ class SweeperImpl:
         self.reported = time.time()
         if populations is not None:
             state["populations"] = populations
+        if self.budget_ended:
+            state["ended_by"] = f"budget_hours={self.cfg.budget_hours:g}"
         _state.write(self.sweep_dir, state)
         _state.progress(state)
 
