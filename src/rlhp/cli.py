@@ -1,4 +1,4 @@
-"""The console scripts: `rlhp train|analyze|validate|spec ARGS` (`python -m rlhp.<command>
+"""The console scripts: `rlhp train|analyze|validate|spec|stage ARGS` (`python -m rlhp.<command>
 ARGS`) and `rlhp-train ARGS`, the Hydra app itself, so that Hydra's tab completion works:
 `eval "$(rlhp-train -sc install=bash)"`."""
 
@@ -11,8 +11,14 @@ COMMANDS = {
     "analyze": "the analysis of a sweep dir (experiment_df.csv, graphs, best.yaml, HParams)",
     "validate": "re-run a search's best configurations with fresh seeds",
     "spec": "an SLM-Lab spec as a search preset (import), or a search's second stage (narrow)",
+    "stage": "hyperparameters and reward weights (env.kwargs) searched in turn, one budget",
 }
-MODULES = {"analyze": "rlhp.analyze", "validate": "rlhp.validate", "spec": "rlhp.spec.__main__"}
+MODULES = {
+    "analyze": "rlhp.analyze",
+    "validate": "rlhp.validate",
+    "spec": "rlhp.spec.__main__",
+    "stage": "rlhp.stage",
+}
 
 
 def usage() -> str:
