@@ -238,7 +238,8 @@ class OnPolicy:
         self.model.grad.zero_()
         # where and masked_fill, not a mask product: NaN * 0 would still be NaN
         torch.where(self.active, loss, 0.0).sum().backward()
-        self.model.grad.masked_fill_(~self.active.unsqueeze(1), 0.0)
+        if not bool(pick(self.active, ks).all()):  # one failed in this update: NaN gradient
+            self.model.grad.masked_fill_(~self.active.unsqueeze(1), 0.0)
         optim.clip_grad_norm(self.model.grad, self.hp.clip_grad_val)
         self.optimizer.step(lr, None if bool(self.active.all()) else self.active)
         return torch.where(failed, loss.detach(), 0.0)
