@@ -214,13 +214,14 @@ class Stages:
 
     def run(self) -> int:
         kinds = plan(self.args.reward_generations)
+        stages = self.progress["stages"]
         for i, kind in enumerate(kinds):
-            entry = self.entry(i, kind)
-            if entry["state"] == "complete":
+            if i < len(stages) and stages[i]["state"] == "complete":
                 continue
             hours = share(self.args.budget_hours, self.progress["elapsed_s"], len(kinds) - i)
             if hours is not None and hours <= 0:
                 return self.budget_ended(i)
+            entry = self.entry(i, kind)
             n_trials = self.args.hp_trials if kind == "hp" else self.args.reward_trials
             if (rc := self.run_stage(entry, n_trials, hours)) != 0:
                 return rc
