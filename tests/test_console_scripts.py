@@ -52,7 +52,10 @@ def test_help_names_rlhp_and_says_search_and_cluster_take_a_plus(tmp_path):
         assert 'eval "$(rlhp-train -sc install=bash)"' in proc.stdout
     proc = script("rlhp", cwd=tmp_path)
     assert proc.returncode == 2 and "usage: rlhp COMMAND" in proc.stdout
-    assert all(f"  {c} " in proc.stdout for c in ("train", "analyze", "validate", "spec"))
+    commands = ("train", "analyze", "validate", "spec", "stage")
+    assert all(f"  {c} " in proc.stdout for c in commands)
+    proc = script("rlhp", "stage", "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "--reward-generations" in proc.stdout, output(proc)
 
 
 def test_rlhp_train_has_hydras_tab_completion(tmp_path):
@@ -69,6 +72,6 @@ def test_an_unknown_command_is_one_error_line(tmp_path):
     proc = script("rlhp", "search", cwd=tmp_path)
     assert proc.returncode == 2, output(proc)
     assert proc.stderr.splitlines() == [
-        "rlhp: error: unknown command 'search'; one of train, analyze, validate, spec"
+        "rlhp: error: unknown command 'search'; one of train, analyze, validate, spec, stage"
     ]
     assert os.listdir(tmp_path) == []

@@ -115,9 +115,10 @@ def stage_cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.Complet
 
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """2 hyperparameter trials, then 1 reward-weight generation of 2, under --budget-hours 1."""
+    """The README's command: 2 hyperparameter trials, then 1 reward-weight generation of 2,
+    under --budget-hours 0.5."""
     cwd = tmp_path_factory.mktemp("stage")
-    args = ["+search=ppo_hopper_reward", "--budget-hours", "1", "--hp-trials", "2"]
+    args = ["+search=ppo_hopper_reward", "--budget-hours", "0.5", "--hp-trials", "2"]
     args += ["--reward-generations", "1", *TINY, f"hydra.sweep.dir={cwd / 'st'}"]
     return cwd / "st", stage_cli(cwd, *args)
 
@@ -134,7 +135,7 @@ def test_the_stages_run_in_order_each_from_the_previous_best(staged):
     assert [hp["kind"], reward["kind"]] == ["hp", "reward"]
     assert [hp["state"], reward["state"]] == ["complete", "complete"]
     assert [hp["trials"]["complete"], reward["trials"]["complete"]] == [2, 2]
-    assert "hydra.sweeper.budget_hours=0.5 " in hp["command"] + " "  # half of the hour
+    assert "hydra.sweeper.budget_hours=0.25 " in hp["command"] + " "  # half of the budget
     assert "hydra.sweeper.budget_hours=" in reward["command"]
     first, second = stage_dir / hp["dir"], stage_dir / reward["dir"]
     ended = max((record.trial_dir(first, n) / record.RESULT).stat().st_mtime for n in (0, 1))
