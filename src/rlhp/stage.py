@@ -30,12 +30,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rlhp import record
+from rlhp.config import shaped_objective
 from rlhp.errors import RlhpError
 
 PROGRESS = "stages.yaml"
 REWARD = "env.kwargs."  # the searched keys of a reward-weight generation
 POLL_S = 5.0  # stages.yaml follows the running stage this often
-SET = ("hydra.sweep.dir", "hydra.sweeper.n_trials", "hydra.sweeper.budget_hours")
+# what a stage's command sets itself (the user's overrides of these are left out)
+OWN = ("hydra.sweep.dir", "hydra.sweeper.n_trials", "hydra.sweeper.budget_hours")
 
 
 class StageError(RlhpError):
@@ -112,7 +114,7 @@ def stage_command(
     """`python -m rlhp.train -m` for a stage: the user's overrides but those the stage sets, the
     other kind's keys fixed, the prior trial at the best so far of its own keys."""
     fixed, prior = entry["fixed"], entry["prior"]
-    own = [o for o in overrides if key(o) not in {*SET, *fixed}]
+    own = [o for o in overrides if key(o) not in {*OWN, *fixed}]
     cmd = [sys.executable, "-m", "rlhp.train", "-m", *own]
     cmd += [f"{k}={hydra_value(v)}" for k, v in fixed.items()]
     cmd += [f"hydra.sweep.dir={sub_dir}", f"hydra.sweeper.n_trials={n_trials}"]
@@ -163,8 +165,6 @@ class Stages:
                 f"a staged search needs searched hyperparameters and reward weights "
                 f"({REWARD}*); the space has {keys}"
             )
-        from rlhp.config import shaped_objective
-
         if problem := shaped_objective(reward, cfg.objective):
             raise StageError(problem)
         self.args, self.overrides = args, overrides
@@ -182,6 +182,7 @@ class Stages:
             "searched": self.keys,
         }
         self.progress.setdefault("elapsed_s", 0.0)
+        self.progress.pop("ended_by", None)  # a larger budget goes on
         self.progress.setdefault("stages", [])
         self.current = start_values(cfg, keys)  # the best so far of every searched key
         for entry in self.progress["stages"]:
