@@ -194,7 +194,9 @@ class Population:
                     time.sleep(0.2)
                     self._fill()
                     continue
-                self.obs, reward, terminated, truncated, final_obs = env.step(agent.act(self.obs))
+                active = agent.active.cpu().numpy()  # idle members' copies do not step
+                step = env.step(agent.act(self.obs), None if active.all() else active)
+                self.obs, reward, terminated, truncated, final_obs = step
                 frames += num_envs
                 agent.observe(self.obs, reward, terminated, truncated, final_obs)
                 if (losses := agent.update(frames)) is not None:
