@@ -63,8 +63,11 @@ VARIED = {
 }
 
 
-def configs(algo: str, env: str, k: int, frames: int, seed: int = 0) -> list[list[str]]:
-    """K override lists: the tuned config with its per-member hyperparameters varied."""
+def configs(
+    algo: str, env: str, k: int, frames: int, extra: list[str], seed: int = 0
+) -> list[list[str]]:
+    """K override lists: the tuned config (and `extra`) with its per-member hyperparameters
+    varied."""
     rng = np.random.default_rng(1234)
     out = []
     for i in range(k):
@@ -77,6 +80,7 @@ def configs(algo: str, env: str, k: int, frames: int, seed: int = 0) -> list[lis
                 f"log_frequency={max(frames // 5, 1)}",
                 f"seed={seed + i}",
                 *(f"{key}={value}" for key, value in varied.items()),
+                *extra,
             ]
         )
     return out
@@ -154,7 +158,7 @@ def scaling(args) -> None:
     print("|---:|---:|---:|---:|---|---|")
     learning = None
     for k in args.ks:
-        cfgs = configs(args.algo, args.env, k, args.frames)
+        cfgs = configs(args.algo, args.env, k, args.frames, args.set)
         n_alone = min(k, args.alone) if k != 16 else k
         pop, alone, base = [], [], []
         for rep in range(args.reps):
@@ -188,11 +192,12 @@ def scaling(args) -> None:
     if learning:
         cfgs, pop_final, alone_final = learning
         print("\nLearning, K = 16 (final total_reward_ma, repetition 0):\n")
-        names = [o.split("=")[0].split(".")[-1] for o in cfgs[0][5:]]
+        varied = cfgs[0][5 : 5 + len(VARIED[args.algo](np.random.default_rng()))]
+        names = [o.split("=")[0].split(".")[-1] for o in varied]
         print(f"| member | {' | '.join(names)} | population | alone |")
         print(f"|---:|{'---:|' * len(names)}---:|---:|")
         for i, (c, p, a) in enumerate(zip(cfgs, pop_final, alone_final, strict=True)):
-            hp = [o.split("=")[1] for o in c[5:]]
+            hp = [o.split("=")[1] for o in c[5 : 5 + len(names)]]
             print(f"| {i} | {' | '.join(hp)} | {p:.1f} | {a:.1f} |")
         print(
             f"\nMean over members: population {np.mean(pop_final):.1f}, "
@@ -224,6 +229,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--algo", default="ppo", choices=list(VARIED))
     p.add_argument("--env", default="cartpole")
+    p.add_argument("--set", nargs="*", default=[], help="overrides for every member")
     p.add_argument("--ks", type=int, nargs="*", default=[1, 4, 16, 64])
     p.add_argument("--frames", type=int, default=50_000)
     p.add_argument("--reps", type=int, default=3)
