@@ -38,9 +38,14 @@ def run_search(env: dict, sweep_dir: Path, *overrides: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+# a long trial: seconds of training left once it has logged twice (when a test signals its job)
+LONG = 24000
+LONG_TRIAL = (f"env.max_frame={LONG}", "log_frequency=1000")
+
+
 def start_search(env: dict, sweep_dir: Path, *overrides: str) -> subprocess.Popen:
-    """A search of long trials (40000 frames, logged every 2000) to preempt or cancel."""
-    cmd = search(sweep_dir, "env.max_frame=40000", "log_frequency=2000", *overrides)
+    """A search of long trials (LONG frames, logged every 1000) to preempt or cancel."""
+    cmd = search(sweep_dir, *LONG_TRIAL, *overrides)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -104,10 +109,9 @@ def session_frames(run_dir: Path) -> dict[int, list[int]]:
     return {s: list(f) for s, f in pd.read_csv(path).groupby("session")["frame"]}
 
 
-# one trial long enough (40k frames) for its validation run to be cancelled or preempted mid-run
+# one trial long enough for its validation run to be cancelled or preempted mid-run
 ONE_LONG_TRIAL = (
-    "env.max_frame=40000",
-    "log_frequency=2000",
+    *LONG_TRIAL,
     "meta.search_scheduler=null",
     "meta.search_resources.gpu=0",
     "hydra.sweeper.n_trials=1",

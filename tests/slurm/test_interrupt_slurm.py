@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from _helpers import frames, search
+from _helpers import LONG, LONG_TRIAL, frames, search
 from sweep._cli import _default_sigint, load_study, wait_for
 
 pytestmark = pytest.mark.slurm
@@ -53,8 +53,7 @@ def test_ctrl_c_stops_every_job_and_the_same_command_resumes(slurm_env, tmp_path
     sweep = tmp_path / "sweep"
     cmd = search(
         sweep,
-        "env.max_frame=40000",
-        "log_frequency=2000",
+        *LONG_TRIAL,
         "meta.search_scheduler=null",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.max_concurrent=2",
@@ -105,6 +104,6 @@ def test_ctrl_c_stops_every_job_and_the_same_command_resumes(slurm_env, tmp_path
     for n, frame in before.items():
         logged = frames(sweep / str(n))
         assert logged == sorted(set(logged)), logged  # each frame counted once
-        assert frame in logged and logged[-1] >= 40000  # went on from its checkpoint
+        assert frame in logged and logged[-1] >= LONG  # went on from its checkpoint
         result = yaml.safe_load((sweep / str(n) / "result.yaml").read_text())
         assert result["frame"] == logged[-1]

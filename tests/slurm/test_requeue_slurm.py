@@ -10,7 +10,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from _helpers import ONE_LONG_TRIAL, frames, job_id, run_search, sacct, session_frames, start_search
+from _helpers import LONG, frames, job_id, sacct, session_frames, start_search
 from sweep._cli import load_study, wait_for
 
 pytestmark = pytest.mark.slurm
@@ -49,18 +49,12 @@ def test_cancelled_trial_job_is_submitted_again(slurm_env, tmp_path):
     assert cancelled_state(slurm_env, first).startswith("CANCELLED")
     assert job_id(sweep / "0") != first  # ran again as a new job
     logged = frames(sweep / "0")
-    assert logged == sorted(set(logged)) and before in logged and logged[-1] >= 40000
+    assert logged == sorted(set(logged)) and before in logged and logged[-1] >= LONG
 
 
 @pytest.mark.parametrize("requeue", [True, False])
-def test_cancelled_validation_job(slurm_env, tmp_path, requeue):
-    sweep = tmp_path / "sweep"
-    run_search(
-        slurm_env,
-        sweep,
-        *ONE_LONG_TRIAL,
-        f"hydra.sweeper.requeue={str(requeue).lower()}",
-    )
+def test_cancelled_validation_job(slurm_env, long_trial_search, tmp_path, requeue):
+    sweep = long_trial_search(tmp_path / "sweep", requeue)
     run_dir = sweep / "validation" / "trial0"
     cli = [sys.executable, "-m", "rlhp.validate", str(sweep), "top_k=1", "max_session=2"]
     proc = subprocess.Popen(
@@ -94,4 +88,4 @@ def test_cancelled_validation_job(slurm_env, tmp_path, requeue):
     after = session_frames(run_dir)
     for session, seen in after.items():
         assert seen == sorted(set(seen)), seen  # resumed from its checkpoints: counted once
-        assert seen[-1] >= 40000 and set(before[session]) <= set(seen)
+        assert seen[-1] >= LONG and set(before[session]) <= set(seen)

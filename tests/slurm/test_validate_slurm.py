@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from _helpers import ONE_LONG_TRIAL, assert_requeued, results, run_search, sacct, session_frames
+from _helpers import LONG, assert_requeued, results, run_search, sacct, session_frames
 from sweep._cli import wait_for
 
 pytestmark = pytest.mark.slurm
@@ -98,14 +98,8 @@ def test_validation_runs_are_slurm_jobs(slurm_env, tmp_path):
     assert validation_jobs(sweep)[new] is None
 
 
-def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path):
-    sweep = tmp_path / "sweep"
-    run_search(
-        slurm_env,
-        sweep,
-        *ONE_LONG_TRIAL,
-        "hydra.sweeper.population=1",
-    )
+def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, long_trial_search, tmp_path):
+    sweep = long_trial_search(tmp_path / "sweep", False)  # test_requeue_slurm.py's search too
     run_dir = sweep / "validation" / "trial0"
     cli = [sys.executable, "-m", "rlhp.validate", str(sweep), "top_k=1", "max_session=2"]
     proc = subprocess.Popen(cli, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -128,7 +122,7 @@ def test_preempted_validation_run_is_requeued_and_resumes(slurm_env, tmp_path):
     after = session_frames(run_dir)
     for session, seen in after.items():
         assert seen == sorted(set(seen)), seen  # resumed: nothing counted twice
-        assert seen[-1] >= 40000 and set(before[session]) <= set(seen)
+        assert seen[-1] >= LONG and set(before[session]) <= set(seen)
     result = yaml.safe_load((run_dir / "result.yaml").read_text())
     assert result["where"]["slurm_job_id"] == job_id and len(result["sessions"]) == 2
     assert_requeued(slurm_env, job_id)
