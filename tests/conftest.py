@@ -8,17 +8,46 @@ import pytest
 import torch
 from sweep._cli import cli_env
 
+TESTS = Path(__file__).parent
+# seconds a group took (pytest --durations, both workers busy; coarse, only their order counts):
+# the groups are handed out longest first, the files not named here last
+SECONDS = {
+    "slurm": 1500,
+    "sweep/test_resume_cli.py": 780,
+    "sweep/test_sweeper_cli.py": 450,
+    "sweep/test_batched_cli.py": 400,
+    "sweep/test_batched_retire_cli.py": 310,
+    "sweep/test_process_death_cli.py": 280,
+    "sweep/test_seed_flows.py": 230,
+    "test_train_cli.py": 230,
+    "analysis/test_analyze.py": 150,
+    "test_spec.py": 120,
+    "sweep/test_bad_input_cli.py": 90,
+    "test_algos_cli.py": 90,
+    "sweep/test_renamed_settings_cli.py": 80,
+    "test_console_scripts.py": 50,
+    "test_population.py": 45,
+    "sweep/test_progress_cli.py": 35,
+    "test_validate.py": 30,
+    "slurm/test_readme_commands.py": 30,
+    "slurm/test_resources.py": 30,
+}
+
+
+def group(item: pytest.Item) -> str:
+    """The tests marked slurm share one group (the one local cluster: a preemption test needs
+    its node to itself), so a worker waiting on SLURM leaves the cores to the other; the tests of
+    a file share one (their module fixtures run once)."""
+    return "slurm" if item.get_closest_marker("slurm") else str(Path(item.path).relative_to(TESTS))
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadgroup): the tests of a
-    file stay on one worker (their module fixtures run once), the SLURM tests all on one (they
-    share the one local cluster), so a worker waiting on SLURM leaves the cores to the other.
-    The SLURM tests, the longest group, are handed out first."""
-    items.sort(key=lambda item: Path(item.path).parent.name != "slurm")  # stable: files keep order
+    """Two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadgroup
+    --no-loadscope-reorder) take the groups in this order, longest first (SECONDS), so that the
+    last ones to end are short and neither worker waits long for the other."""
+    items.sort(key=lambda item: -SECONDS.get(group(item), 0))  # stable: files keep their order
     for item in items:
-        path = Path(item.path)
-        group = "slurm" if path.parent.name == "slurm" else str(path)
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(group(item)))
 
 
 @pytest.fixture
