@@ -159,7 +159,7 @@ def sb3_worker(cfg_path: Path, seed: int, out: Path) -> None:
     """Train SB3 on the composed config; write episodes, evaluations and wall time as JSON."""
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from rlhp.loop import EVAL_SEED
+    from rlhp.member import EVAL_SEED
 
     torch.set_num_threads(1)
     cfg = OmegaConf.load(cfg_path)

@@ -17,6 +17,19 @@ def clip_grad_norm(grad: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
     return norm
 
 
+def step_rows(step, state: tuple[torch.Tensor, ...], lr: torch.Tensor, mask: torch.Tensor | None):
+    """`step(*state, lr)` on the [K, ...] tensors `state`, or on the rows of the members in
+    `mask` only (the others untouched)."""
+    if mask is None:
+        step(*state, lr)
+        return
+    rows = mask.nonzero().squeeze(1)
+    part = [x[rows] for x in state]
+    step(*part, lr[rows])
+    for x, new in zip(state, part, strict=True):
+        x[rows] = new
+
+
 class StackedAdam:
     """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it, with lr [K] and a step count per
     member (a member put in a freed slot starts its bias correction afresh)."""
@@ -32,14 +45,7 @@ class StackedAdam:
         """One step of every member, or (mask: [K] bool) of those in mask only: the others'
         weights and moments stay as they are, as if they had not stepped."""
         state = (self.flat, self.grad, self.exp_avg, self.exp_avg_sq, self.steps)
-        if mask is None:
-            self._step(*state, lr)
-            return
-        rows = mask.nonzero().squeeze(1)
-        part = [x[rows] for x in state]
-        self._step(*part, lr[rows])
-        for x, new in zip(state, part, strict=True):
-            x[rows] = new
+        step_rows(self._step, state, lr, mask)
 
     def _step(self, flat, grad, exp_avg, exp_avg_sq, steps, lr: torch.Tensor) -> None:
         beta1, beta2 = self.betas
@@ -75,15 +81,7 @@ class StackedRMSprop:
     @torch.no_grad()
     def step(self, lr: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         """As StackedAdam.step: every member, or those in mask only."""
-        state = (self.flat, self.grad, self.square_avg)
-        if mask is None:
-            self._step(*state, lr)
-            return
-        rows = mask.nonzero().squeeze(1)
-        part = [x[rows] for x in state]
-        self._step(*part, lr[rows])
-        for x, new in zip(state, part, strict=True):
-            x[rows] = new
+        step_rows(self._step, (self.flat, self.grad, self.square_avg), lr, mask)
 
     def _step(self, flat, grad, square_avg, lr: torch.Tensor) -> None:
         square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)

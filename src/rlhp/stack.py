@@ -28,6 +28,26 @@ def pick(param: torch.Tensor, ks: torch.Tensor | None) -> torch.Tensor:
     return param if ks is None else param[ks]
 
 
+def running(active: torch.Tensor) -> torch.Tensor | None:
+    """The indices `ks` of the active members ([K] bool), or None when all K are (no gather)."""
+    return None if bool(active.all()) else active.nonzero().squeeze(1)
+
+
+def per_member(x: torch.Tensor, members: int, ks: torch.Tensor | None = None) -> torch.Tensor:
+    """[K * n, ...] rows (member k owns rows k * n ...) -> [K, n, ...], or [A, n, ...] of the
+    members ks."""
+    return pick(x.reshape((members, -1) + x.shape[1:]), ks)
+
+
+def spread(x: torch.Tensor, ks: torch.Tensor | None, members: int, fill: float = 0.0):
+    """[A, ...] of the members ks -> [K, ...], `fill` in the idle members' rows."""
+    if ks is None:
+        return x
+    out = torch.full((members,) + x.shape[1:], fill, dtype=x.dtype, device=x.device)
+    out[ks] = x
+    return out
+
+
 class StackedLinear(nn.Module):
     """K linear layers: [K, B, in] -> [K, B, out]; weight [K, in, out], bias [K, 1, out].
     With `ks` ([A] member indices) only those members run: [A, B, in] -> [A, B, out]."""

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from rlhp.algo import plain
 from rlhp.algo.rollout import OnPolicy
-from rlhp.stack import pick
+from rlhp.stack import per_member, pick, running, spread
 
 MEMBER_KEYS = (
     "gamma", "lam", "entropy_coef", "val_loss_coef", "lr", "lr_anneal", "clip_grad_val",
@@ -31,9 +31,9 @@ class A2C(OnPolicy):
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs, ks = self.rollout.tensor(obs), self.running()
-        action = self.model.sample(self.model.logits(self.by_slot(obs, ks), ks), ks)
-        action = self.spread(action, ks).flatten(0, 1)
+        obs, ks = self.rollout.tensor(obs), running(self.active)
+        action = self.model.sample(self.model.logits(per_member(obs, self.members, ks), ks), ks)
+        action = spread(action, ks, self.members).flatten(0, 1)
         self.rollout.add(obs, action)
         return action.cpu().numpy()
 
@@ -45,7 +45,7 @@ class A2C(OnPolicy):
         if not rollout.full:
             return None
         rollout.step = 0
-        ks = self.running()  # the members that train; the idle ones cost nothing
+        ks = running(self.active)  # the members that train; the idle ones cost nothing
         lrs, lr = self.annealed("lr", frames)
         obs, actions = rollout.by_member(rollout.obs, ks), rollout.by_member(rollout.actions, ks)
         logits, values = self.model.logits_value(obs, ks)
@@ -61,7 +61,7 @@ class A2C(OnPolicy):
         loss = loss - pick(hp.entropy_coef, ks) * entropy
         failed = self.step(loss, lr, ks)
         losses = torch.stack([policy_loss, value_loss, entropy]).detach().T
-        losses = self.spread(losses, ks, fill=float("nan")).T.cpu().numpy()
+        losses = spread(losses, ks, self.members, float("nan")).T.cpu().numpy()
         return {
             "policy_loss": losses[0],
             "value_loss": losses[1],

@@ -29,7 +29,7 @@ from rlhp.algo._schedule import crossed, linear
 from rlhp.algo.replay import ReplayMemory
 from rlhp.log import flatten
 from rlhp.optim import StackedAdam, clip_grad_norm
-from rlhp.stack import MemberParams, StackedQNetwork, pick
+from rlhp.stack import MemberParams, StackedQNetwork, pick, running
 
 MEMBER_KEYS = (
     "gamma", "lr", "lr_anneal", "clip_grad_val", "learning_starts", "training_frequency",
@@ -142,15 +142,11 @@ class DQN:
         x = torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype)
         return x.reshape((self.members, -1) + x.shape[1:])
 
-    def running(self) -> torch.Tensor | None:
-        """The indices `ks` of the active members, or None when all K are (no gather)."""
-        return None if bool(self.active.all()) else self.active.nonzero().squeeze(1)
-
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Epsilon-greedy actions of the active members (idle members' rows: 0); member k draws
         from its own generator (a uniform, then a random action, for each of its copies)."""
-        ks = self.running()
+        ks = running(self.active)
         greedy = self.q_net(pick(self.tensor(obs), ks), ks).argmax(-1)
         n, device = self.num_envs, self.device
         draws = [

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from rlhp.algo.rollout import OnPolicy
-from rlhp.stack import pick
+from rlhp.stack import per_member, pick, running, spread
 
 MEMBER_KEYS = (
     "gamma", "lam", "clip_eps", "clip_eps_anneal", "entropy_coef", "val_loss_coef", "lr",
@@ -56,11 +56,12 @@ class PPO(OnPolicy):
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs, ks = self.rollout.tensor(obs), self.running()
-        logits, value = self.model.logits_value(self.by_slot(obs, ks), ks)
+        obs, ks = self.rollout.tensor(obs), running(self.active)
+        logits, value = self.model.logits_value(per_member(obs, self.members, ks), ks)
         action = self.model.sample(logits, ks)
         logp = self.model.log_prob(self.model.distribution(logits, ks), action)
-        action, logp, value = (self.spread(x, ks).flatten(0, 1) for x in (action, logp, value))
+        k = self.members
+        action, logp, value = (spread(x, ks, k).flatten(0, 1) for x in (action, logp, value))
         self.rollout.add(obs, action, logp, value)
         return action.cpu().numpy()
 
@@ -71,7 +72,7 @@ class PPO(OnPolicy):
         if not self.rollout.full:
             return None
         self.rollout.step = 0
-        ks = self.running()  # the members that train; the idle ones cost nothing
+        ks = running(self.active)  # the members that train; the idle ones cost nothing
         lrs, lr = self.annealed("lr", frames)
         clip_eps = pick(self.annealed("clip_eps", frames)[1], ks).unsqueeze(1)
         data = self.samples(ks)
@@ -90,7 +91,7 @@ class PPO(OnPolicy):
                 now = self.step(loss, lr, ks)
                 failed = torch.where(now != 0, now, failed)
                 stats.append(losses)
-        stats = self.spread(torch.stack(stats).mean(0).T, ks, fill=float("nan"))
+        stats = spread(torch.stack(stats).mean(0).T, ks, self.members, float("nan"))
         policy_loss, value_loss, entropy = stats.T.cpu().numpy()
         return {
             "policy_loss": policy_loss,

@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pad_sequence
 from rlhp import optim
 from rlhp.algo import plain
 from rlhp.algo._schedule import linear
-from rlhp.stack import MemberParams, StackedActorCritic, pick
+from rlhp.stack import MemberParams, StackedActorCritic, per_member, running, spread
 
 MEMBER_KEYS = (
     "gamma", "lr", "lr_anneal", "batch_episodes", "entropy_coef", "val_loss_coef", "clip_grad_val",
@@ -171,27 +171,12 @@ class REINFORCE:
     def tensor(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(obs, device=self.device, dtype=self.obs_dtype)
 
-    def running(self) -> torch.Tensor | None:
-        """The indices `ks` of the active members, or None when all K are (no gather)."""
-        return None if bool(self.active.all()) else self.active.nonzero().squeeze(1)
-
-    def by_member(self, x: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
-        """[K * n, ...] -> [K, n, ...], or [A, n, ...] of the members ks."""
-        return pick(x.reshape((self.members, -1) + x.shape[1:]), ks)
-
-    def spread(self, x: torch.Tensor, ks: torch.Tensor | None, fill: float = 0.0) -> torch.Tensor:
-        """[A, ...] of the members ks -> [K, ...], `fill` in the other members' rows."""
-        if ks is None:
-            return x
-        out = torch.full((self.members,) + x.shape[1:], fill, dtype=x.dtype, device=x.device)
-        out[ks] = x
-        return out
-
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        self.obs, ks = self.tensor(obs), self.running()
-        action = self.model.sample(self.model.logits(self.by_member(self.obs, ks), ks), ks)
-        self.action = self.spread(action, ks).flatten(0, 1)
+        self.obs, ks = self.tensor(obs), running(self.active)
+        logits = self.model.logits(per_member(self.obs, self.members, ks), ks)
+        action = self.model.sample(logits, ks)
+        self.action = spread(action, ks, self.members).flatten(0, 1)
         return self.action.cpu().numpy()
 
     @torch.inference_mode()
@@ -223,7 +208,7 @@ class REINFORCE:
         cut = ended[truncated[ended] & ~terminated[ended]]
         if self.cfg.baseline and len(cut):
             ks = torch.as_tensor(np.unique(cut // self.num_envs), device=self.device)
-            obs = self.by_member(self.tensor(final_obs), ks)
+            obs = per_member(self.tensor(final_obs), self.members, ks)
             values[ks.cpu().numpy()] = self.model.value(obs, ks).cpu().numpy()
         return values.flatten()
 
@@ -254,7 +239,8 @@ class REINFORCE:
         loss = policy_loss + hp.val_loss_coef[ks] * value_loss - hp.entropy_coef[ks] * entropy
         lrs = hp.annealed("lr", linear(1.0, 0.0, frames, self.max_frame))
         failed = self.step(loss, torch.as_tensor(lrs, dtype=torch.float32).to(self.device), ks)
-        stats = self.spread(torch.stack([policy_loss, value_loss, entropy], 1).detach(), ks, np.nan)
+        stats = torch.stack([policy_loss, value_loss, entropy], 1).detach()
+        stats = spread(stats, ks, self.members, np.nan)
         stats = stats.cpu().numpy()
         return {
             "policy_loss": stats[:, 0],
@@ -289,7 +275,7 @@ class REINFORCE:
         train = torch.zeros(self.members, dtype=torch.bool, device=self.device)
         train[ks[~failed]] = True
         self.optimizer.step(lr, train)
-        return self.spread(torch.where(failed, loss.detach(), 0.0), ks).cpu().numpy()
+        return spread(torch.where(failed, loss.detach(), 0.0), ks, self.members).cpu().numpy()
 
     def member_state(self, k: int) -> dict:
         """Member k's weights, generator, optimiser state and the ended episodes of its batch."""

@@ -11,7 +11,7 @@ import torch
 from rlhp import optim
 from rlhp.algo import plain
 from rlhp.algo._schedule import linear
-from rlhp.stack import MemberParams, StackedActorCritic, pick
+from rlhp.stack import MemberParams, StackedActorCritic, per_member, pick, running, spread
 
 
 def gae(
@@ -118,9 +118,9 @@ class OnPolicy:
     actor-critic, per-member hyperparameters (`member_keys`, [K] tensors) and one rollout.
 
     Arrays in and out are [K * num_envs, ...], member k owning rows k * num_envs ... Only the
-    members in `active` run (`running()`: their indices `ks`): an idle member is not forwarded,
-    sampled or back-propagated, its weights, optimiser state and generator stay as they are,
-    and its rows of the actions and the rollout are zeros.
+    members in `active` run (rlhp.stack.running: their indices `ks`): an idle member is not
+    forwarded, sampled or back-propagated, its weights, optimiser state and generator stay as
+    they are, and its rows of the actions and the rollout are zeros.
     """
 
     member_keys: tuple[str, ...] = ()
@@ -166,22 +166,6 @@ class OnPolicy:
         """True between rollouts: nothing is buffered, so a checkpoint here loses nothing."""
         return self.rollout.step == 0
 
-    def running(self) -> torch.Tensor | None:
-        """The indices `ks` of the active members, or None when all K are (no gather)."""
-        return None if bool(self.active.all()) else self.active.nonzero().squeeze(1)
-
-    def by_slot(self, x: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
-        """[K * n, ...] -> [K, n, ...], or [A, n, ...] of the members ks."""
-        return pick(x.reshape((self.members, -1) + x.shape[1:]), ks)
-
-    def spread(self, x: torch.Tensor, ks: torch.Tensor | None, fill: float = 0.0) -> torch.Tensor:
-        """[A, ...] of the members ks -> [K, ...], `fill` in the idle members' rows."""
-        if ks is None:
-            return x
-        out = torch.full((self.members,) + x.shape[1:], fill, dtype=x.dtype, device=x.device)
-        out[ks] = x
-        return out
-
     @torch.inference_mode()
     def greedy(self, obs: np.ndarray, k: int = 0) -> np.ndarray:
         """Member k's most likely actions for its observations, for evaluation."""
@@ -190,8 +174,9 @@ class OnPolicy:
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(obs) for [K * num_envs, ...] observations (0 for the idle members)."""
-        ks = self.running()
-        return self.spread(self.model.value(self.by_slot(obs, ks), ks), ks).flatten()
+        ks = running(self.active)
+        value = self.model.value(per_member(obs, self.members, ks), ks)
+        return spread(value, ks, self.members).flatten()
 
     @torch.no_grad()
     def gae(self, values: torch.Tensor, ks: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
@@ -206,7 +191,7 @@ class OnPolicy:
             steps(rollout.rewards),
             values.reshape(-1, t, n).transpose(0, 1),
             steps(rollout.dones),
-            self.model.value(self.by_slot(rollout.next_obs, ks), ks),
+            self.model.value(per_member(rollout.next_obs, self.members, ks), ks),
             pick(hp.gamma, ks).unsqueeze(1),
             pick(hp.lam, ks).unsqueeze(1),
         )
@@ -232,7 +217,7 @@ class OnPolicy:
         not finite is marked failed and left out of this and every later step; the idle
         members' weights and optimiser state stay as they are. Returns the non-finite loss of
         each member that failed now, 0 for the others ([K])."""
-        loss = self.spread(loss, ks)
+        loss = spread(loss, ks, self.members)
         failed = ~torch.isfinite(loss.detach()) & self.active
         self.active &= ~failed
         self.model.grad.zero_()
