@@ -432,7 +432,8 @@ def test_a_read_only_sweep_is_analysed_to_stdout_with_one_line_per_unwritten_out
         subprocess.run(["umount", "-l", str(disk)], check=False)
     assert proc.returncode == 1, output(proc)
     assert "Traceback" not in proc.stdout + proc.stderr, output(proc)
-    outputs = ["experiment_df.csv", "best.yaml", "importance.yaml", *GRAPHS]
+    outputs = ["experiment_df.csv", "info/*_experiment_df.csv", "best.yaml", "importance.yaml"]
+    outputs += GRAPHS
     outputs.append("the TensorBoard HParams summary")
     error = f"rlhp.analyze: error: cannot write {{}} in {disk / 'sweep'}: Read-only file system"
     assert proc.stderr.splitlines() == [error.format(o) for o in outputs], output(proc)
