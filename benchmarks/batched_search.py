@@ -27,7 +27,7 @@ from _machine import machine
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from rlhp.population import signature
+from rlhp.config import signature
 
 
 def structure(sweep_dir: Path, number: int) -> str:

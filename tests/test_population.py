@@ -13,9 +13,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing import event_accumulator
 
+from rlhp.config import check_structure, signature
 from rlhp.env import VecEnv
 from rlhp.errors import ConfigError
-from rlhp.population import Member, Population, check_structure, signature
+from rlhp.population import Member, Population
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CPU = torch.device("cpu")

@@ -12,6 +12,72 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rlhp import asha
 from rlhp.errors import ConfigError
 
+# The hyperparameters a population holds per member ([K] values), by algorithm; with FREE, the
+# config keys that may differ between the members of one population. Every other value is
+# structural: it changes tensor shapes or the loop's schedule, and members share it.
+MEMBER_KEYS = {
+    "ppo": (
+        "gamma", "lam", "clip_eps", "clip_eps_anneal", "entropy_coef", "val_loss_coef", "lr",
+        "lr_anneal", "clip_grad_val",
+    ),
+    "a2c": ("gamma", "lam", "entropy_coef", "val_loss_coef", "lr", "lr_anneal", "clip_grad_val"),
+    "dqn": (
+        "gamma", "lr", "lr_anneal", "clip_grad_val", "learning_starts", "training_frequency",
+        "training_iter", "target_update_frequency", "tau", "explore_var_spec.start",
+        "explore_var_spec.end", "explore_var_spec.end_step", "double", "alpha_per", "beta",
+    ),
+    "sac": (
+        "gamma", "lr", "tau", "alpha", "auto_alpha", "clip_grad_val", "learning_starts",
+        "training_frequency", "training_iter",
+    ),
+    "reinforce": (
+        "gamma", "lr", "lr_anneal", "batch_episodes", "entropy_coef", "val_loss_coef",
+        "clip_grad_val",
+    ),
+}  # fmt: skip
+FREE = ("seed", "meta", "env.eval_epsilon")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"algo": {"lr": 1e-3}} -> {"algo.lr": 1e-3}; lists and None stay values."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def is_member_key(algo: str, key: str) -> bool:
+    """Whether config key `key` (dotted) may differ between the members of a population."""
+    keys = [*(f"algo.{k}" for k in MEMBER_KEYS[algo]), *FREE]
+    return any(key == k or key.startswith(f"{k}.") for k in keys)
+
+
+def signature(cfg: DictConfig) -> dict:
+    """What two configs must share to train in one population: every value but the per-member
+    hyperparameters, the seed and the search metadata (as flat `key: value`)."""
+    items = flatten(OmegaConf.to_container(cfg, resolve=True))
+    return {k: v for k, v in items.items() if not is_member_key(cfg.algo.name, k)}
+
+
+def check_structure(cfgs: list[DictConfig]) -> None:
+    """Raise ConfigError naming the first key in which a config differs structurally, and the
+    algorithm's per-member keys."""
+    first = signature(cfgs[0])
+    for i, cfg in enumerate(cfgs[1:], 1):
+        other = signature(cfg)
+        for key in sorted(first.keys() | other.keys()):
+            if first.get(key) != other.get(key):
+                name = cfgs[0].algo.name
+                raise ConfigError(
+                    f"configs 0 and {i} differ in {key} ({first.get(key)!r} vs "
+                    f"{other.get(key)!r}), which is structural: they cannot share a population "
+                    f"(per member in {name}: {', '.join(MEMBER_KEYS[name])}, seed)"
+                )
+
+
 # the domain of every numeric hyperparameter of conf/algo/*.yaml, as an interval; an lr above 1
 # trains to nothing (or diverges) with Adam and RMSprop
 DOMAINS = {

@@ -44,17 +44,6 @@ class Logger:
         self.writer.close()
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{"algo": {"lr": 1e-3}} -> {"algo.lr": 1e-3}; lists and None stay values."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def log_hparams(run_dir: Path, hparams: dict, summaries: list[dict], objective: str) -> None:
     """Each session's HParams session info, in its own run: the hparams, its final metrics at
     its last frame and its end, in a file of their own (replaced when the trial ends again). The

@@ -17,56 +17,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rlhp import algo as algos
+from rlhp.config import check_structure
 from rlhp.env import VecEnv
 from rlhp.errors import ConfigError
-from rlhp.log import flatten
 from rlhp.member import Lockstep, Member, Preempted, Training
 from rlhp.stack import Stacked
 
 __all__ = [
-    "Lockstep", "Member", "Population", "available_memory", "check_memory", "check_structure",
-    "is_member_key", "member_bytes", "signature",
+    "Lockstep", "Member", "Population", "available_memory", "check_memory", "member_bytes",
 ]  # fmt: skip
 
 # about the memory of one env copy beside the rollout: a gym env's state, ALE's emulator
 ENV_COPY_BYTES = {"gym": 64 * 2**10, "atari": 4 * 2**20}
 
 REFILL_S = 1.0  # how often empty slots ask `refill` for a member (it may read a file)
-
-# Per member besides the algorithm's MEMBER_KEYS; every other config value is structural.
-FREE = ("seed", "meta", "env.eval_epsilon")
-
-
-def is_member_key(algo: str, key: str) -> bool:
-    """Whether config key `key` (dotted) may differ between the members of a population."""
-    keys = [*(f"algo.{k}" for k in algos.member_keys(algo)), *FREE]
-    return any(key == k or key.startswith(f"{k}.") for k in keys)
-
-
-def signature(cfg: DictConfig) -> dict:
-    """What two configs must share to train in one population: every value but the per-member
-    hyperparameters, the seed and the search metadata (as flat `key: value`)."""
-    items = flatten(OmegaConf.to_container(cfg, resolve=True))
-    return {k: v for k, v in items.items() if not is_member_key(cfg.algo.name, k)}
-
-
-def check_structure(cfgs: list[DictConfig]) -> None:
-    """Raise ConfigError naming the first key in which a config differs structurally, and the
-    algorithm's per-member keys."""
-    first = signature(cfgs[0])
-    for i, cfg in enumerate(cfgs[1:], 1):
-        other = signature(cfg)
-        for key in sorted(first.keys() | other.keys()):
-            if first.get(key) != other.get(key):
-                name = cfgs[0].algo.name
-                raise ConfigError(
-                    f"configs 0 and {i} differ in {key} ({first.get(key)!r} vs "
-                    f"{other.get(key)!r}), which is structural: they cannot share a population "
-                    f"(per member in {name}: {', '.join(algos.member_keys(name))}, seed)"
-                )
 
 
 def member_bytes(cfg: DictConfig) -> int:

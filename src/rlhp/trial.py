@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rlhp.log import flatten, log_hparams
+from rlhp.config import flatten
+from rlhp.log import log_hparams
 from rlhp.member import Lockstep, Member, Reporter
 from rlhp.population import Population
 from rlhp.record import TrialResult

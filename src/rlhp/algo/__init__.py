@@ -52,11 +52,6 @@ def plain(cfg: DictConfig) -> SimpleNamespace:
     return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))
 
 
-def member_keys(name: str) -> tuple[str, ...]:
-    """The hyperparameters a population holds per member for algorithm `name`."""
-    return importlib.import_module(ALGOS[name][0]).MEMBER_KEYS
-
-
 def make(cfgs: list[DictConfig], env, device: torch.device):
     """The stacked agent of `cfgs` (one per member, sharing their structure) acting in `env` (a
     rlhp.env.VecEnv of as many members)."""

@@ -12,13 +12,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from rlhp import config
 from rlhp.algo import plain
 from rlhp.algo.rollout import OnPolicy
 from rlhp.stack import per_member, pick, running, spread
 
-MEMBER_KEYS = (
-    "gamma", "lam", "entropy_coef", "val_loss_coef", "lr", "lr_anneal", "clip_grad_val",
-)  # fmt: skip
+MEMBER_KEYS = config.MEMBER_KEYS["a2c"]
 
 
 class A2C(OnPolicy):

@@ -24,18 +24,15 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from rlhp import config
 from rlhp.algo import plain
 from rlhp.algo._schedule import crossed, linear
 from rlhp.algo.replay import ReplayMemory
-from rlhp.log import flatten
+from rlhp.config import flatten
 from rlhp.optim import StackedAdam, clip_grad_norm
 from rlhp.stack import MemberParams, StackedQNetwork, pick, running
 
-MEMBER_KEYS = (
-    "gamma", "lr", "lr_anneal", "clip_grad_val", "learning_starts", "training_frequency",
-    "training_iter", "target_update_frequency", "tau", "explore_var_spec.start",
-    "explore_var_spec.end", "explore_var_spec.end_step", "double", "alpha_per", "beta",
-)  # fmt: skip
+MEMBER_KEYS = config.MEMBER_KEYS["dqn"]
 
 
 def td_target(

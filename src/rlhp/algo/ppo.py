@@ -15,13 +15,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from rlhp import config
 from rlhp.algo.rollout import OnPolicy
 from rlhp.stack import per_member, pick, running, spread
 
-MEMBER_KEYS = (
-    "gamma", "lam", "clip_eps", "clip_eps_anneal", "entropy_coef", "val_loss_coef", "lr",
-    "lr_anneal", "clip_grad_val",
-)  # fmt: skip
+MEMBER_KEYS = config.MEMBER_KEYS["ppo"]
 
 
 def ppo_loss(

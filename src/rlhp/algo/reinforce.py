@@ -22,14 +22,12 @@ import torch
 from omegaconf import DictConfig
 from torch.nn.utils.rnn import pad_sequence
 
-from rlhp import optim
+from rlhp import config, optim
 from rlhp.algo import plain
 from rlhp.algo._schedule import linear
 from rlhp.stack import MemberParams, StackedActorCritic, per_member, running, spread
 
-MEMBER_KEYS = (
-    "gamma", "lr", "lr_anneal", "batch_episodes", "entropy_coef", "val_loss_coef", "clip_grad_val",
-)  # fmt: skip
+MEMBER_KEYS = config.MEMBER_KEYS["reinforce"]
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float, last_value: float = 0.0) -> np.ndarray:

@@ -22,16 +22,13 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from rlhp import optim
+from rlhp import config, optim
 from rlhp.algo import plain
 from rlhp.algo._schedule import updates_due
 from rlhp.algo.replay import ReplayMemory
 from rlhp.stack import MemberParams, Stacked, StackedSACActor, StackedTwinQ
 
-MEMBER_KEYS = (
-    "gamma", "lr", "tau", "alpha", "auto_alpha", "clip_grad_val", "learning_starts",
-    "training_frequency", "training_iter",
-)  # fmt: skip
+MEMBER_KEYS = config.MEMBER_KEYS["sac"]
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 

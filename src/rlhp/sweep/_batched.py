@@ -4,7 +4,7 @@ rlhp.batch) training up to P trials at once, refilled from the study as its tria
 The controller asks the study for trials as the one-process-per-trial loop does (constraints,
 budgets, priors, resume), writes each trial's folder (.hydra/config.yaml, overrides.yaml,
 hydra.yaml) and assigns the trial through a job's inbox (rlhp.inbox). Trials whose structural
-signature differs (rlhp.population.signature: hid_layers, time_horizon, ...) never share a job.
+signature differs (rlhp.config.signature: hid_layers, time_horizon, ...) never share a job.
 When the space has structural dimensions, a job's first trial draws them freely and the trials
 asked to fill that job have them fixed to its values (Optuna's PartialFixedSampler), so every
 job stays full: the sampler explores structure once per job, and everything else per trial.
@@ -37,9 +37,9 @@ from omegaconf import OmegaConf, open_dict
 from optuna.trial import Trial
 
 from rlhp import record
+from rlhp.config import is_member_key, signature
 from rlhp.errors import TooManyFailures
 from rlhp.inbox import Inbox
-from rlhp.population import is_member_key, signature
 from rlhp.sweep import _results, _state
 
 log = logging.getLogger("rlhp.sweep")

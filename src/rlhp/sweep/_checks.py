@@ -113,7 +113,6 @@ def settings(cfg: DictConfig) -> None:
             raise ConfigError(f"hydra.sweeper.{name} must be {allowed}, got {value!r}")
 
 
-
 def population_size(population: int, n_trials: int) -> tuple[int, str | None]:
     """hydra.sweeper.population capped at n_trials (a job never holds more trials than the
     search has), with the warning when it was capped."""
