@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import machine
+from _machine import take_machine
 from omegaconf import OmegaConf
 
 # name -> (algo, env, frames, log_frequency, criterion: (metric, target) or None)
@@ -332,7 +332,7 @@ def main() -> int:
     extra = [f"eval_episodes={args.eval_episodes}", *args.override]
     print("## DQN, A2C, SAC beside stable-baselines3 (`benchmarks/algos.py`)\n")
     print(f"- command: `python {' '.join(sys.argv)}`")
-    print(f"- machine: {machine()}; stable-baselines3 {stable_baselines3.__version__}")
+    take_machine(f"stable-baselines3 {stable_baselines3.__version__}")
     print(f"- runs in {out}\n")
     print(
         "| case | seed | frames | lib | first frame at target | ma100 at half | ma100 final "

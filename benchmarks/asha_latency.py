@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import take_machine  # noqa: E402
 
 from rlhp.asha import Coordinator  # noqa: E402
 
@@ -122,8 +122,7 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=200)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    where = machine()
-    print(where, flush=True)
+    where = take_machine()
     rows: dict[tuple[str, int, str], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)

@@ -36,7 +36,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _machine import take_machine  # noqa: E402
 
 from rlhp.asha import Coordinator, milestones, scheduler_settings  # noqa: E402
 
@@ -143,8 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     preset = OmegaConf.to_container(PRESET.meta.search_scheduler)
     schedule = args.schedule or json.dumps(preset).replace('"', "")
-    where = machine()
-    print(where, flush=True)
+    where = take_machine()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         base = args.keep or Path(tmp)

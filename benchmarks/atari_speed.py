@@ -17,7 +17,6 @@ update.
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from _machine import machine
+from _machine import take_machine
 
 
 def compose_cfg(frames: int):
@@ -110,8 +109,7 @@ def main() -> int:
         "## Breakout speed, rlhp PPO training vs raw AtariVectorEnv (`benchmarks/atari_speed.py`)\n"
     )
     print(f"- command: `python {' '.join(sys.argv)}`")
-    print(f"- machine: {machine()}, ale_py {ale_py.__version__}")
-    print(f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    take_machine(f"ale_py {ale_py.__version__}")
     print(
         f"- env: {cfg.env.id}, num_envs {cfg.env.num_envs}, num_threads {cfg.env.num_threads},"
         f" sticky {cfg.env.sticky_action}; PPO: time_horizon {a.time_horizon}, minibatch"

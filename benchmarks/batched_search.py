@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import optuna
-from _machine import machine
+from _machine import take_machine
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
@@ -111,7 +111,7 @@ def main() -> int:
     args = p.parse_args()
     print("## Batched search vs one process per trial (`benchmarks/batched_search.py`)\n")
     print(f"- command: `python {' '.join(sys.argv)}`")
-    print(f"- machine: {machine()}")
+    take_machine()
     print(
         f"- `+search=ppo_cartpole` (ASHA), n_trials {args.n_trials}, {args.slots} slots, "
         f"sampler seed {args.seed + 0}..; population {args.population} vs 1; structures: "

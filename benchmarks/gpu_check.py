@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from _machine import machine
+from _machine import take_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = "--smoke" in sys.argv  # the same steps on the CPU, tiny: checks the script itself
@@ -88,7 +88,8 @@ def main() -> int:
         return 1
     name = "CPU smoke run" if SMOKE else torch.cuda.get_device_name()
     print("## GPU check (`benchmarks/gpu_check.py`)\n")
-    print(f"- machine: {machine()}; {name}\n")
+    take_machine(name)
+    print()
     fps, mem = throughput("ppo", 4 if SMOKE else 1024, 1024 if SMOKE else 8192, [])
     print(f"- PPO CartPole K = 1024: {fps:,.0f} frames/s in total, peak GPU memory {mem:.2f} GiB")
     diff = independence()

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import machine
+from _machine import take_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 16
@@ -97,7 +97,7 @@ def main() -> None:
         print(json.dumps(work(*args.worker, args.rollouts)))
         return
     print(f"- command: `python {' '.join(sys.argv)}`")
-    print(f"- machine: {machine()}; pinned to core 0, 1 torch thread")
+    take_machine("pinned to core 0, 1 torch thread")
     print(f"- {args.rollouts} rollouts of 8 envs x 32 steps per member after one of warm-up;")
     print("  frames/s of the active members: median [range] of the repetitions\n")
     modes = {"K16": lambda a: (K, a, None), "KA": lambda a: (a, a, None)}

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import machine
+from _machine import take_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,7 @@ def worker(mode: str, overrides: list[list[str]], baseline: str | None = None) -
 def scaling(args) -> None:
     print(f"## {args.algo.upper()} populations on {args.env} (`benchmarks/population.py`)\n")
     print(f"- command: `python {' '.join(sys.argv)}`")
-    print(f"- machine: {machine()}; pinned to core 0, 1 torch thread")
+    take_machine("pinned to core 0, 1 torch thread")
     print(f"- {args.frames:,} frames per member, {args.reps} repetitions (alternating order)\n")
     print(
         "| K | population frames/s | alone frames/s (sequential) | ratio | reps (ratios) | "
@@ -208,7 +208,8 @@ def scaling(args) -> None:
 def sessions(args) -> None:
     print("## max_session=8: one population vs sessions one after another\n")
     print(f"- command: `python {' '.join(sys.argv)}`")
-    print(f"- machine: {machine()}; pinned to core 0, 1 torch thread\n")
+    take_machine("pinned to core 0, 1 torch thread")
+    print()
     cfg = [f"env={args.env}", f"env.max_frame={args.frames}", f"max_session={args.sessions}"]
     walls = {"sessions": [], "alone": []}
     for rep in range(args.reps):

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _machine import machine
+from _machine import take_machine
 
 CARTPOLE_TARGET, CARTPOLE_FRAMES, CARTPOLE_NEED = 475.0, 100_000, 4
 CHEETAH_TARGET, CHEETAH_FRAMES = 1500.0, 1_000_000
@@ -77,7 +77,8 @@ def main() -> int:
         f" log_frequency={args.log_frequency} hydra.run.dir=DIR{overrides}`"
         " (defaults + conf/tuned/ppo_cartpole.yaml)"
     )
-    print(f"- machine: {machine()}\n")
+    take_machine()
+    print()
     ok = True
 
     if args.cartpole_seeds:

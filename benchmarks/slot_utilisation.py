@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import take_machine
+
 FRAMES = [1000, 1500, 2000, 3000, 5000, 8000, 12000, 20000]
 SLOTS = 2
 COMMON = ["log_frequency=500", f"env.max_frame=choice({', '.join(map(str, FRAMES))})"]
@@ -121,6 +123,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the sweep directories here")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each, order alternating")
     args = parser.parse_args()
+    take_machine()
     root = args.keep or Path(tempfile.mkdtemp(prefix="slot_utilisation_"))
     root.mkdir(parents=True, exist_ok=True)
     rows = []
