@@ -5,8 +5,11 @@ conf/tuned/ppo_cartpole.yaml): 8 envs, n_steps = time_horizon, batch_size = mini
 n_epochs = training_epoch, lr (linearly annealed in both), gamma, gae_lambda = lam, clip_range =
 clip_eps (annealed when clip_eps_anneal), clip_range_vf = clip_eps when clip_vloss, ent_coef,
 vf_coef, max_grad_norm, advantage normalisation, Adam eps 1e-5, separate [64, 64] tanh pi/vf nets
-with orthogonal init, CPU, 1 torch thread. Each repetition runs in a fresh subprocess that times
-only training (rlhp: `Population.run()` of one member, built from hydra's compose API; SB3:
+with orthogonal init, CPU, 1 torch thread, both pinned to the same core (os.sched_setaffinity; the
+first this process may use). The envs differ: rlhp steps gymnasium's numpy-batched
+CartPoleVectorEnv (one numpy step for the 8 copies), SB3 8 Python CartPoleEnv in a DummyVecEnv,
+so part of the ratio is the env. Each repetition runs in a fresh subprocess that times only
+training (rlhp: `Population.run()` of one member, built from hydra's compose API; SB3:
 `PPO.learn()`), so start-up, imports and model construction are excluded for both. Runs alternate
 rlhp/SB3 (ABBA order) in one invocation; the figures are medians over repetitions of wall-clock and
 CPU-time frames/s and the ratio rlhp/SB3 of the medians.
@@ -32,7 +35,13 @@ import time
 from pathlib import Path
 
 import torch
-from _machine import machine
+from _machine import take_machine
+
+ENVS = {
+    "rlhp": "gymnasium CartPoleVectorEnv (numpy-batched, 8 copies)",
+    "sb3": "DummyVecEnv of 8 Python CartPoleEnv",
+}
+CORE = min(os.sched_getaffinity(0))
 
 
 def compose_cfg(frames: int, seed: int):
@@ -128,6 +137,8 @@ def worker(which: str, frames: int, seed: int) -> dict:
         str(frames),
         "--seed",
         str(seed),
+        "--core",
+        str(CORE),
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
@@ -154,8 +165,10 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="also profile rlhp with cProfile")
     p.add_argument("--worker", choices=["rlhp", "sb3"], help=argparse.SUPPRESS)
+    p.add_argument("--core", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
+        os.sched_setaffinity(0, {args.core})
         run = run_rlhp if args.worker == "rlhp" else run_sb3
         print(json.dumps(run(args.frames, args.seed)))
         return 0
@@ -164,8 +177,11 @@ def main() -> int:
 
     print("## PPO CartPole speed, rlhp vs stable-baselines3 (`benchmarks/ppo_speed.py`)\n")
     print(f"- command: `python {' '.join(sys.argv)}`")
-    print(f"- machine: {machine()}, stable-baselines3 {stable_baselines3.__version__}")
-    print(f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    take_machine(f"stable-baselines3 {stable_baselines3.__version__}")
+    print(
+        f"- both sides pinned to core {CORE}, 1 torch thread; envs: rlhp {ENVS['rlhp']}, "
+        f"SB3 {ENVS['sb3']}"
+    )
     a = compose_cfg(args.frames, args.seed).algo
     print(
         f"- hyperparameters (both): n_envs 8, n_steps {a.time_horizon}, batch {a.minibatch_size},"
@@ -179,9 +195,10 @@ def main() -> int:
             f"- {args.reps} alternating repetitions (ABBA order) of {args.frames:,} frames each\n"
         )
         print(
-            "| rep | impl | frames | wall s | frames/s (wall) | CPU s | frames/s (CPU) | final MA |"
+            "| rep | impl | env | frames | wall s | frames/s (wall) | CPU s | frames/s (CPU) "
+            "| final MA |"
         )
-        print("|---:|---|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---|---|---:|---:|---:|---:|---:|---:|")
         fps = {key: {"rlhp": [], "sb3": []} for key in ("fps", "cpu_fps")}
         for rep in range(args.reps):
             order = ["rlhp", "sb3"] if rep % 2 == 0 else ["sb3", "rlhp"]
@@ -190,7 +207,8 @@ def main() -> int:
                 for key in fps:
                     fps[key][which].append(r[key])
                 print(
-                    f"| {rep} | {which} | {r['frames']:,} | {r['wall_s']:.1f} | {r['fps']:.0f} "
+                    f"| {rep} | {which} | {ENVS[which]} | {r['frames']:,} | {r['wall_s']:.1f} "
+                    f"| {r['fps']:.0f} "
                     f"| {r['cpu_s']:.1f} | {r['cpu_fps']:.0f} | {r['final']:.1f} |",
                     flush=True,
                 )
