@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from rlhp.member import Member
-from rlhp.population import Population
+from rlhp.population import Population, member_bytes
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CPU = torch.device("cpu")
@@ -103,3 +103,10 @@ def test_a_member_with_a_non_finite_loss_fails_alone(algo, tmp_path):
     Population([Member(cfgs[2], tmp_path / "alone")], CPU).run()
     assert_same_run(algo, tmp_path / "m2", tmp_path / "alone")
     assert members[0].error is None and members[0].frame >= 800
+
+
+def test_member_bytes_count_each_replay_frame_as_the_memory_stores_it():
+    """The memory check's estimate grows by the replay memory's bytes per frame: CartPole's obs
+    (4 float32), its action (int64), reward (float32), three flags and two PER tree nodes."""
+    small, large = (config("dqn", [f"algo.memory_size={n}"]) for n in (1000, 3000))
+    assert member_bytes(large) - member_bytes(small) == 2000 * (4 * 4 + 8 + 4 + 3 + 16)

@@ -51,10 +51,7 @@ def member_bytes(cfg: DictConfig) -> int:
     params = sum(part.flat.numel() for part in parts if isinstance(part, Stacked))
     buffers = 0
     if (memory := getattr(agent, "memory", None)) is not None:
-        arrays = (memory.obs, memory.actions, memory.rewards)
-        arrays += (memory.terminated, memory.cut, memory.first)
-        per_frame = sum(a.itemsize * int(np.prod(a.shape[3:])) for a in arrays)
-        buffers = cfg.algo.memory_size * (per_frame + (16 if memory.tree is not None else 0))
+        buffers = cfg.algo.memory_size * memory.bytes_per_frame
     elif (rollout := getattr(agent, "rollout", None)) is not None:
         tensors = [t for t in vars(rollout).values() if isinstance(t, torch.Tensor)]
         buffers = 2 * sum(t.nbytes for t in tensors)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlhp.algo.replay import ReplayMemory, SumTrees, bytes_per_frame
+from rlhp.algo.replay import ReplayMemory, SumTrees
 
 
 def memory(members=2, memory_size=6, num_envs=2, obs_shape=(1,), **kw) -> ReplayMemory:
@@ -298,8 +298,9 @@ def test_atari_frames_stored_once_rebuild_the_env_stacks():
     assert starts >= 2  # episode starts inside the rings: the zero frames were rebuilt
     assert any(mem.final)  # cut episodes: their last frame kept aside
     assert mem.obs.nbytes == K * mem.rows * n * 84 * 84  # one 84x84 frame per step
-    whole = bytes_per_frame((4, 84, 84), torch.uint8, (), torch.int64)
-    assert whole / bytes_per_frame((4, 84, 84), torch.uint8, (), torch.int64, frame_stack=4) > 3.9
+    whole = ReplayMemory(1, 2, 1, (4, 84, 84), torch.uint8, (), torch.int64, torch.device("cpu"))
+    assert whole.bytes_per_frame == 4 * 84 * 84 + 8 + 4 + 3  # obs, action, reward, flags
+    assert whole.bytes_per_frame / mem.bytes_per_frame > 3.9
 
 
 def stacks(frames: np.ndarray, first: np.ndarray, stack: list[np.ndarray]) -> np.ndarray:

@@ -76,22 +76,6 @@ def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return torch.empty(0, dtype=dtype).numpy().dtype
 
 
-def bytes_per_frame(
-    obs_shape: tuple,
-    obs_dtype: torch.dtype,
-    action_shape: tuple,
-    action_dtype: torch.dtype,
-    frame_stack: int = 1,
-    prioritized: bool = False,
-) -> int:
-    """About the memory one transition takes: its observation (the newest frame of a stack), its
-    action, reward (4), three flags and, prioritised, two float64 tree nodes."""
-    obs = obs_shape[1:] if frame_stack > 1 else obs_shape
-    size = math.prod(obs) * _numpy_dtype(obs_dtype).itemsize
-    size += math.prod(action_shape) * _numpy_dtype(action_dtype).itemsize
-    return size + 4 + 3 + (16 if prioritized else 0)
-
-
 class ReplayMemory:
     """K members' replay rings of `memory_size` frames each, with per-member write positions and
     sizes (`sizes`: transitions held), generators, final observations and sum trees.
@@ -136,6 +120,14 @@ class ReplayMemory:
         self.alpha_per = np.full(members, 0.6)
         self.max_priority = np.ones(members)  # new transitions get the largest priority so far
         self.tree = SumTrees(members, self.rows * num_envs) if prioritized else None
+
+    @property
+    def bytes_per_frame(self) -> int:
+        """The memory one stored transition (frame) takes: its observation (a stack's newest
+        frame), action, reward, three flags and, prioritised, about two float64 tree nodes."""
+        arrays = (self.obs, self.actions, self.rewards, self.terminated, self.cut, self.first)
+        size = sum(x.itemsize * math.prod(x.shape[3:]) for x in arrays)
+        return size + (16 if self.tree is not None else 0)
 
     @property
     def sizes(self) -> np.ndarray:
