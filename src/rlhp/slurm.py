@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from rlhp.errors import ConfigError
+from rlhp.record import config_path, hydra_path
 
 log = logging.getLogger("rlhp.sweep")
 BACKOFF_S = (5.0, 300.0)  # first wait after a refused submission, and the longest
@@ -57,16 +58,15 @@ def trial_params(run_dir: Path) -> dict[str, Any] | None:
     """The SLURM launcher settings a trial ran with (its .hydra/hydra.yaml, resolved against its
     config), with whole GPUs for meta.search_resources.gpu (gpu_request); None if it did not run
     on SLURM."""
-    hydra_path, cfg_path = run_dir / ".hydra" / "hydra.yaml", run_dir / ".hydra" / "config.yaml"
-    if not (hydra_path.is_file() and cfg_path.is_file()):
+    if not (hydra_path(run_dir).is_file() and config_path(run_dir).is_file()):
         return None
-    hydra_cfg = OmegaConf.load(hydra_path).hydra
+    hydra_cfg = OmegaConf.load(hydra_path(run_dir)).hydra
     launcher = OmegaConf.to_container(hydra_cfg.get("launcher") or {})
     if not str(launcher.get("_target_", "")).endswith(".SlurmLauncher"):
         return None
     skip = ("_target_", "submitit_folder")  # the runs get a folder of their own
     hydra_cfg.launcher = {k: v for k, v in launcher.items() if k not in skip}
-    cfg = OmegaConf.merge(OmegaConf.load(cfg_path), {"hydra": hydra_cfg})
+    cfg = OmegaConf.merge(OmegaConf.load(config_path(run_dir)), {"hydra": hydra_cfg})
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     if (gpu := OmegaConf.select(cfg, "meta.search_resources.gpu", default=0) or 0) > 0:
         params.update(gpu_request(params.get("gres"), math.ceil(gpu)))
@@ -76,7 +76,7 @@ def trial_params(run_dir: Path) -> dict[str, Any] | None:
 def trial_requeue(run_dir: Path) -> bool:
     """hydra.sweeper.requeue of the search a trial ran in (its .hydra/hydra.yaml): whether a job
     that ended without a result (cancelled, killed, node failure) is submitted again."""
-    path = run_dir / ".hydra" / "hydra.yaml"
+    path = hydra_path(run_dir)
     return path.is_file() and bool(OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.requeue"))
 
 

@@ -67,6 +67,7 @@ from rlhp.record import (
     AnalysisError,
     Sweep,
     TrialResult,
+    config_path,
     load,
     validation_dir,
     write_atomic,
@@ -106,7 +107,7 @@ def run_overrides(sweep: Sweep, number: int, seed: int, max_session: int) -> lis
 def _search_seeds(sweep: Sweep) -> set[int]:
     seeds: set[int] = set()
     for t in sweep.trials:
-        path = sweep.trial_dir(t.number) / ".hydra" / "config.yaml"
+        path = config_path(sweep.trial_dir(t.number))
         if path.is_file():
             cfg = OmegaConf.load(path)
             seed, n = int(cfg.get("seed", 0)), int(cfg.get("max_session", 1))
@@ -116,7 +117,7 @@ def _search_seeds(sweep: Sweep) -> set[int]:
 
 def _seed(sweep: Sweep, number: int, max_session: int, search_seeds: set[int]) -> int:
     """The first seed of trial `number`'s validation run (kept from an interrupted run)."""
-    path = validation_dir(sweep.dir, number) / ".hydra" / "config.yaml"
+    path = config_path(validation_dir(sweep.dir, number))
     if path.is_file():
         return int(OmegaConf.load(path).seed)
     base = max(SEED_BASE, max(search_seeds, default=0) + 1)
@@ -178,7 +179,7 @@ def _error(run_dir: Path) -> str:
 
 
 @dataclass
-class Job:
+class Run:
     """One validation run: trial `number` (its search row) re-run in `run_dir` from `seed`;
     `params`: its SLURM launcher settings, None to run here; `requeue`: the search's
     hydra.sweeper.requeue."""
@@ -192,28 +193,28 @@ class Job:
     requeue: bool = False  # submitted again when its SLURM job ends without a result
 
 
-def _submit(job: Job, cwd: Path) -> int:
+def _submit(run: Run, cwd: Path) -> int:
     """The run as a SLURM job; its exit code (1 when it could not be submitted or the job ended
     without one: cancelled, killed, node failure, too many time limits). A job without one is
     submitted again, max_num_timeout times at most, when the search ran with requeue=true."""
-    folder = job.run_dir.parent / ".submitit" / "%j"
-    params = dict(job.params, name=f"rlhp_validate{job.number}")
+    folder = run.run_dir.parent / ".submitit" / "%j"
+    params = dict(run.params, name=f"rlhp_validate{run.number}")
     for attempt in itertools.count(1):
         try:
-            slurm_job = executor(params, folder).submit(SlurmRun(job.overrides, job.run_dir, cwd))
+            slurm_job = executor(params, folder).submit(SlurmRun(run.overrides, run.run_dir, cwd))
         except Exception as e:
-            return _slurm_error(job.run_dir, e)
+            return _slurm_error(run.run_dir, e)
         print(
-            f"rlhp.validate: trial {job.number} submitted as SLURM job {slurm_job.job_id}",
+            f"rlhp.validate: trial {run.number} submitted as SLURM job {slurm_job.job_id}",
             flush=True,
         )
         try:
             return slurm_job.result()
         except Exception as e:
-            if not job.requeue or attempt > params.get("max_num_timeout", 3):
-                return _slurm_error(job.run_dir, e)
+            if not run.requeue or attempt > params.get("max_num_timeout", 3):
+                return _slurm_error(run.run_dir, e)
             print(
-                f"rlhp.validate: trial {job.number}: SLURM job {slurm_job.job_id} ended without "
+                f"rlhp.validate: trial {run.number}: SLURM job {slurm_job.job_id} ended without "
                 f"a result ({str(e).strip().splitlines()[-1]}); submitted again "
                 "(hydra.sweeper.requeue)",
                 flush=True,
@@ -236,16 +237,16 @@ def _params(run_dir: Path, launcher: dict[str, Any]) -> dict[str, Any] | None:
     return OmegaConf.to_container(OmegaConf.merge(params, launcher))
 
 
-def _jobs(
+def _runs(
     sweep: Sweep, top: pd.DataFrame, max_session: int, local: bool, launcher: dict[str, Any]
-) -> list[Job]:
+) -> list[Run]:
     search_seeds = _search_seeds(sweep)
-    jobs = []
+    runs = []
     for _, row in top.iterrows():
         number = int(row["trial"])
         seed = _seed(sweep, number, max_session, search_seeds)
-        jobs.append(
-            Job(
+        runs.append(
+            Run(
                 row,
                 number,
                 validation_dir(sweep.dir, number),
@@ -255,31 +256,31 @@ def _jobs(
                 not local and trial_requeue(sweep.trial_dir(number)),
             )
         )
-    return jobs
+    return runs
 
 
-def _run(jobs: list[Job], cwd: Path, max_session: int, slots: int) -> None:
-    """Run the jobs, `slots` at once, each here or as a SLURM job; print how each ended."""
+def _run(runs: list[Run], cwd: Path, max_session: int, slots: int) -> None:
+    """Start the runs, `slots` at once, each here or as a SLURM job; print how each ended."""
 
-    def one(job: Job) -> int:
-        if job.params is None:
-            rc = _start(job.overrides, job.run_dir, cwd).wait()
+    def one(run: Run) -> int:
+        if run.params is None:
+            rc = _start(run.overrides, run.run_dir, cwd).wait()
         else:
-            rc = _submit(job, cwd)
-        status = "done" if rc == 0 else f"failed (exit {rc}): {_error(job.run_dir)}"
-        seeds = f"{job.seed}..{job.seed + max_session - 1}"
-        print(f"rlhp.validate: trial {job.number} (seeds {seeds}) {status}")
+            rc = _submit(run, cwd)
+        status = "done" if rc == 0 else f"failed (exit {rc}): {_error(run.run_dir)}"
+        seeds = f"{run.seed}..{run.seed + max_session - 1}"
+        print(f"rlhp.validate: trial {run.number} (seeds {seeds}) {status}")
         return rc
 
-    with ThreadPoolExecutor(min(slots, len(jobs))) as pool:
-        list(pool.map(one, jobs))
+    with ThreadPoolExecutor(min(slots, len(runs))) as pool:
+        list(pool.map(one, runs))
 
 
-def _result_row(job: Job, max_session: int) -> dict[str, Any]:
-    """The validation table's row of a job: its search score beside its validated one."""
-    row = job.row
+def _result_row(run: Run, max_session: int) -> dict[str, Any]:
+    """The validation table's row of a run: its search score beside its validated one."""
+    row = run.row
     out: dict[str, Any] = {
-        "trial": job.number,
+        "trial": run.number,
         "search_rank": int(row["rank"]),
         "search_score": float(row["objective"]),
         "search_std": _float(row["objective_std"]),
@@ -287,28 +288,28 @@ def _result_row(job: Job, max_session: int) -> dict[str, Any]:
         "validated_mean": math.nan,
         "validated_std": math.nan,
         "validated_sessions": 0,
-        "seeds": f"{job.seed}-{job.seed + max_session - 1}",
+        "seeds": f"{run.seed}-{run.seed + max_session - 1}",
         "state": FAILED,
         "note": "",
     }
-    if not TrialResult.exists(job.run_dir):
-        out["note"] = _error(job.run_dir)
+    if not TrialResult.exists(run.run_dir):
+        out["note"] = _error(run.run_dir)
         return out
-    res = TrialResult.read(job.run_dir)
+    res = TrialResult.read(run.run_dir)
     out["validated_mean"] = float(res.objective)
     out["validated_std"] = float(res.objective_std)
     out["validated_sessions"] = len(res.sessions)
     out["state"] = COMPLETE if math.isfinite(out["validated_mean"]) else FAILED
-    cfg_path = job.run_dir / ".hydra" / "config.yaml"
+    cfg_path = config_path(run.run_dir)
     if cfg_path.is_file():
         cfg = OmegaConf.load(cfg_path)
         out["seeds"] = f"{cfg.seed}-{cfg.seed + len(res.sessions) - 1}"
     return out
 
 
-def _table(sweep: Sweep, jobs: list[Job], max_session: int) -> pd.DataFrame:
+def _table(sweep: Sweep, runs: list[Run], max_session: int) -> pd.DataFrame:
     """validation.csv: best validated first, with the selection bias of each."""
-    df = pd.DataFrame([_result_row(job, max_session) for job in jobs])
+    df = pd.DataFrame([_result_row(run, max_session) for run in runs])
     df.insert(
         df.columns.get_loc("validated_sessions") + 1,
         "bias",
@@ -344,21 +345,21 @@ def validate(
     top = table[table["state"] == COMPLETE].head(top_k)
     if top.empty:
         raise AnalysisError(f"{sweep.dir}: no complete trial to validate")
-    jobs = _jobs(sweep, top, max_session, local, launcher or {})
-    todo = [job for job in jobs if not TrialResult.exists(job.run_dir)]
-    on_slurm = any(job.params is not None for job in todo)
-    if launcher and not any(job.params is not None for job in jobs):
+    runs = _runs(sweep, top, max_session, local, launcher or {})
+    todo = [run for run in runs if not TrialResult.exists(run.run_dir)]
+    on_slurm = any(run.params is not None for run in todo)
+    if launcher and not any(run.params is not None for run in runs):
         raise ValueError("hydra.launcher.* settings are for SLURM jobs; these runs are local")
-    slots = slots or (len(jobs) if on_slurm else os.cpu_count() or 1)
+    slots = slots or (len(runs) if on_slurm else os.cpu_count() or 1)
     print(
-        f"rlhp.validate: top {len(jobs)} of {sweep.dir}, {max_session} fresh seeds each, "
-        f"{len(todo)} to run ({len(jobs) - len(todo)} done before), "
+        f"rlhp.validate: top {len(runs)} of {sweep.dir}, {max_session} fresh seeds each, "
+        f"{len(todo)} to run ({len(runs) - len(todo)} done before), "
         f"{min(slots, max(len(todo), 1))} at once" + (" as SLURM jobs" if on_slurm else ""),
         flush=True,
     )
     if todo:
         _run(todo, _cwd(sweep), max_session, slots)
-    df = _table(sweep, jobs, max_session)
+    df = _table(sweep, runs, max_session)
     write_atomic(sweep.dir / VALIDATION_CSV, df.to_csv(index=False))
     _report(sweep, df, max_session)
     write_table(sweep)  # experiment_df.csv with the validated scores beside the search's

@@ -1,6 +1,8 @@
-"""Paths of a sweep dir, the trial id, and the atomic write."""
+"""Paths of a sweep dir and a run's .hydra/, the trial id, and the atomic write."""
 
 import pytest
+import yaml
+from omegaconf import OmegaConf, open_dict
 
 from rlhp import record
 
@@ -28,3 +30,20 @@ def test_a_writer_that_fails_leaves_the_old_file(tmp_path):
         raise RuntimeError("savefig failed")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["best.png"]
+
+
+def test_write_run_writes_the_hydra_files_a_run_is_read_back_from(tmp_path):
+    cfg = OmegaConf.create({"seed": 3, "algo": {"lr": 0.01, "lr_end": "${.lr}"}, "hydra": {}})
+    with open_dict(cfg):
+        hydra = cfg.pop("hydra")
+    hydra.sweep = {"subdir": "${hydra.job.num}"}
+    run_dir = record.trial_dir(tmp_path, 5)
+    record.write_run(run_dir, cfg, ["algo.lr=0.01", "seed=3"], hydra)
+    assert record.config_path(run_dir) == run_dir / ".hydra" / "config.yaml"
+    assert yaml.safe_load(record.config_path(run_dir).read_text()) == {
+        "seed": 3,
+        "algo": {"lr": 0.01, "lr_end": 0.01},  # resolved, without a hydra node
+    }
+    assert yaml.safe_load(record.overrides_path(run_dir).read_text()) == ["algo.lr=0.01", "seed=3"]
+    hydra_yaml = yaml.safe_load(record.hydra_path(run_dir).read_text())
+    assert hydra_yaml == {"hydra": {"sweep": {"subdir": "${hydra.job.num}"}}}  # as Hydra's

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from rlhp.record import Sweep, write_atomic
+from rlhp.record import Sweep, config_path, overrides_path, write_atomic
 
 log = logging.getLogger("rlhp.analyze")
 TOP = 5  # configurations in best.yaml + top_k/ and in importance.yaml
@@ -50,7 +50,7 @@ def app_args(sweep: Sweep) -> list[str]:
 
 def trial_overrides(sweep: Sweep, number: int) -> list[str] | None:
     """The trial's own overrides (.hydra/overrides.yaml), None if it has none."""
-    path = sweep.trial_dir(number) / ".hydra" / "overrides.yaml"
+    path = overrides_path(sweep.trial_dir(number))
     if not path.is_file():
         return None
     return [str(o) for o in OmegaConf.to_container(OmegaConf.load(path))]
@@ -68,7 +68,7 @@ def config_text(sweep: Sweep, row: pd.Series, header: list[str]) -> str | None:
     """The trial's composed config (minus hydra's node) with a small hydra node of its own, so
     a run writes where the app's runs do; None if the trial folder has no config."""
     number = int(row["trial"])
-    path = sweep.trial_dir(number) / ".hydra" / "config.yaml"
+    path = config_path(sweep.trial_dir(number))
     if not path.is_file():
         return None
     cfg = OmegaConf.load(path)

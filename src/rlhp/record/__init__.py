@@ -5,8 +5,8 @@
       sweep.yaml             its study (storage, name, id) and the settings of its first launch
       state.yaml             the sweeper's progress (counts, running trials, best, eta)
       asha/                  the ASHA coordinator's rungs and decisions (rlhp.asha)
-      N/                     trial N: .hydra/, metrics.csv, session<s>/ (TensorBoard), checkpoints,
-                             result.yaml
+      N/                     trial N: .hydra/ (its config, overrides, Hydra node: write_run),
+                             metrics.csv, session<s>/ (TensorBoard), checkpoints, result.yaml
       populations/J/         population job J of a batched search (its inbox, its log)
       validation/trialN/     trial N's validation re-run; validation.csv beside
       experiment_df.csv ...  the analysis (rlhp.analyze)
@@ -19,20 +19,28 @@ state vocabulary of `state` / `label`.
 
 from rlhp.record._layout import (
     ASHA,
+    CONFIG,
+    HYDRA,
+    HYDRA_DIR,
     JOB_BASE,
     JOURNAL,
     METRICS,
+    OVERRIDES,
     POPULATIONS,
     RESULT,
     STATE,
     SWEEP,
     VALIDATION_CSV,
+    config_path,
+    hydra_path,
+    overrides_path,
     population_dir,
     replacing,
     trial_dir,
     trial_number,
     validation_dir,
     write_atomic,
+    write_run,
 )
 from rlhp.record._result import TrialResult, recorded
 from rlhp.record._states import (
@@ -54,10 +62,14 @@ from rlhp.record._sweep import AnalysisError, Sweep, decode, load, pinned, valid
 __all__ = [
     "ASHA",
     "COMPLETE",
+    "CONFIG",
     "FAILED",
+    "HYDRA",
+    "HYDRA_DIR",
     "JOB_BASE",
     "JOURNAL",
     "METRICS",
+    "OVERRIDES",
     "POPULATIONS",
     "REJECTED",
     "RESULT",
@@ -71,12 +83,15 @@ __all__ = [
     "AnalysisError",
     "Sweep",
     "TrialResult",
+    "config_path",
     "decode",
     "disk_errno",
+    "hydra_path",
     "label",
     "load",
     "journal_path",
     "open_storage",
+    "overrides_path",
     "pinned",
     "population_dir",
     "recorded",
@@ -89,4 +104,5 @@ __all__ = [
     "validation_dir",
     "validation_table",
     "write_atomic",
+    "write_run",
 ]

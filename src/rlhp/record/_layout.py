@@ -1,10 +1,13 @@
-"""Where things are in a sweep directory, the trial id, and the one atomic write."""
+"""Where things are in a sweep directory and a run's folder, the trial id, and the one atomic
+write."""
 
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
 
 JOURNAL = "study.journal"  # the study, unless hydra.sweeper.storage names another storage
 STATE = "state.yaml"  # the sweeper's progress
@@ -16,6 +19,10 @@ POPULATIONS = "populations"  # population jobs of a batched search, by job numbe
 VALIDATION = "validation"  # validation re-runs, one folder per validated trial
 VALIDATION_CSV = "validation.csv"  # the validation table (rlhp.validate writes it)
 JOB_BASE = 1_000_000  # population job N is launcher job JOB_BASE + N, apart from trial numbers
+HYDRA_DIR = ".hydra"  # in a run folder: the config it ran with, as Hydra writes it
+CONFIG = "config.yaml"  # the run's config, without its hydra node
+OVERRIDES = "overrides.yaml"  # the run's command-line overrides
+HYDRA = "hydra.yaml"  # {"hydra": the run's Hydra node}
 
 
 def trial_dir(sweep_dir: Path, number: int) -> Path:
@@ -37,6 +44,28 @@ def population_dir(sweep_dir: Path, job: int) -> Path:
 def validation_dir(sweep_dir: Path, number: int) -> Path:
     """Where trial `number`'s validation re-run trains."""
     return sweep_dir / VALIDATION / f"trial{number}"
+
+
+def config_path(run_dir: Path) -> Path:
+    return run_dir / HYDRA_DIR / CONFIG
+
+
+def overrides_path(run_dir: Path) -> Path:
+    return run_dir / HYDRA_DIR / OVERRIDES
+
+
+def hydra_path(run_dir: Path) -> Path:
+    return run_dir / HYDRA_DIR / HYDRA
+
+
+def write_run(run_dir: Path, cfg: DictConfig, overrides: list[str], hydra: DictConfig) -> None:
+    """A run's .hydra/ as Hydra writes it when its job starts: `hydra` (the Hydra node),
+    `overrides`, then `cfg` (the config without its hydra node) resolved, last, as the run's
+    start (`rlhp.sweep` reads its time)."""
+    hydra_path(run_dir).parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save({"hydra": hydra}, hydra_path(run_dir))
+    OmegaConf.save(OmegaConf.create(overrides), overrides_path(run_dir))
+    OmegaConf.save(cfg, config_path(run_dir), resolve=True)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from rlhp.analysis import experiment_df
-from rlhp.record import Sweep, decode, load
+from rlhp.record import Sweep, config_path, decode, hydra_path, load
 from rlhp.spec._preset import SpecError, to_yaml
 
 
@@ -41,11 +41,11 @@ def _narrow(dist: Any, values: list, pad: float) -> str | Any:
 
 def _best_config(sweep: Sweep, number: int) -> tuple[dict, DictConfig]:
     """(resolved config, Hydra config) trial `number` ran with."""
-    hydra_dir = sweep.trial_dir(number) / ".hydra"
-    if not (hydra_dir / "config.yaml").is_file() or not (hydra_dir / "hydra.yaml").is_file():
+    run_dir = sweep.trial_dir(number)
+    if not config_path(run_dir).is_file() or not hydra_path(run_dir).is_file():
         raise SpecError(f"trial {number} has no .hydra/config.yaml: cannot write the preset")
-    cfg = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"), resolve=True)
-    return cfg, OmegaConf.load(hydra_dir / "hydra.yaml").hydra
+    cfg = OmegaConf.to_container(OmegaConf.load(config_path(run_dir)), resolve=True)
+    return cfg, OmegaConf.load(hydra_path(run_dir)).hydra
 
 
 def _narrowed(sweep: Sweep, top: pd.DataFrame, pad: float) -> dict[str, Any]:

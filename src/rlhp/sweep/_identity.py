@@ -85,7 +85,7 @@ def folder_params(run_dir: Path) -> dict[str, str] | None:
     """The searched values a trial folder was launched with (its .hydra/overrides.yaml), None
     when it has none."""
     try:
-        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+        overrides = yaml.safe_load(record.overrides_path(run_dir).read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return None
     if not isinstance(overrides, list):

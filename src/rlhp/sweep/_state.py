@@ -67,7 +67,7 @@ def started(run_dir: Path, since: float) -> bool:
     """Whether a launched trial's job has started since `since` (a queued SLURM job has not):
     Hydra writes the run's .hydra/config.yaml when its job starts."""
     try:
-        return (run_dir / ".hydra" / "config.yaml").stat().st_mtime >= since - CLOCK_SKEW_S
+        return record.config_path(run_dir).stat().st_mtime >= since - CLOCK_SKEW_S
     except OSError:
         return False
 
