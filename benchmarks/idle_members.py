@@ -52,7 +52,7 @@ def work(slots: int, active: int, rollouts: int) -> dict:
     for k, cfg in enumerate(cfgs):
         agent.set_member(k, cfg.algo, cfg.seed)
     agent.active[active:] = False
-    mask = agent.active.numpy() if "active" in inspect.signature(env.step).parameters else None
+    mask = agent.active.host if "active" in inspect.signature(env.step).parameters else None
     step = env.step if mask is None else lambda action: env.step(action, mask)
     obs, frames = env.reset([c.seed for c in cfgs]), np.zeros(slots, np.int64)
     done, cpu, wall = 0, 0.0, 0.0

@@ -262,3 +262,48 @@ def test_an_idle_members_env_copies_are_not_stepped(env):
     for stats in ("obs_rms", "ret_rms"):
         for key, value in before[-1][stats].items():
             np.testing.assert_array_equal(value, after[-1][stats][key])
+
+
+def test_the_loop_reads_a_host_mirror_of_the_active_mask_kept_in_step(tmp_path):
+    """The loop reads which members are active from a numpy mirror (no device sync a step); it
+    equals the device's mask before every env step, after every update and as each member ends:
+    a member failed by a non-finite loss, its slot refilled, a member stopped, one done."""
+    cfgs = [config(*CASES["ppo"], *h, "env.max_frame=1024") for h in HPARAMS]
+    stopped = Member(cfgs[0], tmp_path / "stopped", reporter=lambda frame, value: False)
+    queue = [Member(cfgs[2], tmp_path / "refill")]
+    masks = []
+
+    def in_step(where: str) -> None:
+        host = agent.active.host.tolist()
+        assert host == agent.active.tensor.tolist(), where
+        if not masks or masks[-1][1] != host:
+            masks.append((where, host))
+
+    population = Population(
+        [stopped, Member(cfgs[1], tmp_path / "failed"), Member(cfgs[2], tmp_path / "m2")],
+        CPU,
+        refill=lambda: queue.pop() if queue else None,
+        on_finish=lambda member: in_step(f"end {member.run_dir.name}"),
+    )
+    agent, env_step, update = population.agent, population.env.step, population.agent.update
+    agent.model.flat[1] = float("nan")  # member 1's weights are poisoned
+
+    def step(action, active=None):
+        in_step("step")
+        return env_step(action, active)
+
+    def checked_update(frames):
+        losses = update(frames)
+        in_step("update")
+        return losses
+
+    population.env.step, agent.update = step, checked_update
+    population.run()
+    assert masks == [
+        ("step", [True, True, True]),
+        ("update", [True, False, True]),  # member 1's loss went NaN
+        ("step", [True, True, True]),  # its slot refilled
+        ("end stopped", [False, True, True]),
+        ("end m2", [False, True, False]),
+        ("end refill", [False, False, False]),
+    ]

@@ -158,7 +158,7 @@ class Population:
                     time.sleep(0.2)
                     self._fill()
                     continue
-                active = agent.active.cpu().numpy()  # idle members' copies do not step
+                active = agent.active.host  # idle members' copies do not step (no device sync)
                 step = env.step(agent.act(self.obs), None if active.all() else active)
                 self.obs, reward, terminated, truncated, final_obs = step
                 frames += num_envs

@@ -28,9 +28,29 @@ def pick(param: torch.Tensor, ks: torch.Tensor | None) -> torch.Tensor:
     return param if ks is None else param[ks]
 
 
-def running(active: torch.Tensor) -> torch.Tensor | None:
-    """The indices `ks` of the active members ([K] bool), or None when all K are (no gather)."""
-    return None if bool(active.all()) else active.nonzero().squeeze(1)
+class Active:
+    """Which of K members train, twice: `tensor` ([K] bool on the agent's device) for its math,
+    `host` (numpy) for the loop and the agent's host-side indexing, read with no device sync.
+    `active[k] = value` sets both. A member whose loss goes non-finite leaves `tensor` in the
+    update's math; `fail` mirrors that into `host` from the [K] losses the update returns."""
+
+    def __init__(self, members: int, device: torch.device):
+        self.tensor = torch.ones(members, dtype=torch.bool, device=device)
+        self.host = np.ones(members, bool)
+
+    def __setitem__(self, k, value: bool) -> None:
+        self.tensor[k] = value
+        self.host[k] = value
+
+    def fail(self, failed: np.ndarray) -> None:
+        """The members whose loss went non-finite in this update (`failed` nonzero) leave."""
+        self.host &= failed == 0
+
+    def ks(self) -> torch.Tensor | None:
+        """The indices of the active members on the device, or None when all K are (no gather)."""
+        if self.host.all():
+            return None
+        return torch.as_tensor(np.flatnonzero(self.host), device=self.tensor.device)
 
 
 def per_member(x: torch.Tensor, members: int, ks: torch.Tensor | None = None) -> torch.Tensor:

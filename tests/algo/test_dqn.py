@@ -198,7 +198,7 @@ def test_a_member_with_a_non_finite_loss_fails_alone():
     before = agent.q_net.flat.clone()
     out = step(agent, [1, 1, 1], reward=1.0)
     assert np.isnan(out["failed"][1]) and out["failed"][0] == out["failed"][2] == 0
-    assert agent.active.tolist() == [True, False, True]
+    assert agent.active.tensor.tolist() == agent.active.host.tolist() == [True, False, True]
     assert (agent.optimizer.exp_avg[1] == 0).all()  # member 1 never stepped
     out = step(agent, [2, 2, 2], reward=1.0)
     assert np.isfinite(out["q_loss"][[0, 2]]).all() and np.isnan(out["q_loss"][1])

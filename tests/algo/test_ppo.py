@@ -151,5 +151,5 @@ def test_a_non_finite_loss_fails_the_member_and_freezes_it():
     before = agent.model.flat.clone()
     result = agent.update(frames=np.array([4]))
     assert np.isnan(result["failed"][0])
-    assert not agent.active[0]
+    assert not agent.active.tensor[0] and not agent.active.host[0]
     torch.testing.assert_close(agent.model.flat, before)  # lr 0: left as it was

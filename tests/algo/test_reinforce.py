@@ -92,7 +92,7 @@ def test_a_non_finite_loss_fails_the_member_and_freezes_it():
     before = agent.model.flat.clone()
     result = agent.update(np.array([2, 2]))
     assert np.isnan(result["failed"][0]) and result["failed"][1] == 0
-    assert agent.active.tolist() == [False, True]
+    assert agent.active.tensor.tolist() == agent.active.host.tolist() == [False, True]
     torch.testing.assert_close(agent.model.flat[0], before[0])
     assert not torch.equal(agent.model.flat[1], before[1])
 

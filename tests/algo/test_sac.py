@@ -152,7 +152,7 @@ def test_a_member_whose_loss_is_not_finite_fails_alone():
     before = agent.actor.flat.clone()
     out = agent.update(np.array([9, 9]))
     assert np.isnan(out["failed"][1]) and out["failed"][0] == 0
-    assert agent.active.tolist() == [True, False]
+    assert agent.active.tensor.tolist() == agent.active.host.tolist() == [True, False]
     assert torch.isfinite(agent.actor.flat[0]).all()
     assert not torch.equal(agent.actor.flat[0], before[0])  # member 0 trained on
     assert torch.equal(agent.actor.flat[1], before[1])

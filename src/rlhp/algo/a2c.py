@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from rlhp import config
 from rlhp.algo import plain
 from rlhp.algo.rollout import OnPolicy
-from rlhp.stack import per_member, pick, running, spread
+from rlhp.stack import per_member, pick, spread
 
 MEMBER_KEYS = config.MEMBER_KEYS["a2c"]
 
@@ -30,7 +30,7 @@ class A2C(OnPolicy):
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs, ks = self.rollout.tensor(obs), running(self.active)
+        obs, ks = self.rollout.tensor(obs), self.active.ks()
         action = self.model.sample(self.model.logits(per_member(obs, self.members, ks), ks), ks)
         action = spread(action, ks, self.members).flatten(0, 1)
         self.rollout.add(obs, action)
@@ -44,7 +44,7 @@ class A2C(OnPolicy):
         if not rollout.full:
             return None
         rollout.step = 0
-        ks = running(self.active)  # the members that train; the idle ones cost nothing
+        ks = self.active.ks()  # the members that train; the idle ones cost nothing
         lrs, lr = self.annealed("lr", frames)
         obs, actions = rollout.by_member(rollout.obs, ks), rollout.by_member(rollout.actions, ks)
         logits, values = self.model.logits_value(obs, ks)
@@ -58,7 +58,8 @@ class A2C(OnPolicy):
         value_loss = 0.5 * ((returns - values) ** 2).mean(1)
         loss = policy_loss + pick(hp.val_loss_coef, ks) * value_loss
         loss = loss - pick(hp.entropy_coef, ks) * entropy
-        failed = self.step(loss, lr, ks)
+        failed = self.step(loss, lr, ks).cpu().numpy()
+        self.active.fail(failed)
         losses = torch.stack([policy_loss, value_loss, entropy]).detach().T
         losses = spread(losses, ks, self.members, float("nan")).T.cpu().numpy()
         return {
@@ -66,5 +67,5 @@ class A2C(OnPolicy):
             "value_loss": losses[1],
             "entropy": losses[2],
             "lr": lrs,
-            "failed": failed.cpu().numpy(),
+            "failed": failed,
         }

@@ -30,7 +30,7 @@ from rlhp.algo._schedule import crossed, linear
 from rlhp.algo.replay import ReplayMemory
 from rlhp.config import flatten
 from rlhp.optim import StackedAdam, clip_grad_norm
-from rlhp.stack import MemberParams, StackedQNetwork, pick, running
+from rlhp.stack import Active, MemberParams, StackedQNetwork, pick
 
 MEMBER_KEYS = config.MEMBER_KEYS["dqn"]
 
@@ -118,7 +118,7 @@ class DQN:
             prioritized=cfg.prioritized,
             frame_stack=obs_shape[0] if net == "cnn" else 1,
         )
-        self.active = torch.ones(self.members, dtype=torch.bool, device=device)
+        self.active = Active(self.members, device)
         self.frames = np.zeros(self.members, np.int64)  # each member's frames at the last update
         self.obs: np.ndarray | None = None
         self.action: np.ndarray | None = None
@@ -143,7 +143,7 @@ class DQN:
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Epsilon-greedy actions of the active members (idle members' rows: 0); member k draws
         from its own generator (a uniform, then a random action, for each of its copies)."""
-        ks = running(self.active)
+        ks = self.active.ks()
         greedy = self.q_net(pick(self.tensor(obs), ks), ks).argmax(-1)
         n, device = self.num_envs, self.device
         draws = [
@@ -169,14 +169,14 @@ class DQN:
     def observe(self, next_obs, reward, terminated, truncated, final_obs) -> None:
         """The step into the replay memories of the active members."""
         step = (self.obs, self.action, reward, terminated, truncated, next_obs, final_obs)
-        self.memory.add(*step, members=np.flatnonzero(self.active.cpu().numpy()))
+        self.memory.add(*step, members=np.flatnonzero(self.active.host))
 
     def update(self, frames: np.ndarray) -> dict[str, np.ndarray] | None:
         """Each member's target update and gradient steps due at its frame count; returns [K]
         arrays (q_loss and q_mean NaN for members that did not train now) with `failed`: the
         loss of a member whose loss went non-finite now, 0 for the others."""
         hp, last, self.frames = self.hp.exact, self.frames, frames.copy()
-        active = self.active.cpu().numpy()
+        active = self.active.host
         sync = targets_due(last, frames, hp) & active
         if sync.any():
             tau = np.where(sync, hp["tau"], 0.0)  # lerp by 0 leaves a target exactly as it is
@@ -195,12 +195,14 @@ class DQN:
             stats += torch.where(mask, torch.stack([loss, q_mean, torch.ones_like(loss)]), 0.0)
             failed = torch.where(now != 0, now, failed)
         q_loss, q_mean = (stats[:2] / stats[2]).cpu().numpy()  # 0 / 0: NaN where none trained
+        failed = failed.cpu().numpy()
+        self.active.fail(failed)
         return {
             "q_loss": q_loss,
             "q_mean": q_mean,
             "epsilon": epsilon(hp, frames),
             "lr": lrs,
-            "failed": failed.cpu().numpy(),
+            "failed": failed,
         }
 
     def gradient_step(
@@ -220,7 +222,7 @@ class DQN:
         mask[rows] = torch.isfinite(loss.detach())
         now = torch.zeros_like(mask)
         now[rows] = ~mask[rows]
-        self.active &= ~now
+        self.active.tensor &= ~now
         self.q_net.grad.zero_()
         # where and masked_fill, not a mask product: NaN * 0 would still be NaN
         torch.where(mask[rows], loss, 0.0).sum().backward()

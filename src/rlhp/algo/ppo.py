@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from rlhp import config
 from rlhp.algo.rollout import OnPolicy
-from rlhp.stack import per_member, pick, running, spread
+from rlhp.stack import per_member, pick, spread
 
 MEMBER_KEYS = config.MEMBER_KEYS["ppo"]
 
@@ -54,7 +54,7 @@ class PPO(OnPolicy):
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        obs, ks = self.rollout.tensor(obs), running(self.active)
+        obs, ks = self.rollout.tensor(obs), self.active.ks()
         logits, value = self.model.logits_value(per_member(obs, self.members, ks), ks)
         action = self.model.sample(logits, ks)
         logp = self.model.log_prob(self.model.distribution(logits, ks), action)
@@ -70,7 +70,7 @@ class PPO(OnPolicy):
         if not self.rollout.full:
             return None
         self.rollout.step = 0
-        ks = running(self.active)  # the members that train; the idle ones cost nothing
+        ks = self.active.ks()  # the members that train; the idle ones cost nothing
         lrs, lr = self.annealed("lr", frames)
         clip_eps = pick(self.annealed("clip_eps", frames)[1], ks).unsqueeze(1)
         data = self.samples(ks)
@@ -91,12 +91,14 @@ class PPO(OnPolicy):
                 stats.append(losses)
         stats = spread(torch.stack(stats).mean(0).T, ks, self.members, float("nan"))
         policy_loss, value_loss, entropy = stats.T.cpu().numpy()
+        failed = failed.cpu().numpy()
+        self.active.fail(failed)
         return {
             "policy_loss": policy_loss,
             "value_loss": value_loss,
             "entropy": entropy,
             "lr": lrs,
-            "failed": failed.cpu().numpy(),
+            "failed": failed,
         }
 
     def samples(self, ks: torch.Tensor | None) -> SimpleNamespace:

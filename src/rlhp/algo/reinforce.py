@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pad_sequence
 from rlhp import config, optim
 from rlhp.algo import plain
 from rlhp.algo._schedule import linear
-from rlhp.stack import MemberParams, StackedActorCritic, per_member, running, spread
+from rlhp.stack import Active, MemberParams, StackedActorCritic, per_member, spread
 
 MEMBER_KEYS = config.MEMBER_KEYS["reinforce"]
 
@@ -146,7 +146,7 @@ class REINFORCE:
         ).to(device)
         self.optimizer = optim.StackedAdam(self.model.flat, self.model.grad)
         self.hp = MemberParams(self.member_keys, cfgs, device)
-        self.active = torch.ones(self.members, dtype=torch.bool, device=device)
+        self.active = Active(self.members, device)
         self.obs_dtype = torch.uint8 if net == "cnn" else torch.float32
         copies = self.members * self.num_envs
         self.steps = RunningSteps(
@@ -171,7 +171,7 @@ class REINFORCE:
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        self.obs, ks = self.tensor(obs), running(self.active)
+        self.obs, ks = self.tensor(obs), self.active.ks()
         logits = self.model.logits(per_member(self.obs, self.members, ks), ks)
         action = self.model.sample(logits, ks)
         self.action = spread(action, ks, self.members).flatten(0, 1)
@@ -188,7 +188,7 @@ class REINFORCE:
         """Record the step; each active member's copy whose episode ended hands it, with its
         discounted returns, to the member's batch."""
         self.steps.add(self.obs, self.action, reward)
-        idle = ~self.active.cpu().numpy().repeat(self.num_envs)
+        idle = ~self.active.host.repeat(self.num_envs)
         self.steps.restart(idle)  # an idle member's copies keep no steps
         ended = np.flatnonzero((terminated | truncated) & ~idle)
         last_values = self.last_values(terminated, truncated, final_obs, ended)
@@ -265,7 +265,7 @@ class REINFORCE:
         out of this and every later step. Returns the non-finite loss of each member that failed
         now, 0 for the others ([K])."""
         failed = ~torch.isfinite(loss.detach())
-        self.active[ks[failed]] = False
+        self.active.tensor[ks[failed]] = False
         self.model.grad.zero_()
         # where, not a mask product: NaN * 0 would still be NaN
         torch.where(failed, 0.0, loss).sum().backward()
@@ -273,7 +273,9 @@ class REINFORCE:
         train = torch.zeros(self.members, dtype=torch.bool, device=self.device)
         train[ks[~failed]] = True
         self.optimizer.step(lr, train)
-        return spread(torch.where(failed, loss.detach(), 0.0), ks, self.members).cpu().numpy()
+        failed = spread(torch.where(failed, loss.detach(), 0.0), ks, self.members).cpu().numpy()
+        self.active.fail(failed)
+        return failed
 
     def member_state(self, k: int) -> dict:
         """Member k's weights, generator, optimiser state and the ended episodes of its batch."""

@@ -11,7 +11,7 @@ import torch
 from rlhp import optim
 from rlhp.algo import plain
 from rlhp.algo._schedule import linear
-from rlhp.stack import MemberParams, StackedActorCritic, per_member, pick, running, spread
+from rlhp.stack import Active, MemberParams, StackedActorCritic, per_member, pick, spread
 
 
 def gae(
@@ -118,7 +118,7 @@ class OnPolicy:
     actor-critic, per-member hyperparameters (`member_keys`, [K] tensors) and one rollout.
 
     Arrays in and out are [K * num_envs, ...], member k owning rows k * num_envs ... Only the
-    members in `active` run (rlhp.stack.running: their indices `ks`): an idle member is not
+    members in `active` run (rlhp.stack.Active: their indices `ks`): an idle member is not
     forwarded, sampled or back-propagated, its weights, optimiser state and generator stay as
     they are, and its rows of the actions and the rollout are zeros.
     """
@@ -141,7 +141,7 @@ class OnPolicy:
         self.optimizer = optim.make(optimizer, self.model.flat, self.model.grad)
         self.hp = MemberParams(self.member_keys, cfgs, device)
         self.gammas = self.hp.gamma.repeat_interleave(self.num_envs)
-        self.active = torch.ones(self.members, dtype=torch.bool, device=device)
+        self.active = Active(self.members, device)
         self.rollout = Rollout(
             cfg.time_horizon,
             self.num_envs,
@@ -174,7 +174,7 @@ class OnPolicy:
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(obs) for [K * num_envs, ...] observations (0 for the idle members)."""
-        ks = running(self.active)
+        ks = self.active.ks()
         value = self.model.value(per_member(obs, self.members, ks), ks)
         return spread(value, ks, self.members).flatten()
 
@@ -216,17 +216,17 @@ class OnPolicy:
         """One optimiser step of the members ks on their losses [A]: a member whose loss is
         not finite is marked failed and left out of this and every later step; the idle
         members' weights and optimiser state stay as they are. Returns the non-finite loss of
-        each member that failed now, 0 for the others ([K])."""
-        loss = spread(loss, ks, self.members)
-        failed = ~torch.isfinite(loss.detach()) & self.active
-        self.active &= ~failed
+        each member that failed now, 0 for the others ([K]; the update mirrors it: `fail`)."""
+        loss, active = spread(loss, ks, self.members), self.active.tensor
+        failed = ~torch.isfinite(loss.detach()) & active
+        active &= ~failed
         self.model.grad.zero_()
         # where and masked_fill, not a mask product: NaN * 0 would still be NaN
-        torch.where(self.active, loss, 0.0).sum().backward()
-        if not bool(pick(self.active, ks).all()):  # one failed in this update: NaN gradient
-            self.model.grad.masked_fill_(~self.active.unsqueeze(1), 0.0)
+        torch.where(active, loss, 0.0).sum().backward()
+        if not bool(pick(active, ks).all()):  # one failed in this update: NaN gradient
+            self.model.grad.masked_fill_(~active.unsqueeze(1), 0.0)
         optim.clip_grad_norm(self.model.grad, self.hp.clip_grad_val)
-        self.optimizer.step(lr, None if bool(self.active.all()) else self.active)
+        self.optimizer.step(lr, None if bool(active.all()) else active)
         return torch.where(failed, loss.detach(), 0.0)
 
     def member_state(self, k: int) -> dict:

@@ -26,7 +26,7 @@ from rlhp import config, optim
 from rlhp.algo import plain
 from rlhp.algo._schedule import updates_due
 from rlhp.algo.replay import ReplayMemory
-from rlhp.stack import MemberParams, Stacked, StackedSACActor, StackedTwinQ
+from rlhp.stack import Active, MemberParams, Stacked, StackedSACActor, StackedTwinQ
 
 MEMBER_KEYS = config.MEMBER_KEYS["sac"]
 
@@ -87,7 +87,7 @@ class SAC:
             torch.float32, device,
         )  # fmt: skip
         self.hp = MemberParams(MEMBER_KEYS, cfgs, device)
-        self.active = torch.ones(k, dtype=torch.bool, device=device)
+        self.active = Active(k, device)
         self.frames = np.zeros(k, np.int64)  # each member's frames at the last update()
         self.failed = torch.zeros(k, device=device)  # non-finite losses of this update()
         self.obs: np.ndarray | None = None
@@ -131,7 +131,7 @@ class SAC:
     def act(self, obs: np.ndarray) -> np.ndarray:
         k, n = self.members, self.num_envs
         self.obs = obs.reshape(k * n, -1)
-        active = self.active.cpu().numpy()
+        active = self.active.host
         random = self.frames < self.hp.exact["learning_starts"]
         action = torch.zeros(k, n, self.act_dim, device=self.device)
         if (members := np.flatnonzero(active & random)).size:
@@ -157,7 +157,7 @@ class SAC:
         flat = lambda x: None if x is None else x.reshape(rows, -1)  # noqa: E731
         self.memory.add(
             self.obs, self.action, reward, terminated, truncated, flat(next_obs), flat(final_obs),
-            members=np.flatnonzero(self.active.cpu().numpy()),
+            members=np.flatnonzero(self.active.host),
         )  # fmt: skip
 
     def step(
@@ -166,13 +166,14 @@ class SAC:
         """One optimiser step of `net` on the losses [M] of the members `idx`, each with its lr
         and gradient-norm clip; a member whose loss is not finite is marked failed and left out
         of this and every later step."""
-        ok = torch.isfinite(loss.detach()) & self.active[idx]
-        self.failed[idx] = torch.where(self.active[idx] & ~ok, loss.detach(), self.failed[idx])
-        self.active[idx] = ok
+        active = self.active.tensor
+        ok = torch.isfinite(loss.detach()) & active[idx]
+        self.failed[idx] = torch.where(active[idx] & ~ok, loss.detach(), self.failed[idx])
+        active[idx] = ok
         net.grad.zero_()
         # where, not a mask product: NaN * 0 would still be NaN
         torch.where(ok, loss, 0.0).sum().backward()
-        mask = torch.zeros_like(self.active)
+        mask = torch.zeros_like(active)
         mask[idx] = ok
         net.grad.masked_fill_(~mask.unsqueeze(1), 0.0)
         optim.clip_grad_norm(net.grad, self.hp.clip_grad_val)
@@ -191,8 +192,8 @@ class SAC:
         idx = torch.as_tensor(members, device=self.device)
         # temperature: J(alpha) = E[-alpha (log pi(a|s) + target entropy)], by its gradient
         action, logp = self.policy(obs, members, ks)
-        auto = torch.zeros_like(self.active)
-        auto[idx] = (hp.auto_alpha[idx] > 0) & self.active[idx]
+        auto = torch.zeros_like(self.active.tensor)
+        auto[idx] = (hp.auto_alpha[idx] > 0) & self.active.tensor[idx]
         self.alpha_grad[idx] = -(logp.detach() + self.target_entropy).mean(1, keepdim=True)
         self.alpha_optimizer.step(hp.lr * auto, self.gather(auto, len(members)))
         alpha = self.log_alpha[idx].exp()  # [M, 1]
@@ -219,7 +220,7 @@ class SAC:
 
     def due(self, last: np.ndarray, frames: np.ndarray) -> np.ndarray:
         """Gradient steps each active member owes as its frames move from `last` to `frames`."""
-        hp, active = self.hp.exact, self.active.cpu().numpy()
+        hp, active = self.hp.exact, self.active.host
         keys = ("learning_starts", "training_frequency", "training_iter")
         return np.array([
             updates_due(int(last[k]), int(frames[k]), *(int(hp[key][k]) for key in keys))
@@ -239,7 +240,8 @@ class SAC:
         self.failed.zero_()
         sums = torch.zeros(4, self.members, device=self.device)
         for i in range(due.max()):
-            members = np.flatnonzero((due > i) & self.active.cpu().numpy())
+            # the device's mask: a member that failed in this update is out of the next steps
+            members = np.flatnonzero((due > i) & self.active.tensor.cpu().numpy())
             if members.size == 0:
                 break
             batch = self.memory.sample(members, self.cfg.batch_size)
@@ -247,13 +249,15 @@ class SAC:
         mean = (sums / torch.as_tensor(due, device=self.device)).cpu().numpy()
         trained = due > 0
         q_loss, policy_loss, alpha, entropy = np.where(trained, mean, np.nan)
+        failed = self.failed.cpu().numpy()
+        self.active.fail(failed)
         return {
             "q_loss": q_loss,
             "policy_loss": policy_loss,
             "alpha": alpha,
             "entropy": entropy,
             "lr": np.where(trained, self.hp.exact["lr"], np.nan),
-            "failed": self.failed.cpu().numpy(),
+            "failed": failed,
         }
 
     def member_state(self, k: int) -> dict:
