@@ -7,6 +7,7 @@ venv="${1:-${ZOO_VENV:-/tmp/rlhp-zoo-venv}}"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install -q "torch==2.13.0" rl_zoo3
+# pandas: the zoo writes its optimisation report with it
+"$venv/bin/pip" install -q "torch==2.13.0" rl_zoo3 pandas
 "$venv/bin/python" -c "import rl_zoo3, stable_baselines3, optuna; print('zoo venv:', '$venv', \
 'rl_zoo3', rl_zoo3.__version__, 'sb3', stable_baselines3.__version__, 'optuna', optuna.__version__)"
