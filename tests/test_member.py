@@ -1,24 +1,15 @@
 """A member's greedy evaluation: episodes against plain gymnasium, and what it reports to ASHA."""
 
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from _helpers import config
 
 from rlhp.env import VecEnv
 from rlhp.member import EVAL_SEED, Member, evaluate
 from rlhp.population import Population
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def config(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF)):
-        return compose("config", overrides=list(overrides))
 
 
 class LeanWithThePole:

@@ -2,15 +2,11 @@
 train in lockstep (ASHA sees the mean over their seeds) and whose stopped members' slots are
 refilled; a DQN population killed with SIGKILL resumes every member with its replay memory."""
 
-import json
-import signal
-import time
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _helpers import assert_asha_judged_the_mean_of_two_sessions, kill_once_checkpointed
 from optuna.trial import TrialState
 from sweep._cli import load_study, output, run_sweep, trial_dirs
 
@@ -43,11 +39,6 @@ SEARCHES = {
 }
 
 
-def decisions(sweep_dir: Path) -> list[dict]:
-    path = sweep_dir / "asha" / "decisions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 @pytest.mark.parametrize("preset", list(SEARCHES))
 def test_batched_search_in_lockstep_with_asha_refill(preset, tmp_path):
     sweep = tmp_path / "sweep"
@@ -72,17 +63,9 @@ def test_batched_search_in_lockstep_with_asha_refill(preset, tmp_path):
     assert any(t.state == TrialState.PRUNED for t in study.trials), "ASHA stopped no trial"
     first_done = min(t.datetime_complete for t in study.trials)
     assert sum(t.datetime_start > first_done for t in study.trials) >= 2  # slots refilled
-    reports = [d for d in decisions(sweep) if d["value"] == d["value"]]  # not NaN
-    assert reports
-    for d in reports:  # ASHA judged each trial by the mean over its two seeds
-        df = pd.read_csv(sweep / d["trial"] / "metrics.csv")
-        at = df[df.frame == d["frame"]]
-        assert sorted(at.session) == [0, 1]
-        assert d["value"] == pytest.approx(at.total_reward_ma.mean())
+    assert_asha_judged_the_mean_of_two_sessions(sweep)
     for n in trial_dirs(sweep):
         df = pd.read_csv(sweep / str(n) / "metrics.csv")
-        ends = df.groupby("session").frame.max()
-        assert ends[0] == ends[1]  # stopped or finished together
         losses = df.dropna(subset=["q_loss"])
         assert len(losses) and np.isfinite(losses.q_loss).all()
         # two seeds, two different runs
@@ -102,14 +85,7 @@ def test_killed_dqn_population_resumes_every_member_with_its_replay_memory(
     common += ["algo.learning_starts=200", "algo.training_frequency=100", "algo.memory_size=50000"]
     ckpts = [run_dir / "checkpoints" / f"session{s}.pt" for s in range(3)]
     proc = rlhp_cli_background(*common, "env.max_frame=500000", run_dir=run_dir)
-    try:
-        deadline = time.monotonic() + 120
-        while not all(p.exists() and frame_of(p) >= 2 * log for p in ckpts):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_once_checkpointed(proc, ckpts, 2 * log)
     saved = [torch.load(p, weights_only=False) for p in ckpts]
     for state in saved:  # every frame so far is in the member's replay memory
         assert held(state) == state["frame"]
@@ -128,13 +104,6 @@ def test_killed_dqn_population_resumes_every_member_with_its_replay_memory(
         n = held(before) // 2  # rows (2 envs) the first run wrote
         for key in ("obs", "actions", "rewards"):
             torch.testing.assert_close(new[key][:n], old[key][:n], msg=key)
-
-
-def frame_of(path: Path) -> int:
-    try:
-        return torch.load(path, weights_only=False)["frame"]
-    except (EOFError, RuntimeError):  # caught mid-replace
-        return 0
 
 
 def test_replay_memories_that_cannot_fit_are_refused_in_one_line(rlhp_cli, tmp_path):

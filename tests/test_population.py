@@ -1,15 +1,19 @@
 """Populations: a member trains exactly as it would alone, whatever the other members'
 hyperparameters; structure is checked; freed slots are refilled; a failing member leaves alone."""
 
-import signal
-import time
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from _helpers import (
+    CPU,
+    assert_same_run,
+    config,
+    frame_of,
+    kill_once_checkpointed,
+    params,
+    run_with_refill,
+)
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing import event_accumulator
 
@@ -18,31 +22,9 @@ from rlhp.env import VecEnv
 from rlhp.errors import ConfigError
 from rlhp.population import Member, Population
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-CPU = torch.device("cpu")
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-def config(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF)):
-        return compose("config", overrides=list(overrides))
-
-
-def params(run_dir: Path, session: int = 0) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / f"model_session{session}.pt")["model"]["params"]
-
-
-def assert_same_run(a: Path, b: Path, atol: float = 1e-5) -> None:
-    """Two run dirs hold the same training: metrics (losses, returns) and final weights."""
-    ma, mb = pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv")
-    cols = ["frame", "total_reward_ma", "policy_loss", "value_loss", "entropy", "lr"]
-    np.testing.assert_allclose(ma[cols].to_numpy(), mb[cols].to_numpy(), rtol=1e-4, atol=atol)
-    pa, pb = params(a), params(b)
-    assert pa.keys() == pb.keys()
-    for name in pa:
-        torch.testing.assert_close(pa[name], pb[name], atol=atol, rtol=1e-4)
+LOSSES = ["policy_loss", "value_loss", "entropy", "lr"]
 
 
 # PPO on CartPole (gymnasium's numpy-batched CartPole); A2C on Pendulum (continuous actions,
@@ -66,7 +48,7 @@ def test_member_trains_as_a_single_run_whatever_the_other_members(algo, tmp_path
     assert cfgs[0].env.obs_norm or algo == "ppo"
     Population([Member(c, tmp_path / f"m{i}") for i, c in enumerate(cfgs)], CPU).run()
     Population([Member(cfgs[1], tmp_path / "alone")], CPU).run()
-    assert_same_run(tmp_path / "m1", tmp_path / "alone")
+    assert_same_run(tmp_path / "m1", tmp_path / "alone", LOSSES)
     # the members really differ: other weights, other returns
     assert not torch.allclose(
         params(tmp_path / "m0")["actor.weight"], params(tmp_path / "m1")["actor.weight"]
@@ -90,21 +72,11 @@ def test_members_differing_in_structure_are_refused_naming_the_key():
 def test_a_stopped_member_frees_its_slot_for_a_fresh_member(tmp_path):
     """Member 0 is stopped at its first log point; its slot trains a new member, which ends
     exactly as the same config trained alone (fresh weights, env copies, statistics)."""
-    cfgs = [config(*CASES["ppo"], *h) for h in HPARAMS]
-    stopped = Member(cfgs[0], tmp_path / "stopped", reporter=lambda frame, value: False)
-    queue = [Member(cfgs[2], tmp_path / "refill")]
-    population = Population(
-        [stopped, Member(cfgs[1], tmp_path / "m1")],
-        CPU,
-        refill=lambda: queue.pop() if queue else None,
-    )
-    finished = population.run()
+    stopped, finished = run_with_refill([config(*CASES["ppo"], *h) for h in HPARAMS], tmp_path)
     assert [m.run_dir.name for m in finished] == ["stopped", "m1", "refill"]
     assert stopped.stopped_at == 512 and stopped.frame == 512
-    Population([Member(cfgs[2], tmp_path / "alone2")], CPU).run()
-    Population([Member(cfgs[1], tmp_path / "alone1")], CPU).run()
-    assert_same_run(tmp_path / "refill", tmp_path / "alone2")
-    assert_same_run(tmp_path / "m1", tmp_path / "alone1")
+    assert_same_run(tmp_path / "refill", tmp_path / "alone2", LOSSES)
+    assert_same_run(tmp_path / "m1", tmp_path / "alone1", LOSSES)
 
 
 def test_a_member_with_a_non_finite_loss_fails_alone(tmp_path):
@@ -116,7 +88,7 @@ def test_a_member_with_a_non_finite_loss_fails_alone(tmp_path):
     assert members[1].error is not None and "loss is nan" in members[1].error
     assert not (tmp_path / "m1" / "model_session0.pt").exists()
     Population([Member(cfgs[2], tmp_path / "alone")], CPU).run()
-    assert_same_run(tmp_path / "m2", tmp_path / "alone")
+    assert_same_run(tmp_path / "m2", tmp_path / "alone", LOSSES)
     assert members[0].error is None and members[0].frame >= 2048
 
 
@@ -154,14 +126,7 @@ def test_killed_population_resumes_every_member_from_its_checkpoint(
     common = [f"log_frequency={log}", "max_session=3"]
     ckpts = [run_dir / "checkpoints" / f"session{s}.pt" for s in range(3)]
     proc = rlhp_cli_background(*common, "env.max_frame=500000", run_dir=run_dir)
-    try:
-        deadline = time.monotonic() + 120
-        while not all(p.exists() and frame_of(p) >= 2 * log for p in ckpts):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_once_checkpointed(proc, ckpts, 2 * log)
     at_kill = [frame_of(p) for p in ckpts]
     new_max = max(at_kill) + 2 * log
     proc = rlhp_cli(*common, f"env.max_frame={new_max}", run_dir=run_dir)
@@ -179,13 +144,6 @@ def test_killed_population_resumes_every_member_from_its_checkpoint(
     assert result.frame == df.groupby("session").frame.max().sum()
 
 
-def frame_of(path: Path) -> int:
-    try:
-        return torch.load(path, weights_only=False)["frame"]
-    except (EOFError, RuntimeError):  # caught mid-replace
-        return 0
-
-
 @pytest.mark.parametrize("algo", CASES)
 def test_members_train_unchanged_when_another_goes_idle_and_it_stays_as_it_stopped(algo, tmp_path):
     """Member 0 is stopped at its first log point and its slot stays empty: the others train
@@ -200,7 +158,7 @@ def test_members_train_unchanged_when_another_goes_idle_and_it_stays_as_it_stopp
     assert 0 < stopped.frame < cfgs[0].env.max_frame
     Population([Member(c, tmp_path / f"alone{i}") for i, c in enumerate(cfgs[1:], 1)], CPU).run()
     for i in (1, 2):
-        assert_same_run(tmp_path / f"m{i}", tmp_path / f"alone{i}")
+        assert_same_run(tmp_path / f"m{i}", tmp_path / f"alone{i}", LOSSES)
     at_stop = torch.load(tmp_path / "stopped" / "checkpoints" / "session0.pt", weights_only=False)
     now = population.agent.member_state(0)
     for part in ("model", "optimizer"):

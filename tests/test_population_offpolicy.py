@@ -3,19 +3,12 @@ whatever the other members (its replay memory, schedules and random streams its 
 member's slot goes to a fresh member that trains as it would alone, and a member whose loss goes
 non-finite fails alone."""
 
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
 import pytest
-import torch
-from hydra import compose, initialize_config_dir
+from _helpers import CPU, assert_same_run, config, run_with_refill
 
 from rlhp.member import Member
 from rlhp.population import Population, member_bytes
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-CPU = torch.device("cpu")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,48 +44,27 @@ HPARAMS = {  # members that differ in per-member hyperparameters
 }
 
 
-def config(algo: str, hparams: list[str]):
-    with initialize_config_dir(config_dir=str(CONF)):
-        return compose("config", overrides=[*CASES[algo][0], *FRAMES, *hparams])
-
-
-def assert_same_run(algo: str, a: Path, b: Path) -> None:
-    """Two run dirs hold the same training: the logged losses and returns, and final weights."""
-    ma, mb = pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv")
-    cols = ["frame", "total_reward_ma", *CASES[algo][1]]
-    np.testing.assert_allclose(ma[cols].to_numpy(), mb[cols].to_numpy(), rtol=1e-4, atol=1e-5)
-    net = CASES[algo][2]
-    pa, pb = (torch.load(d / "model_session0.pt")[net]["params"] for d in (a, b))
-    for name in pa:
-        torch.testing.assert_close(pa[name], pb[name], atol=1e-5, rtol=1e-4)
+def case(algo: str, hparams: list[str]):
+    """The config of `algo`'s case with the per-member hyperparameters `hparams`."""
+    return config(*CASES[algo][0], *FRAMES, *hparams)
 
 
 @pytest.mark.parametrize("algo", list(CASES))
 def test_a_stopped_members_slot_goes_to_a_fresh_member_that_trains_as_alone(algo, tmp_path):
     """Member 0 is stopped at its first log point; its slot trains a new member; that member and
     member 1 end exactly as their configs trained alone."""
-    cfgs = [config(algo, h) for h in HPARAMS[algo]]
-    stopped = Member(cfgs[0], tmp_path / "stopped", reporter=lambda frame, value: False)
-    queue = [Member(cfgs[2], tmp_path / "refill")]
-    population = Population(
-        [stopped, Member(cfgs[1], tmp_path / "m1")],
-        CPU,
-        refill=lambda: queue.pop() if queue else None,
-    )
-    finished = population.run()
+    stopped, finished = run_with_refill([case(algo, h) for h in HPARAMS[algo]], tmp_path)
     assert [m.run_dir.name for m in finished] == ["stopped", "m1", "refill"]
     assert stopped.stopped_at == 200 == stopped.frame
-    Population([Member(cfgs[2], tmp_path / "alone2")], CPU).run()
-    Population([Member(cfgs[1], tmp_path / "alone1")], CPU).run()
-    assert_same_run(algo, tmp_path / "refill", tmp_path / "alone2")
-    assert_same_run(algo, tmp_path / "m1", tmp_path / "alone1")
+    assert_same_run(tmp_path / "refill", tmp_path / "alone2", *CASES[algo][1:])
+    assert_same_run(tmp_path / "m1", tmp_path / "alone1", *CASES[algo][1:])
     trained = pd.read_csv(tmp_path / "m1" / "metrics.csv")[CASES[algo][1][0]]
     assert trained.notna().sum() >= 3  # it really trained between log points
 
 
 @pytest.mark.parametrize("algo", list(CASES))
 def test_a_member_with_a_non_finite_loss_fails_alone(algo, tmp_path):
-    cfgs = [config(algo, h) for h in HPARAMS[algo]]
+    cfgs = [case(algo, h) for h in HPARAMS[algo]]
     members = [Member(c, tmp_path / f"m{i}") for i, c in enumerate(cfgs)]
     population = Population(members, CPU)
     net = population.agent.q_net if algo == "dqn" else population.agent.critic
@@ -101,12 +73,12 @@ def test_a_member_with_a_non_finite_loss_fails_alone(algo, tmp_path):
     assert members[1].error is not None and "loss is nan" in members[1].error
     assert not (tmp_path / "m1" / "model_session0.pt").exists()
     Population([Member(cfgs[2], tmp_path / "alone")], CPU).run()
-    assert_same_run(algo, tmp_path / "m2", tmp_path / "alone")
+    assert_same_run(tmp_path / "m2", tmp_path / "alone", *CASES[algo][1:])
     assert members[0].error is None and members[0].frame >= 800
 
 
 def test_member_bytes_count_each_replay_frame_as_the_memory_stores_it():
     """The memory check's estimate grows by the replay memory's bytes per frame: CartPole's obs
     (4 float32), its action (int64), reward (float32), three flags and two PER tree nodes."""
-    small, large = (config("dqn", [f"algo.memory_size={n}"]) for n in (1000, 3000))
+    small, large = (case("dqn", [f"algo.memory_size={n}"]) for n in (1000, 3000))
     assert member_bytes(large) - member_bytes(small) == 2000 * (4 * 4 + 8 + 4 + 3 + 16)

@@ -5,20 +5,18 @@ clip_grad_norm_, its own list of transitions, the replay indices the population 
 same exploration draws), loss for loss and weight for weight."""
 
 import copy
-from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from rlhp.algo.dqn import DQN
 from rlhp.env import VecEnv
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from ._reference import member_config, run_with_references
+
 CPU = torch.device("cpu")
 N, MAX_FRAME, STEPS, LATE = 2, 400, 40, 12  # member 2 joins at vector step LATE
 MEMBERS = [  # differ in every per-member hyperparameter
@@ -41,14 +39,9 @@ def config(member: dict, prioritized: bool):
     overrides = [
         "algo=dqn", "env=cartpole", f"env.num_envs={N}", f"env.max_frame={MAX_FRAME}",
         "algo.hid_layers=[16,16]", "algo.batch_size=8", "algo.memory_size=1000",
-        f"algo.prioritized={prioritized}", f"seed={member['seed']}",
+        f"algo.prioritized={prioritized}",
     ]  # fmt: skip
-    with initialize_config_dir(config_dir=str(CONF)):
-        cfg = compose("config", overrides=overrides)
-    for key, value in member.items():
-        if key != "seed":
-            cfg.algo[key] = value
-    return cfg
+    return member_config(overrides, member)
 
 
 def linear(start: float, end: float, step: int, end_step: int) -> float:
@@ -139,59 +132,20 @@ class Reference:
         return loss.item()
 
 
-def recording(agent: DQN) -> dict[int, list[torch.Tensor]]:
-    """The replay indices each member draws, in order."""
-    drawn, sample = defaultdict(list), agent.memory.sample
-
-    def record(members, batch_size, beta=None):
-        batch = sample(members, batch_size, beta)
-        for j, k in enumerate(members):
-            drawn[int(k)].append(batch["index"][j].clone())
-        return batch
-
-    agent.memory.sample = record
-    return drawn
-
-
 @pytest.mark.parametrize("prioritized", [False, True])
 def test_each_member_equals_a_plain_torch_dqn_of_its_config(prioritized):
     cfgs = [config(m, prioritized) for m in MEMBERS]
     env = VecEnv(cfgs[0], [c.algo.gamma for c in cfgs], members=3)
     agent = DQN([c.algo for c in cfgs], env, "mlp", MAX_FRAME, CPU)
-    drawn = recording(agent)
-    obs = env.reset([c.seed for c in cfgs])
-    refs: dict[int, Reference] = {}
-    for k in (0, 1, 2):
-        agent.set_member(k, cfgs[k].algo, cfgs[k].seed + 100 * (k == 2))
-    agent.active[2] = False  # member 2's slot waits for it
-    frames = np.zeros(3, np.int64)
-    trained = defaultdict(int)
-    for t in range(STEPS):
-        for k in (0, 1) if t == 0 else (2,) if t == LATE else ():
-            if k == 2:
-                obs[2 * N :] = env.reset_member(2, cfgs[2].seed, cfgs[2].algo.gamma)
-                agent.set_member(2, cfgs[2].algo, cfgs[2].seed)
-            refs[k] = Reference(cfgs[k], agent.member_state(k), 2, cfgs[k].seed)
-        action = agent.act(obs)
-        next_obs, reward, terminated, truncated, final_obs = env.step(action)
-        for k, ref in refs.items():
-            rows = slice(k * N, (k + 1) * N)
-            np.testing.assert_array_equal(ref.act(obs[rows]), action[rows])
-            final = next_obs[rows] if final_obs is None else final_obs[rows]
-            ref.observe(obs[rows], action[rows], reward[rows], next_obs[rows],
-                        terminated[rows], truncated[rows], final)  # fmt: skip
-            frames[k] += N
-        agent.observe(next_obs, reward, terminated, truncated, final_obs)
-        out = agent.update(frames)
-        for k, ref in refs.items():
-            loss = ref.update(int(frames[k]), drawn[k])
-            if loss is None:
-                assert out is None or np.isnan(out["q_loss"][k])
-            else:
-                assert out["q_loss"][k] == pytest.approx(loss, abs=1e-5)
-                trained[k] += 1
-        assert all(not d for d in drawn.values())  # the reference used every batch drawn
-        obs = next_obs
+
+    def reference(k: int) -> Reference:
+        return Reference(cfgs[k], agent.member_state(k), 2, cfgs[k].seed)
+
+    def act(ref: Reference, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+        np.testing.assert_array_equal(ref.act(obs), action)
+        return action
+
+    refs, trained = run_with_references(agent, env, cfgs, reference, act, STEPS, LATE)
     assert min(trained.values()) >= 10
     for k, ref in refs.items():
         params = agent.member_state(k)["model"]["params"]

@@ -3,23 +3,18 @@ member (members train at different steps, the others untouched), bootstrapping a
 with a baseline, a failing member, resuming a member's waiting episodes, learning a bandit and
 continuous actions. Agents are built on a real rlhp.env.VecEnv (CartPole; Pendulum for Box)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from _helpers import config
 
 from rlhp.algo.reinforce import REINFORCE, discounted_returns
 from rlhp.env import VecEnv
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
-
 
 def make_agent(members: list[dict], env="cartpole", num_envs=2, **structure) -> REINFORCE:
     """A REINFORCE population of len(members) members (their algo overrides) on `env`."""
-    with initialize_config_dir(config_dir=str(CONF)):
-        cfg = compose("config", ["algo=reinforce", f"env={env}", f"env.num_envs={num_envs}"])
+    cfg = config("algo=reinforce", f"env={env}", f"env.num_envs={num_envs}")
     cfg.algo.update(structure | {"hid_layers": [16, 16]})
     cfgs = [cfg.algo.copy() for _ in members]
     for c, overrides in zip(cfgs, members, strict=True):

@@ -3,19 +3,18 @@
 env): the same losses and weights after each of its first updates, whatever the other members'
 hyperparameters, batch sizes and frame counts."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from _helpers import config
 from torch import nn
 from torch.distributions import Categorical, Normal
 
 from rlhp.algo.reinforce import REINFORCE
 from rlhp.env import VecEnv
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from ._reference import linear
+
 MAX_FRAME = 10_000
 MEMBERS = [  # differ in every per-member hyperparameter, and start at different frames
     {"lr": 3e-3, "gamma": 0.9, "entropy_coef": 0.01, "val_loss_coef": 0.5, "clip_grad_val": 0.1,
@@ -34,16 +33,6 @@ def discounted(rewards: list[float], gamma: float, last_value: float) -> list[fl
         g = r + gamma * g
         returns.insert(0, g)
     return returns
-
-
-def linear(params: dict, name: str) -> nn.Linear:
-    """An nn.Linear holding the stacked layer `name` of one member (weight [in, out])."""
-    weight = params[f"{name}.weight"]
-    layer = nn.Linear(*weight.shape)
-    with torch.no_grad():
-        layer.weight.copy_(weight.T)
-        layer.bias.copy_(params[f"{name}.bias"][0])
-    return layer
 
 
 def mlp(params: dict, body: str, head: str) -> nn.Sequential:
@@ -138,11 +127,10 @@ CASES = {  # env, steps, baseline, normalize_advantage
 @pytest.mark.parametrize("case", CASES)
 def test_each_member_trains_as_a_plain_torch_reinforce_alone(case):
     env_name, steps, baseline, normalize = CASES[case]
-    with initialize_config_dir(config_dir=str(CONF)):
-        cfg = compose("config", overrides=[
-            "algo=reinforce", f"env={env_name}", "env.num_envs=2", "algo.hid_layers=[16,16]",
-            f"algo.baseline={baseline}", f"algo.normalize_advantage={normalize}",
-        ])  # fmt: skip
+    cfg = config(
+        "algo=reinforce", f"env={env_name}", "env.num_envs=2", "algo.hid_layers=[16,16]",
+        f"algo.baseline={baseline}", f"algo.normalize_advantage={normalize}",
+    )  # fmt: skip
     cfgs = [cfg.algo.copy() for _ in MEMBERS]
     for c, hp in zip(cfgs, MEMBERS, strict=True):
         c.update(hp)

@@ -8,12 +8,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from _helpers import config
 
 from rlhp.algo.sac import SAC, squashed_sample
 from rlhp.env import VecEnv
 
-from ._stubs import CONF, algo_config, vec_env
+from ._stubs import algo_config, vec_env
 
 SMALL = {"hid_layers": [16, 16], "batch_size": 8, "memory_size": 1000}
 CPU = torch.device("cpu")
@@ -203,8 +203,7 @@ def test_acts_in_a_pendulum_population():
     every transition of each member in its own ring."""
     overrides = ["algo=sac", "env=pendulum", "algo.learning_starts=8", "algo.batch_size=8",
                  "algo.hid_layers=[16,16]", "algo.memory_size=1000", "env.num_envs=2"]  # fmt: skip
-    with initialize_config_dir(config_dir=str(CONF.parent)):
-        cfg = compose("config", overrides=overrides)
+    cfg = config(*overrides)
     env = VecEnv(cfg, [0.99, 0.9], members=2)
     agent = SAC([cfg.algo, cfg.algo], env, "mlp", 1000, CPU)
     for k in (0, 1):

@@ -6,19 +6,17 @@ population drew for it, the same noise draws), action for action, loss for loss 
 weight."""
 
 import copy
-from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from rlhp.algo.sac import SAC
 from rlhp.env import VecEnv
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from ._reference import linear, member_config, run_with_references
+
 CPU = torch.device("cpu")
 N, STEPS, LATE = 2, 60, 10  # member 2 joins at vector step LATE
 MEMBERS = [  # differ in every per-member hyperparameter
@@ -35,24 +33,9 @@ def config(member: dict):
     overrides = [
         "algo=sac", "env=pendulum", f"env.num_envs={N}", "env.obs_norm=false",
         "env.reward_scale=false", "algo.hid_layers=[16,16]", "algo.batch_size=8",
-        "algo.memory_size=1000", f"seed={member['seed']}",
+        "algo.memory_size=1000",
     ]  # fmt: skip
-    with initialize_config_dir(config_dir=str(CONF)):
-        cfg = compose("config", overrides=overrides)
-    for key, value in member.items():
-        if key != "seed":
-            cfg.algo[key] = value
-    return cfg
-
-
-def linear(params: dict, name: str) -> nn.Linear:
-    """An nn.Linear holding the stacked member's layer `name` (weight [in, out], bias [1, out])."""
-    weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
-    layer = nn.Linear(*weight.shape)
-    with torch.no_grad():
-        layer.weight.copy_(weight.T)
-        layer.bias.copy_(bias[0])
-    return layer
+    return member_config(overrides, member)
 
 
 def q_network(params: dict, q: str) -> nn.Sequential:
@@ -155,20 +138,6 @@ class Reference:
         return q_loss.item()
 
 
-def recording(agent: SAC) -> dict[int, list[torch.Tensor]]:
-    """The replay indices each member draws, in order."""
-    drawn, sample = defaultdict(list), agent.memory.sample
-
-    def record(members, batch_size, beta=None):
-        batch = sample(members, batch_size, beta)
-        for j, k in enumerate(members):
-            drawn[int(k)].append(batch["index"][j].clone())
-        return batch
-
-    agent.memory.sample = record
-    return drawn
-
-
 def flat_params(*nets: nn.Module) -> torch.Tensor:
     """Parameters in the stacked layout: weights [in, out], in module order."""
     return torch.cat([p.T.flatten() for net in nets for p in net.parameters()])
@@ -178,41 +147,16 @@ def test_each_member_equals_a_plain_torch_sac_of_its_config():
     cfgs = [config(m) for m in MEMBERS]
     env = VecEnv(cfgs[0], [c.algo.gamma for c in cfgs], members=3)
     agent = SAC([c.algo for c in cfgs], env, "mlp", 1000, CPU)
-    drawn = recording(agent)
-    obs = env.reset([c.seed for c in cfgs])
-    refs: dict[int, Reference] = {}
-    for k in (0, 1, 2):
-        agent.set_member(k, cfgs[k].algo, cfgs[k].seed + 100 * (k == 2))
-    agent.active[2] = False  # member 2's slot waits for it
-    frames = np.zeros(3, np.int64)
-    trained = defaultdict(int)
-    for t in range(STEPS):
-        for k in (0, 1) if t == 0 else (2,) if t == LATE else ():
-            if k == 2:
-                obs[2 * N :] = env.reset_member(2, cfgs[2].seed, cfgs[2].algo.gamma)
-                agent.set_member(2, cfgs[2].algo, cfgs[2].seed)
-            refs[k] = Reference(cfgs[k], agent.member_state(k), cfgs[k].seed)
-        action = agent.act(obs)
-        next_obs, reward, terminated, truncated, final_obs = env.step(action)
-        for k, ref in refs.items():
-            rows = slice(k * N, (k + 1) * N)
-            own = ref.act(obs[rows])
-            np.testing.assert_allclose(2.0 * own, action[rows], atol=1e-4)  # bounds [-2, 2]
-            final = next_obs[rows] if final_obs is None else final_obs[rows]
-            ref.observe(obs[rows], own, reward[rows], next_obs[rows],
-                        terminated[rows], truncated[rows], final)  # fmt: skip
-            frames[k] += N
-        agent.observe(next_obs, reward, terminated, truncated, final_obs)
-        out = agent.update(frames)
-        for k, ref in refs.items():
-            loss = ref.update(int(frames[k]), drawn[k])
-            if loss is None:
-                assert out is None or np.isnan(out["q_loss"][k])
-            else:
-                assert out["q_loss"][k] == pytest.approx(loss, rel=1e-4, abs=1e-5)
-                trained[k] += 1
-        assert all(not d for d in drawn.values())  # the reference used every batch drawn
-        obs = next_obs
+
+    def reference(k: int) -> Reference:
+        return Reference(cfgs[k], agent.member_state(k), cfgs[k].seed)
+
+    def act(ref: Reference, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+        own = ref.act(obs)
+        np.testing.assert_allclose(2.0 * own, action, atol=1e-4)  # bounds [-2, 2]
+        return own
+
+    refs, trained = run_with_references(agent, env, cfgs, reference, act, STEPS, LATE, 1e-4)
     assert min(trained.values()) >= 8
     for k, ref in refs.items():
         state = agent.member_state(k)
