@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock, Timeout
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rlhp import asha
 from rlhp.inbox import Inbox
 from rlhp.member import Member, Preempted
 from rlhp.population import Population
-from rlhp.record import TrialResult
+from rlhp.record import TrialResult, config_path
 from rlhp.trial import StopOnSignal, device, lockstep, write_result
 
 log = logging.getLogger("rlhp")
@@ -51,7 +52,7 @@ class Trials:
             except Timeout:
                 self.waiting.append((number, run_dir))
                 continue
-            cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+            cfg = OmegaConf.load(config_path(run_dir))
             members = [Member(cfg, run_dir, s) for s in range(cfg.max_session)]
             lockstep(members, asha.reporter(cfg, self.sweep_dir, number))
             self.running[run_dir] = (members, lock)
@@ -81,8 +82,18 @@ class Trials:
         self.ended += 1
 
 
-def train_batch(cfg: DictConfig, sweep_dir: Path, folder: Path) -> float:
-    """Train the trials assigned to the inbox in `folder`; returns how many ended."""
+def main(cfg: DictConfig) -> float:
+    """A population job's own entry (the task function the sweeper launches it with): its size
+    is its own hydra.sweeper.population, its inbox in its own folder; returns how many trials
+    ended."""
+    hydra_cfg = HydraConfig.get()
+    sweep_dir, folder = Path(hydra_cfg.sweep.dir), Path(hydra_cfg.runtime.output_dir)
+    return train_batch(cfg, sweep_dir, folder, hydra_cfg.sweeper.population)
+
+
+def train_batch(cfg: DictConfig, sweep_dir: Path, folder: Path, population: int) -> float:
+    """Train the trials assigned to the inbox in `folder`, `population` trials at once; returns
+    how many ended."""
     torch.set_num_threads(cfg.torch_threads)
     trials = Trials(Inbox(folder), sweep_dir)
     while not trials.queue and trials.more():
@@ -92,7 +103,7 @@ def train_batch(cfg: DictConfig, sweep_dir: Path, folder: Path) -> float:
     if not trials.queue:
         return 0.0
     first = trials.queue[0].cfg
-    size = cfg.population * first.max_session
+    size = population * first.max_session
     members = [trials.queue.popleft() for _ in range(min(size, len(trials.queue)))]
     stop = StopOnSignal()
     stop.session = population = Population(

@@ -56,11 +56,6 @@ def train(cfg: DictConfig) -> float:
 @hydra.main(config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
-        if cfg.get("population"):  # a population job of a batched search
-            from rlhp.batch import train_batch
-
-            hydra_cfg = HydraConfig.get()
-            return train_batch(cfg, Path(hydra_cfg.sweep.dir), Path(hydra_cfg.runtime.output_dir))
         return train(cfg)
     except (ConfigError, Preempted, FloatingPointError) as e:
         if HydraConfig.get().mode == RunMode.MULTIRUN:

@@ -119,7 +119,7 @@ def test_population_is_capped_at_n_trials_in_a_dir_written_as_the_error_says(tmp
     assert len(warned) == 1 and "n_trials=2" in warned[0], output(proc)
     assert trial_dirs(sweep_dir) == [0, 1]
     assert state(sweep_dir).complete == 2
-    jobs = sorted((sweep_dir / "populations").glob("*/.hydra/overrides.yaml"))
+    jobs = sorted((sweep_dir / "populations").glob("*/.hydra/hydra.yaml"))
     assert jobs, output(proc)
-    for path in jobs:
-        assert "+population=2" in OmegaConf.load(path), path
+    for path in jobs:  # each population job's own config holds the capped size
+        assert OmegaConf.load(path).hydra.sweeper.population == 2, path

@@ -13,7 +13,16 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial
 
-from rlhp.record._layout import METRICS, SWEEP, VALIDATION_CSV, trial_dir, trial_number
+from rlhp.record._layout import (
+    HYDRA,
+    HYDRA_DIR,
+    METRICS,
+    SWEEP,
+    VALIDATION_CSV,
+    config_path,
+    trial_dir,
+    trial_number,
+)
 from rlhp.record._storage import journal_path, open_storage
 
 log = logging.getLogger("rlhp.record")
@@ -68,7 +77,7 @@ class Sweep:
 
 def hydra_node(sweep_dir: Path) -> Any:
     """The hydra node of one trial (storage, study name, cwd), or None before any trial ran."""
-    for path in sorted(sweep_dir.glob("*/.hydra/hydra.yaml")):
+    for path in sorted(sweep_dir.glob(f"*/{HYDRA_DIR}/{HYDRA}")):
         if trial_number(path.parent.parent) is not None:
             try:
                 return OmegaConf.load(path).hydra
@@ -114,7 +123,7 @@ def _study(sweep_dir: Path, hydra: Any) -> optuna.Study:
 def _objective(sweep_dir: Path, trials: list[FrozenTrial]) -> str:
     """The train config's `objective` (from the first trial folder that has a config)."""
     for t in trials:
-        path = trial_dir(sweep_dir, t.number) / ".hydra" / "config.yaml"
+        path = config_path(trial_dir(sweep_dir, t.number))
         if path.is_file():
             return OmegaConf.load(path).get("objective", "final")
     return "final"

@@ -26,21 +26,22 @@ import itertools
 import json
 import logging
 import time
-from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optuna
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from optuna.trial import Trial
 
 from rlhp import record
 from rlhp.config import is_member_key, signature
-from rlhp.errors import TooManyFailures
 from rlhp.inbox import Inbox
-from rlhp.sweep import _results, _state
+from rlhp.sweep import _results
+from rlhp.sweep._launch import Launch, population_overrides
+from rlhp.sweep._loop import NOWHERE
+from rlhp.sweep._source import TrialSource
 
 log = logging.getLogger("rlhp.sweep")
 
@@ -54,7 +55,7 @@ class Proposal:
 
 
 @dataclass
-class Job:
+class PopulationJob:
     number: int
     slot: int
     kind: str
@@ -91,7 +92,7 @@ def slot_free(jobs: list[tuple[bool, int]], size: int) -> bool:
     return not jobs or (len(jobs) == 1 and jobs[0][0] and 2 * jobs[0][1] <= size)
 
 
-def job_error(job: Job, sweep_dir: Path) -> Exception | str:
+def job_error(job: PopulationJob, sweep_dir: Path) -> Exception | str:
     """Why an ended population job left trials unfinished, in one line naming its log: its
     exception's last line (or the signal that killed its process), or that it ended without
     them; an error of the sweep dir's disk as the exception (the sweeper stops on it)."""
@@ -121,42 +122,120 @@ def finished(proposal: Proposal) -> bool:
     return True
 
 
-def prepare(sweeper: Any, trial: Trial) -> Proposal:
+def prepare(
+    compose: Callable[[list[str]], DictConfig], sweep_dir: Path, trial: Trial, overrides: list[str]
+) -> Proposal:
     """The trial's folder with its composed config, and its structural signature."""
-    overrides = sweeper._overrides(trial.params) + sweeper._seed(trial.number)
-    cfg = sweeper.hydra_context.config_loader.load_sweep_config(sweeper.config, overrides)
-    run_dir = sweeper.sweep_dir / str(trial.number)
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save({"hydra": cfg.hydra}, run_dir / ".hydra" / "hydra.yaml")
-    OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
+    cfg = compose(overrides)
+    run_dir = record.trial_dir(sweep_dir, trial.number)
     with open_dict(cfg):
-        del cfg["hydra"]
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
+        hydra = cfg.pop("hydra")
+    record.write_run(run_dir, cfg, overrides, hydra)
     kind = json.dumps(signature(cfg), sort_keys=True, default=str)
     return Proposal(trial, run_dir, overrides, kind)
 
 
 class Batched:
-    def __init__(self, sweeper: Any, study: optuna.Study):
-        self.sw, self.study = sweeper, study
-        self.size = sweeper.cfg.population
-        self.jobs: list[Job] = []
+    """The batched strategy of the search loop (rlhp.sweep._loop)."""
+
+    def __init__(
+        self,
+        source: TrialSource,
+        launch: Launch,
+        slots: int,
+        size: int,
+        compose: Callable[[list[str]], DictConfig],
+    ):
+        self.source, self.launch, self.slots, self.size = source, launch, slots, size
+        self.compose, search = compose, source.search
+        self.sweep_dir = search.sweep_dir
+        self.jobs: list[PopulationJob] = []
         self.waiting: list[Proposal] = []  # no job of their kind has room yet
-        self.pool = ThreadPoolExecutor(2 * sweeper.slots)  # a retired job drains beside one
-        algo = sweeper.config.algo.name
-        self.structural = [k for k in sweeper.space if not is_member_key(algo, k)]
-        self.fix = getattr(sweeper, "grid", None) is None  # a grid's points stay whole
+        self.pool = ThreadPoolExecutor(2 * slots)  # a retired job drains beside one
+        algo = search.leaves["algo.name"]
+        self.structural = [k for k in search.space if not is_member_key(algo, k)]
+        self.fix = search.grid is None  # a grid's points stay whole
         self.retire = retire_after(
-            sweeper.cfg.population_trials, self.size, self.fix, bool(self.structural)
+            search.cfg.population_trials, size, self.fix, bool(self.structural)
         )
-        folder = sweeper.sweep_dir / record.POPULATIONS
+        folder = self.sweep_dir / record.POPULATIONS
         taken = [int(p.name) for p in folder.glob("*") if p.name.isdigit()]
         self.numbers = itertools.count(max(taken, default=-1) + 1)  # never reuse an inbox
 
-    def ask(self, job: Job | None) -> Trial | None:
-        """The next trial, with `job`'s structural parameters fixed when it has some."""
-        fixed = job.fixed if job is not None and self.fix else None
-        return self.sw.ask(self.study, fixed)
+    # -- the Strategy interface
+
+    def resume(self, trials: list[Trial]) -> None:
+        self.waiting += [self.prepare(t) for t in trials]
+
+    def room(self) -> dict[str, Any] | None | bool:
+        """Where the next trial goes, as the structural parameters it is asked with: a job with
+        room (its structure), a new job (None: free), or NOWHERE."""
+        if len(self.waiting) >= self.size:
+            return NOWHERE
+        job = self.target()
+        if job is NOWHERE:
+            return NOWHERE
+        return job.fixed if job is not None and self.fix else None
+
+    def start(self, trial: Trial) -> None:
+        proposal = self.prepare(trial)
+        if not self.place(proposal):
+            self.waiting.append(proposal)
+
+    def collect(self) -> int:
+        """Record the trials whose result appeared; those of jobs that ended without them run
+        again (a job killed by a signal: max_retries) or fail with the job's error; then place
+        the trials that wait where there is room. Returns how many were recorded."""
+        for job in self.jobs:
+            job.inbox.beat()
+        recorded = 0
+        for job in list(self.jobs):
+            ended = job.future.done()
+            error = job_error(job, self.sweep_dir) if ended else None
+            for number, proposal in list(job.trials.items()):
+                if finished(proposal):
+                    self.source.record(proposal.trial, proposal.run_dir)
+                elif error is None:
+                    continue
+                elif self.source.retry(proposal.trial, error):
+                    self.waiting.append(proposal)
+                    del job.trials[number]
+                    continue
+                else:
+                    self.source.fail(proposal.trial, error)
+                del job.trials[number]
+                recorded += 1
+            if ended:
+                self.jobs.remove(job)
+        self.release_idle()
+        self.waiting = [p for p in self.waiting if not self.place(p)]
+        return recorded
+
+    def closing(self) -> None:
+        """No new trial: jobs end once their trials (and those waiting) are done."""
+        if not self.waiting:
+            for job in self.jobs:
+                job.close()
+
+    def busy(self) -> bool:
+        return bool(self.jobs or self.waiting)
+
+    def status(self) -> dict:
+        members = sum(len(j.trials) for j in self.jobs) * self.source.search.leaves["max_session"]
+        return {"jobs": len(self.jobs), "members": members}
+
+    def wait(self) -> None:
+        time.sleep(0.5)
+
+    def shutdown(self) -> list[Trial]:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        return [p.trial for job in self.jobs for p in job.trials.values()]
+
+    # -- jobs
+
+    def prepare(self, trial: Trial) -> Proposal:
+        overrides = self.source.search.trial_overrides(trial)
+        return prepare(self.compose, self.sweep_dir, trial, overrides)
 
     def place(self, proposal: Proposal) -> bool:
         """Assign to a running job of its kind with room, else start a job; False: no room."""
@@ -167,21 +246,18 @@ class Batched:
         if (slot := self.free_slot()) is None:
             return False
         number = next(self.numbers)
-        inbox = Inbox(record.population_dir(self.sw.sweep_dir, number))
+        inbox = Inbox(record.population_dir(self.sweep_dir, number))
         inbox.beat()
-        job_overrides = proposal.overrides + [
-            f"+population={self.size}",
-            f"hydra.sweep.subdir={record.POPULATIONS}/{number}",
-        ]
-        future = self.pool.submit(self.sw.launch_job, record.JOB_BASE + number, job_overrides)
+        overrides = population_overrides(self.source.search.fixed, self.size, number)
+        future = self.pool.submit(self.launch.run, record.JOB_BASE + number, overrides, True)
         fixed = {k: proposal.trial.params[k] for k in self.structural}
-        job = Job(number, slot, proposal.kind, fixed, inbox, future)
+        job = PopulationJob(number, slot, proposal.kind, fixed, inbox, future)
         self.jobs.append(job)
         self.assign(job, proposal)
         log.info("population job %d started (%s)", number, fixed or "no structural dimension")
         return True
 
-    def assign(self, job: Job, proposal: Proposal) -> None:
+    def assign(self, job: PopulationJob, proposal: Proposal) -> None:
         job.trials[proposal.trial.number] = proposal
         job.inbox.put(proposal.trial.number, proposal.run_dir)
         job.given += 1
@@ -192,22 +268,22 @@ class Batched:
 
     def free_slot(self) -> int | None:
         """A slot that may start a job (slot_free), None: none."""
-        for slot in range(self.sw.slots):
+        for slot in range(self.slots):
             if slot_free(
                 [(j.retired, len(j.trials)) for j in self.jobs if j.slot == slot], self.size
             ):
                 return slot
         return None
 
-    def target(self) -> Job | None | bool:
-        """Where the next trial goes: a job with room, None for a new job, False: nowhere."""
+    def target(self) -> PopulationJob | None | bool:
+        """Where the next trial goes: a job with room, None for a new job, NOWHERE."""
         if job := next((j for j in self.jobs if j.room(self.size) and self.fix), None):
             return job
         if self.free_slot() is not None:
             return None
         if not self.fix and (job := next((j for j in self.jobs if j.room(self.size)), None)):
             return job
-        return False
+        return NOWHERE
 
     def release_idle(self) -> None:
         """Without fixing, a job with no trial left gives its slot to proposals that wait."""
@@ -215,106 +291,3 @@ class Batched:
             for job in self.jobs:
                 if not job.trials:
                     job.close()
-
-    def collect(self) -> tuple[int, int]:
-        """Record the trials whose result appeared; those of jobs that ended without them run
-        again (a job killed by a signal: max_retries) or fail with the job's error; returns how
-        many were recorded and how many of them failed."""
-        recorded = failed = 0
-        for job in list(self.jobs):
-            ended = job.future.done()
-            error = job_error(job, self.sw.sweep_dir) if ended else None
-            for number, proposal in list(job.trials.items()):
-                if finished(proposal):
-                    failed += not self.sw.record(self.study, proposal.trial, proposal.run_dir)
-                elif error is None:
-                    continue
-                elif self.again(proposal, error):
-                    del job.trials[number]
-                    continue
-                else:
-                    failed += not self.sw.fail(self.study, proposal.trial, error)
-                del job.trials[number]
-                recorded += 1
-            if ended:
-                self.jobs.remove(job)
-        return recorded, failed
-
-    def again(self, proposal: Proposal, error: Exception | str) -> bool:
-        """Whether a trial its job ended without runs again from its checkpoint (in another
-        job): when the job was killed by a signal or ended without it (max_retries)."""
-        cause = error if isinstance(error, str) else _results.one_line(error)
-        if not _results.retry(proposal.trial, cause, self.sw.cfg.max_retries):
-            return False
-        self.waiting.append(proposal)
-        return True
-
-    def close(self) -> None:
-        for job in self.jobs:
-            job.close()
-
-
-def run(sweeper: Any, study: optuna.Study) -> None:
-    """The batched search loop; TooManyFailures as SweeperImpl._run."""
-    sw, cfg = sweeper, sweeper.cfg
-    todo = deque(sw.resumable(study))
-    trials = study.get_trials(deepcopy=False)
-    launched, failed = _state.launched_failed(trials)
-    sw.elapsed0, sw.start = float(study.user_attrs.get("elapsed_s", 0.0)), time.time()
-    if launched:
-        log.info("resuming: %d trials launched before, %d to run again", launched, len(todo))
-    batched, exhausted = Batched(sw, study), False
-
-    def more() -> bool:
-        return (
-            not exhausted
-            and launched < sw.n_trials
-            and failed <= cfg.max_failure_rate * sw.n_trials
-            and not sw.over_budget()
-            and not sw.best_holds(study)
-        )
-
-    try:
-        while True:
-            if sw.refused:  # SLURM refused a job for good: stop here, where it is safe
-                raise KeyboardInterrupt
-            for job in batched.jobs:
-                job.inbox.beat()
-            recorded, newly_failed = batched.collect()
-            failed += newly_failed
-            started = launched
-            batched.release_idle()
-            pending = batched.waiting + [prepare(sw, t) for t in todo]
-            todo.clear()
-            batched.waiting = [p for p in pending if not batched.place(p)]
-            while more() and len(batched.waiting) < batched.size:
-                if (job := batched.target()) is False:
-                    break
-                if (trial := batched.ask(job)) is None:
-                    exhausted = True
-                    break
-                launched += 1
-                proposal = prepare(sw, trial)
-                if not batched.place(proposal):
-                    batched.waiting.append(proposal)
-            if not more() and not batched.waiting:
-                batched.close()  # jobs end once their trials are done
-            redraw = time.time() - sw.reported >= _state.REDRAW_S  # frames advanced
-            if recorded or launched > started or not batched.jobs or redraw:
-                members = sum(len(j.trials) for j in batched.jobs) * sw.leaves["max_session"]
-                sw.report(study, {"jobs": len(batched.jobs), "members": members})
-            if not batched.jobs and not batched.waiting:
-                break
-            if recorded:  # a record per trial that ended, not per tick: the journal stays small
-                study.set_user_attr("elapsed_s", sw.elapsed())
-            time.sleep(0.5)
-    except BaseException:  # Ctrl+C, a full disk: running trials stay RUNNING and resume
-        sw.stop()
-        raise
-    finally:
-        batched.pool.shutdown(wait=True, cancel_futures=True)
-        if sw.packer is not None:
-            sw.packer.close()
-        sw.settle(study, [p.trial for job in batched.jobs for p in job.trials.values()])
-    if failed > cfg.max_failure_rate * sw.n_trials:
-        raise TooManyFailures(failed, cfg.max_failure_rate, sw.n_trials)

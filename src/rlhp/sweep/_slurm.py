@@ -135,7 +135,8 @@ def _preempted(ret: JobReturn) -> bool:
 def _run_trial(payload: Path) -> None:
     """One trial in its own process: the submitit launcher's own job body; result to the queue.
     A trial that checkpointed on a signal exits PREEMPTED (SIGUSR2) or TERMINATED (SIGTERM)."""
-    launcher, spec = _load(payload)  # cloudpickled: the task function may live in __main__
+    spec = _load(payload)  # cloudpickled: the task function may live in __main__
+    launcher = spec["launcher"]  # a trial's, or a population job's
     queue, host, number = Queue(Path(spec["queue"])), spec["host"], spec["number"]
     received: list[int] = []
 
@@ -153,10 +154,10 @@ def _run_trial(payload: Path) -> None:
     queue.finish(host, number, ret)
 
 
-def _start(launcher, spec: dict, cpus: int) -> subprocess.Popen:
+def _start(spec: dict, cpus: int) -> subprocess.Popen:
     """A trial process; inside a SLURM job, a job step of its own, so sacct lists each trial."""
     payload = Path(spec["queue"]) / "claimed" / spec["host"] / f"{spec['number']}.payload"
-    _dump((launcher, spec), payload)
+    _dump(spec, payload)
     cmd = [sys.executable, "-m", "rlhp.sweep._slurm", str(payload)]
     if "SLURM_JOB_ID" in os.environ:
         step = ["srun", "--overlap", "--ntasks=1", "--nodes=1", f"--cpus-per-task={cpus}"]
@@ -176,7 +177,7 @@ def outcome(rc: int, stopping: bool, done: bool) -> str:
     return "hold" if rc in (TERMINATED, -signal.SIGKILL) or stopping else "fail"
 
 
-def serve(launcher, queue_root: str, host: str, per_gpu: int, cpus: int, idle_s: float) -> str:
+def serve(queue_root: str, host: str, per_gpu: int, cpus: int, idle_s: float) -> str:
     """A host job: run up to per_gpu queued trials at once until the queue is closed or idle.
     It runs in the job's batch step (no srun): SLURM signals (preemption, time limit, Ctrl+C's
     `scancel --signal`) reach the trial steps only, whose srun would turn a SIGTERM into a
@@ -200,7 +201,7 @@ def serve(launcher, queue_root: str, host: str, per_gpu: int, cpus: int, idle_s:
         while not stop.is_set() and len(running) < per_gpu and (got := queue.claim(host)):
             number, spec = got
             spec.update(host=host, number=number, queue=queue_root)
-            running[number] = (_start(launcher, spec, cpus), spec)
+            running[number] = (_start(spec, cpus), spec)
         for number, (proc, spec) in list(running.items()):
             if proc.poll() is None:
                 continue
@@ -264,23 +265,24 @@ class Jobs:
     them, but kept so that stop() (Ctrl+C) reaches them, named `<prefix>_<N>` (`_pop<N>`), and
     submitted again when SLURM refused them (Backoff) or preempted them (see run)."""
 
-    def __init__(self, launcher, prefix: str):
-        self.launcher, self.prefix = launcher, prefix
-        self.max_preemptions = launcher.params.get("max_num_timeout") or 0
-        self.executor = executor(launcher.params, Path(launcher.params["submitit_folder"]))
+    def __init__(self, params, prefix: str):
+        self.prefix = prefix
+        self.max_preemptions = params.get("max_num_timeout") or 0
+        self.executor = executor(params, Path(params["submitit_folder"]))
         self.running: dict[str, Any] = {}  # job id -> submitit job
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
-    def run(self, number: int, overrides: list[str]) -> JobReturn:
-        """Job `number`'s JobReturn. A job that ended without one is submitted again when SLURM
-        recorded it as preempted (rlhp.slurm.preempted), max_num_timeout times at most; else
-        UncompletedJobError (also when it was cancelled after its trial checkpointed).
-        KeyboardInterrupt after stop(), NotSubmitted when SLURM refuses it for good."""
+    def run(self, number: int, overrides: list[str], launcher) -> JobReturn:
+        """Job `number`'s JobReturn (`launcher`: the Hydra launcher whose task it runs). A job
+        that ended without one is submitted again when SLURM recorded it as preempted
+        (rlhp.slurm.preempted), max_num_timeout times at most; else UncompletedJobError (also
+        when it was cancelled after its trial checkpointed). KeyboardInterrupt after stop(),
+        NotSubmitted when SLURM refuses it for good."""
         log.info("\t#%d : %s", number, " ".join(filter_overrides(overrides)))
         preemptions = 0
         while True:
-            job = self._submit(number, overrides)
+            job = self._submit(number, overrides, launcher)
             try:
                 ret, error = self._wait(job), None
             except UncompletedJobError as e:
@@ -297,7 +299,7 @@ class Jobs:
             _scancel(job.job_id)  # in case SLURM requeued it: the new job resumes the trial
             log.warning("job %s of #%d was preempted: submitted again", job.job_id, number)
 
-    def _submit(self, number: int, overrides: list[str]):
+    def _submit(self, number: int, overrides: list[str], launcher):
         from hydra.core.singleton import Singleton
 
         name = f"{self.prefix}_{number}" if number < JOB_BASE else f"{self.prefix}_pop"
@@ -311,7 +313,7 @@ class Jobs:
                 with self.lock:  # the name is the executor's: set and submitted together
                     self.executor.update_parameters(name=name)
                     try:
-                        job = submit(self.executor, self.launcher, *args, Singleton.get_state())
+                        job = submit(self.executor, launcher, *args, Singleton.get_state())
                     except FailedJobError as e:
                         backoff.refused(e)
                         continue
@@ -346,11 +348,11 @@ class Packer:
     """Runs trials on host jobs of `per_gpu` trials each (see the module docstring)."""
 
     def __init__(
-        self, launcher, sweep_dir: Path, prefix: str, per_gpu: int, requeue: bool, idle_s=20.0
+        self, params, sweep_dir: Path, prefix: str, per_gpu: int, requeue: bool, idle_s=20.0
     ):
-        self.launcher, self.per_gpu, self.requeue, self.idle_s = launcher, per_gpu, requeue, idle_s
+        self.per_gpu, self.requeue, self.idle_s = per_gpu, requeue, idle_s
         self.queue = Queue(sweep_dir / ".queue")
-        params = dict(launcher.params)
+        params = dict(params)
         self.max_num_timeout = params.get("max_num_timeout", 3)
         params.update(gpu_request(params.get("gres"), 1))
         params["use_srun"] = False  # serve runs in the batch step (see serve)
@@ -366,11 +368,13 @@ class Packer:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
-    def run(self, number: int, overrides: list[str]):
-        """Queue the trial, make sure a host will take it, wait for its JobReturn."""
+    def run(self, number: int, overrides: list[str], launcher):
+        """Queue the job (a trial's, or a population job's: `launcher` runs its task), make sure
+        a host will take it, wait for its JobReturn."""
         from hydra.core.singleton import Singleton
 
         spec = {
+            "launcher": launcher,
             "overrides": list(overrides),
             "state": Singleton.get_state(),
             "max_num_timeout": self.max_num_timeout,
@@ -407,7 +411,7 @@ class Packer:
                     return
                 name = f"h{len(os.listdir(self.queue.root / 'claimed'))}_{int(time.time())}"
                 (self.queue.root / "claimed" / name).mkdir()
-                args = (self.launcher, str(self.queue.root), name, self.per_gpu, self.cpus)
+                args = (str(self.queue.root), name, self.per_gpu, self.cpus)
                 try:
                     self.hosts[name] = submit(self.executor, serve, *args, self.idle_s)
                 except FailedJobError as e:
