@@ -5,7 +5,8 @@ A search of n trials on S slots with the `ppo_cartpole` preset's schedule: a log
 reduction factor 2. Trial j's quality is a_j = z_j + trend * ended / n, where `ended` is how
 many trials had ended when the sampler asked for j (the sampler improves with results: in two
 64-trial `ppo_cartpole` searches of one process per trial the values at each rung correlate
-0.56-0.74 with the trial number); its value at rung r is sqrt(rho) a_j + sqrt(1 - rho) e_jr. Schedules:
+0.56-0.74 with the trial number); its value at rung r is sqrt(rho) a_j + sqrt(1 - rho) e_jr.
+Schedules:
 
 - staggered: one process per trial, S at a time, each trial at its own speed (0.8-1.2);
 - batched: S population jobs of P members in lockstep (one log point per job step), asked for
