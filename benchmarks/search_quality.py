@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -267,7 +268,8 @@ def collect(args) -> list[dict]:
             search = run_search(contender, rep, sweep_dir, args)
             read = zoo_trials if contender == "zoo" else hydra_trials
             trials = read(sweep_dir, search["launch"])
-            row = {"rep": rep, "seed": rep, "contender": contender, "wall_s": search["wall_s"]}
+            row = {"rep": rep, "seed": rep, "contender": contender, "cmd": search["cmd"]}
+            row["wall_s"] = search["wall_s"]
             row |= search_figures(contender, trials, search["wall_s"], args)
             row["anytime"] = [
                 {"minutes": f * args.minutes, "incumbent": incumbent(trials, f * args.minutes * 60)}
@@ -320,6 +322,21 @@ def setup_rows(rows: list[dict], args) -> list[str]:
         again = f"SB3 PPO, {zoo:,} timesteps" if contender == "zoo" else f"rlhp, {frames:,} frames"
         lines.append(f"| {CONTENDERS[contender]} | {budget} | {note} | {metric} | {again} |")
     return lines
+
+
+def commands(rows: list[dict], args) -> list[str]:
+    """Each contender's command as the first repetition ran it (WORK: the --work dir)."""
+    lines = []
+    for contender in args.contenders:
+        cmd = next(r["cmd"] for r in rows if r["contender"] == contender)
+        names = {sys.executable: "python", str(args.zoo_python): "ZOO_VENV/bin/python"}
+        text = shlex.join(names.get(c, c) for c in cmd).replace(str(args.work), "WORK")
+        lines.append(f"- {CONTENDERS[contender]}: `{text}`")
+    return lines + [
+        "- the stock sweeper has no constraints (the preset's two are not applied there); rlhp and "
+        "the stock sweeper rank trials on the training return, the zoo on evaluation episodes; "
+        "every pick is validated the same way, on greedy episodes of its final policy"
+    ]
 
 
 def summary_rows(rows: list[dict], args) -> list[str]:
@@ -421,6 +438,8 @@ def report(rows: list[dict], args, where: str) -> str:
         f"{args.eval_episodes} greedy episodes of the final policy each (the mean over seeds)",
         "",
         *setup_rows(rows, args),
+        "",
+        *commands(rows, args),
         "",
         *summary_rows(rows, args),
         "",
