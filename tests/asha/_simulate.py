@@ -12,7 +12,8 @@ Schedules:
 - batched: S population jobs of P members in lockstep (one log point per job step), asked for
   P trials at once and retired after them; a slot starts its next job once its retired job
   has at most P/2 members training (as rlhp.sweep._batched does). The members that reach
-  rungs at one step report one after the other (slot order), or `together`;
+  rungs at one step report one after the other (slot order), as the coordinator judges them:
+  each against the values recorded before it, batch mates included;
 - replay: the batched search's own trials (the same values) staggered.
 
     python tests/asha/_simulate.py [--seeds 200]
@@ -24,22 +25,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rlhp.asha._rule import cutoff, decide, judged_against
+from rlhp.asha._rule import cutoff, decide
 
 RUNGS = {1: 0, 2: 1, 4: 2, 8: 3}  # log point -> rung index
 END = 10
 RF = 2
 
 
-def judge(
-    rungs: list[list[float]], arrivals: list[tuple[int, float]], together: bool
-) -> list[bool]:
+def judge(rungs: list[list[float]], arrivals: list[tuple[int, float]]) -> list[bool]:
     """Decisions for (rung, value) reports arriving at one step, recorded in their order."""
-    held = [len(values) for values in rungs]
     out = []
     for r, value in arrivals:
-        against = judged_against(rungs[r], held[r] if together else len(rungs[r]))
-        out.append(decide(value, cutoff(against, RF)))
+        out.append(decide(value, cutoff(rungs[r], RF)))
         rungs[r].append(value)
     return out
 
@@ -73,10 +70,10 @@ class Search:
         self.values.append(fresh if self.given is None else self.given[j])
         return j
 
-    def report(self, arrivals: list[tuple[int, int]], together: bool = False) -> list[bool]:
+    def report(self, arrivals: list[tuple[int, int]]) -> list[bool]:
         """(trial, log point) reports of one step: True to go on; ends and counts trials."""
         at_rung = [(j, RUNGS[lp]) for j, lp in arrivals if lp in RUNGS]
-        go = judge(self.rungs, [(r, self.values[j][r]) for j, r in at_rung], together)
+        go = judge(self.rungs, [(r, self.values[j][r]) for j, r in at_rung])
         decided = {j: ok for (j, _), ok in zip(at_rung, go, strict=True)}
         for (_, r), ok in zip(at_rung, go, strict=True):
             self.passes[r] += ok
@@ -114,7 +111,7 @@ class Job:
     members: list[list[int]]  # [trial, log point]
 
 
-def batched(search: Search, slots: int, population: int, together: bool) -> Search:
+def batched(search: Search, slots: int, population: int) -> Search:
     jobs: list[Job] = []
 
     def start(slot: int, t: float) -> None:
@@ -129,7 +126,7 @@ def batched(search: Search, slots: int, population: int, together: bool) -> Sear
         job.t += 1.0 + 0.1 * job.slot  # the slots' processes run at slightly different speeds
         for member in job.members:
             member[1] += 1
-        go = search.report([(j, lp) for j, lp in job.members], together)
+        go = search.report([(j, lp) for j, lp in job.members])
         job.members = [m for m, on in zip(job.members, go, strict=True) if on]
         if not job.members:
             jobs.remove(job)
@@ -150,13 +147,10 @@ def compare(
     rows: dict[str, list[Search]] = {}
     for seed in seeds:
         rows.setdefault("staggered", []).append(staggered(Search(n, seed, trend), slots))
-        for together in (False, True):
-            run = batched(Search(n, seed, trend), slots, population, together)
-            name = "batched, together" if together else "batched, one after the other"
-            rows.setdefault(name, []).append(run)
-            if not together:
-                replay = Search(n, seed, trend, given=run.values)
-                rows.setdefault("replay staggered", []).append(staggered(replay, slots))
+        run = batched(Search(n, seed, trend), slots, population)
+        rows.setdefault("batched", []).append(run)
+        replay = Search(n, seed, trend, given=run.values)
+        rows.setdefault("replay staggered", []).append(staggered(replay, slots))
     return {name: mean_of(runs) for name, runs in rows.items()}
 
 

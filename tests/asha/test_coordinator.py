@@ -1,11 +1,9 @@
-import contextlib
-import itertools
 import json
 import warnings
 
 import pytest
 
-from rlhp.asha import Coordinator, _coordinator, together
+from rlhp.asha import Coordinator, _coordinator
 
 NAN = float("nan")
 
@@ -144,43 +142,6 @@ def test_new_coordinator_resumes_from_records(tmp_path):
     assert second.report("d", 1, 4.8) is True  # 4, 4.6, 5: cutoff 4.6 + 0.4 / 3
     assert second.report("a", 3, -1.0) is True
     assert first.rungs() == second.rungs()  # each sees the other's records
-
-
-@pytest.mark.parametrize(("at_once", "b_goes_on"), [(True, True), (False, False)])
-def test_members_of_a_batch_do_not_cut_each_other(tmp_path, at_once, b_goes_on):
-    make(tmp_path).report("old", 1, 5.0)
-    a, b, c = make(tmp_path), make(tmp_path), make(tmp_path)  # a reporter per trial, as in a job
-    with together() if at_once else contextlib.nullcontext():
-        assert a.report("a", 1, 9.0) is True
-        # together: against 5.0 alone; one after the other: 66.7th of 5 and 9 is 7.67
-        assert b.report("b", 1, 6.0) is b_goes_on
-        assert c.report("c", 1, 4.0) is False
-    log = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
-    assert log[2]["cutoff"] == pytest.approx(5.0 if at_once else 5 + 4 * 2 / 3)
-    # after the batch every value counts: 4, 5, 6, 9 give 6.0
-    assert make(tmp_path).report("d", 1, 5.9) is False
-    fresh = make(tmp_path)  # records as before: a new process resumes them
-    assert fresh.rungs() == {(0, 1): {"old": 5.0, "a": 9.0, "b": 6.0, "c": 4.0, "d": 5.9}}
-    assert [fresh.stopped_at(t) for t in "abcd"] == [None, None if b_goes_on else 1, 1, 1]
-
-
-def test_a_batch_at_an_empty_rung_is_judged_in_its_order(tmp_path):
-    asha = make(tmp_path)
-    with together():
-        assert asha.report("a", 1, 5.0) is True  # the first passes free
-        assert asha.report("b", 1, 4.0) is False  # against a
-        assert asha.report("c", 1, 5.0) is True
-
-
-@pytest.mark.parametrize("order", list(itertools.permutations("abc")))
-def test_a_batch_is_judged_the_same_in_any_order(tmp_path, order):
-    values = {"a": 9.0, "b": 6.0, "c": 4.0}
-    asha = make(tmp_path)
-    asha.report("old1", 1, 5.0)
-    asha.report("old1", 3, 5.0)
-    with together():
-        decisions = {t: asha.report(t, 1 if t != "c" else 3, values[t]) for t in order}
-    assert decisions == {"a": True, "b": True, "c": False}  # each against its rung's 5.0
 
 
 def test_other_settings_on_the_same_dir_are_refused(tmp_path):

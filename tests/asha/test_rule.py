@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from rlhp.asha._rule import bracket_of, cutoff, decide, judged_against, milestones, reached
+from rlhp.asha._rule import bracket_of, cutoff, decide, milestones, reached
 
 NAN = float("nan")
 
@@ -53,18 +53,6 @@ def test_cutoff_min_mode_is_lower_percentile():
 
 def test_cutoff_of_only_nans_is_none():
     assert cutoff([NAN, NAN], 2) is None
-
-
-@pytest.mark.parametrize(
-    ("held", "expected"),
-    [
-        (3, [5.0, 9.0, 6.0]),  # a report alone: every value so far
-        (1, [5.0]),  # 9.0 and 6.0 arrived in its batch: only what was there before
-        (0, [5.0, 9.0, 6.0]),  # the batch came to an empty rung: judged in its order
-    ],
-)
-def test_judged_against(held, expected):
-    assert judged_against([5.0, 9.0, 6.0], held) == expected
 
 
 def test_decide_ties_continue_and_strictly_worse_stops():

@@ -1,6 +1,6 @@
 """Asynchronous successive halving (ASHA) shared through files by the trials of a sweep."""
 
-from rlhp.asha._coordinator import Coordinator, together
+from rlhp.asha._coordinator import Coordinator
 from rlhp.asha._lock import lock_warning
 from rlhp.asha._reporter import reporter, settings
 from rlhp.asha._rule import milestones
@@ -14,5 +14,4 @@ __all__ = [
     "reporter",
     "scheduler_settings",
     "settings",
-    "together",
 ]

@@ -6,16 +6,14 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from rlhp.asha._lock import LOCKS, lock_warning
-from rlhp.asha._rule import bracket_of, cutoff, decide, judged_against, milestones, reached
+from rlhp.asha._rule import bracket_of, cutoff, decide, milestones, reached
 from rlhp.asha._settings import check_settings
 from rlhp.asha._store import JsonLines
 from rlhp.record import write_atomic
@@ -23,21 +21,6 @@ from rlhp.record import write_atomic
 log = logging.getLogger(__name__)
 
 SNAPSHOT_BYTES = 16 * 1024  # a snapshot each time rungs.jsonl grows past a multiple of this
-
-# inside `together`: per ASHA directory, the values each (bracket, rung) held at its first report
-_held: ContextVar[dict[Path, dict[tuple[int, int], int]] | None] = ContextVar("held", default=None)
-
-
-@contextmanager
-def together() -> Iterator[None]:
-    """The reports made inside arrive together (the members of a population at one boundary):
-    each is judged against its rung as it stood at the first of them, not against the others
-    (``rlhp.asha._rule.judged_against``); at a rung that was empty, one after the other."""
-    token = _held.set({})
-    try:
-        yield
-    finally:
-        _held.reset(token)
 
 
 class Coordinator:
@@ -96,7 +79,6 @@ class Coordinator:
         """Record ``value`` at ``frame`` if it reaches a new rung; False means stop the trial.
 
         A repeated report gets the decision already made; a stopped trial always gets False.
-        Inside ``together`` the members of a batch do not cut each other (see there).
         A NaN ``value`` (no finished episode yet) is not judged: the trial goes on, and its first
         report with a value is recorded at the highest rung it has reached by then.
         """
@@ -104,8 +86,6 @@ class Coordinator:
         self._load_snapshot()
         with self._lock:
             self._refresh()
-            if (batch := _held.get()) is not None and self.path not in batch:
-                batch[self.path] = {key: len(values) for key, values in self._rungs.items()}
             if trial in self._stopped:
                 return False
             if math.isnan(value):
@@ -114,9 +94,8 @@ class Coordinator:
             rung = reached(frame, self._milestones[bracket], self._last.get(trial))
             if rung is None:
                 return True
-            recorded = list(self._rungs.get((bracket, rung), {}).values())
-            held = len(recorded) if batch is None else batch[self.path].get((bracket, rung), 0)
-            cut = cutoff(judged_against(recorded, held), self.reduction_factor, self.mode)
+            recorded = self._rungs.get((bracket, rung), {})
+            cut = cutoff(recorded.values(), self.reduction_factor, self.mode)
             go = decide(value, cut, self.mode)
             before = self._rungs_file.offset
             after = self._rungs_file.append(

@@ -61,18 +61,6 @@ def cutoff(values: Iterable[float], reduction_factor: int, mode: str = "max") ->
     return sign * float(np.nanpercentile(recorded, q, method="linear"))
 
 
-def judged_against(recorded: list[float], held: int) -> list[float]:
-    """The values at a rung that a report is judged against, ``recorded`` in arrival order.
-
-    ``held`` is how many the rung held when the report's batch arrived (reports that arrive
-    together: one population boundary; a report alone is a batch of one, ``held`` all of them).
-    Members of a batch arrive at once, so none cuts another: each is judged against the values
-    recorded before the batch. At a rung that was empty (``held`` 0) the batch is judged in its
-    order, as staggered trials would be: the first passes free, the others against those before.
-    """
-    return recorded[:held] if held else recorded
-
-
 def decide(value: float, cut: float | None, mode: str = "max") -> bool:
     """True (continue) unless ``value`` is strictly worse than ``cut``.
 
