@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rlhp import asha
+from rlhp.config import population_size
 from rlhp.inbox import Inbox
 from rlhp.member import Member, Preempted
 from rlhp.population import Population
@@ -88,7 +89,8 @@ def main(cfg: DictConfig) -> float:
     ended."""
     hydra_cfg = HydraConfig.get()
     sweep_dir, folder = Path(hydra_cfg.sweep.dir), Path(hydra_cfg.runtime.output_dir)
-    return train_batch(cfg, sweep_dir, folder, hydra_cfg.sweeper.population)
+    size, _ = population_size(hydra_cfg.sweeper.population, hydra_cfg.sweeper.n_trials)
+    return train_batch(cfg, sweep_dir, folder, size)
 
 
 def train_batch(cfg: DictConfig, sweep_dir: Path, folder: Path, population: int) -> float:
@@ -104,6 +106,7 @@ def train_batch(cfg: DictConfig, sweep_dir: Path, folder: Path, population: int)
         return 0.0
     first = trials.queue[0].cfg
     size = population * first.max_session
+    log.info("rlhp: population job of %d trials at once (%d members)", population, size)
     members = [trials.queue.popleft() for _ in range(min(size, len(trials.queue)))]
     stop = StopOnSignal()
     stop.session = population = Population(

@@ -78,6 +78,18 @@ def check_structure(cfgs: list[DictConfig]) -> None:
                 )
 
 
+def population_size(population: int, n_trials: int) -> tuple[int, str | None]:
+    """hydra.sweeper.population capped at n_trials (a job never holds more trials than the
+    search has), with the warning when it was capped."""
+    if population <= n_trials:
+        return population, None
+    note = (
+        f"hydra.sweeper.population={population} is more than n_trials={n_trials}: population "
+        f"jobs of {n_trials} trials"
+    )
+    return n_trials, note
+
+
 # the domain of every numeric hyperparameter of conf/algo/*.yaml, as an interval; an lr above 1
 # trains to nothing (or diverges) with Adam and RMSprop
 DOMAINS = {

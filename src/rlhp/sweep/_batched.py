@@ -248,7 +248,7 @@ class Batched:
         number = next(self.numbers)
         inbox = Inbox(record.population_dir(self.sweep_dir, number))
         inbox.beat()
-        overrides = population_overrides(self.source.search.fixed, self.size, number)
+        overrides = population_overrides(self.source.search.fixed, number)
         future = self.pool.submit(self.launch.run, record.JOB_BASE + number, overrides, True)
         fixed = {k: proposal.trial.params[k] for k in self.structural}
         job = PopulationJob(number, slot, proposal.kind, fixed, inbox, future)

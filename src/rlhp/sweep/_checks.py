@@ -113,18 +113,6 @@ def settings(cfg: DictConfig) -> None:
             raise ConfigError(f"hydra.sweeper.{name} must be {allowed}, got {value!r}")
 
 
-def population_size(population: int, n_trials: int) -> tuple[int, str | None]:
-    """hydra.sweeper.population capped at n_trials (a job never holds more trials than the
-    search has), with the warning when it was capped."""
-    if population <= n_trials:
-        return population, None
-    note = (
-        f"hydra.sweeper.population={population} is more than n_trials={n_trials}: population "
-        f"jobs of {n_trials} trials"
-    )
-    return n_trials, note
-
-
 def population_memory(member: int, members: int, jobs: int, memory: int) -> str | None:
     """Why `jobs` population jobs of `members` members each (of `member` bytes) cannot fit in
     `memory` bytes, saying what fits; None when they fit."""

@@ -134,9 +134,7 @@ class Launch:
             self.packer.close()
 
 
-def population_overrides(fixed: list[str], size: int, number: int) -> list[str]:
-    """A population job's own config: the search's fixed overrides, its size and its folder."""
-    return fixed + [
-        f"hydra.sweeper.population={size}",
-        f"hydra.sweep.subdir={record.POPULATIONS}/{number}",
-    ]
+def population_overrides(fixed: list[str], number: int) -> list[str]:
+    """A population job's own config: the search's fixed overrides in its own folder (its size
+    is its hydra.sweeper.population, which a job cannot change)."""
+    return fixed + [f"hydra.sweep.subdir={record.POPULATIONS}/{number}"]

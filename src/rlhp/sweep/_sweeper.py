@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from rlhp import record
-from rlhp.config import check
+from rlhp.config import check, population_size
 from rlhp.errors import ConfigError, RlhpError, TooManyFailures
 from rlhp.sweep import _centred, _checks, _constraint, _local, _loop, _results, _space, _study
 from rlhp.sweep._launch import Launch
@@ -79,7 +79,7 @@ class SweeperImpl:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         _checks.settings(self.cfg)
         self.n_trials = self.cfg.n_trials
-        self.cfg.population, capped = _checks.population_size(self.cfg.population, self.n_trials)
+        self.cfg.population, capped = population_size(self.cfg.population, self.n_trials)
         self._search_space(arguments)
         self._make_sampler()
         notes = _checks.warnings(self.space, self.leaves, self.n_trials)
