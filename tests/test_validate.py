@@ -1,12 +1,17 @@
 """rlhp.validate: the top configurations of a real search re-run with fresh seeds."""
 
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import yaml
-from sweep._cli import output, run_cli, run_sweep
+from sweep._cli import cli_env, output, run_cli, run_sweep
 
 from rlhp.analysis import experiment_df
 from rlhp.record import load
@@ -127,6 +132,44 @@ def test_running_it_again_resumes(validated):
     assert len(pd.read_csv(sweep / "validation.csv")) == TOP_K + 1
     # a local search is validated locally
     assert "SLURM" not in proc.stdout and trial_params(sweep / "0") is None
+
+
+def test_sigterm_stops_the_runs_at_a_checkpoint_and_the_same_command_resumes(sweep, tmp_path):
+    """SIGTERM (as Ctrl+C) makes every running validation run checkpoint and end, none left
+    training; the same command resumes it from that checkpoint."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("validation*"))
+    number = int(experiment_df(load(copy)).iloc[0]["trial"])
+    overrides = copy / str(number) / ".hydra" / "overrides.yaml"
+    longer = [o for o in yaml.safe_load(overrides.read_text()) if not o.startswith("env.max_frame")]
+    overrides.write_text(yaml.safe_dump([*longer, "env.max_frame=12288"]))  # a longer run
+    cmd = [sys.executable, "-m", "rlhp.validate", str(copy), "top_k=1", "max_session=2"]
+    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run_dir = copy / "validation" / f"trial{number}"
+    while not list(run_dir.glob("checkpoints/*")) and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = (s.decode() for s in proc.communicate(timeout=120))
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert "stopped by SIGTERM; run the same command to resume" in err, err
+    assert f"trial {number} (seeds" in out and "stopped at a checkpoint" in out, out
+    assert not (run_dir / "result.yaml").exists()
+    stopped_at = frames(run_dir)
+    assert 0 < max(f for _, f in stopped_at) < 12288
+
+    again = run_cli("validate", copy, "top_k=1", "max_session=2")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    seen = frames(run_dir)
+    for session in (0, 1):  # resumed: the rows before the stop kept, none written twice
+        rows = [f for s, f in seen if s == session]
+        assert rows == sorted(set(rows)) and rows[-1] >= 12288, rows
+        assert {f for s, f in stopped_at if s == session} <= set(rows)
+
+
+def frames(run_dir: Path) -> list[tuple[int, int]]:
+    """(session, frame) of each row of a run's metrics.csv."""
+    df = pd.read_csv(run_dir / "metrics.csv")
+    return list(zip(df["session"], df["frame"], strict=True))
 
 
 def test_nothing_to_validate(tmp_path):

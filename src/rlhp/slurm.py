@@ -207,3 +207,36 @@ def preempted(checkpointed: bool, state: str) -> bool:
     if state.startswith("PREEMPTED"):
         return True
     return checkpointed and bool(state) and not state.startswith("CANCELLED")
+
+
+STOP_GRACE_S = 60  # jobs still running this long after the stop signal are cancelled outright
+
+
+def _queued(job_ids: set[str]) -> dict[str, str]:
+    """Job id -> squeue's state (PD, R, CG, ...) of those of job_ids still in the queue."""
+    out = subprocess.run(["squeue", "-h", "--me", "-o", "%i|%t"], capture_output=True, text=True)
+    rows = (line.split("|") for line in out.stdout.split())
+    return {job_id: state for job_id, state in rows if job_id in job_ids}
+
+
+def scancel(*args: str) -> None:
+    subprocess.run(["scancel", *args], capture_output=True)
+
+
+def stop_jobs(job_ids: set[str], grace_s: float = STOP_GRACE_S) -> None:
+    """Make these jobs' runs (trials, hosts' trials, validation runs) checkpoint and end, none
+    requeued: SIGTERM to the steps of each running job (submitit ignores it, so nothing is
+    requeued; SIGUSR2 would be), pending ones cancelled. Returns once none is left
+    running; one still running after grace_s (its trial was not yet listening for the signal) is
+    cancelled (SIGTERM, then SIGKILL)."""
+    queued = _queued(job_ids)
+    if pending := [i for i, state in queued.items() if state == "PD"]:
+        scancel(*pending)
+    if running := [i for i, state in queued.items() if state != "PD"]:
+        scancel("--signal=TERM", *running)
+    deadline = time.monotonic() + grace_s
+    while left := [i for i, state in _queued(job_ids).items() if state != "CG"]:
+        if time.monotonic() > deadline:
+            scancel(*left)
+            return
+        time.sleep(1)

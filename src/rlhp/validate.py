@@ -40,6 +40,8 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +74,8 @@ from rlhp.record import (
     validation_dir,
     write_atomic,
 )
-from rlhp.slurm import executor, trial_params, trial_requeue
+from rlhp.slurm import executor, stop_jobs, trial_params, trial_requeue
+from rlhp.sweep._local import Terminated, stop_on_sigterm
 
 log = logging.getLogger("rlhp.validate")
 
@@ -193,10 +196,11 @@ class Run:
     requeue: bool = False  # submitted again when its SLURM job ends without a result
 
 
-def _submit(run: Run, cwd: Path) -> int:
+def _submit(run: Run, cwd: Path, runner: "Runner") -> int | None:
     """The run as a SLURM job; its exit code (1 when it could not be submitted or the job ended
-    without one: cancelled, killed, node failure, too many time limits). A job without one is
-    submitted again, max_num_timeout times at most, when the search ran with requeue=true."""
+    without one: cancelled, killed, node failure, too many time limits; None when the runner
+    stopped it). A job without one is submitted again, max_num_timeout times at most, when the
+    search ran with requeue=true."""
     folder = run.run_dir.parent / ".submitit" / "%j"
     params = dict(run.params, name=f"rlhp_validate{run.number}")
     for attempt in itertools.count(1):
@@ -204,13 +208,20 @@ def _submit(run: Run, cwd: Path) -> int:
             slurm_job = executor(params, folder).submit(SlurmRun(run.overrides, run.run_dir, cwd))
         except Exception as e:
             return _slurm_error(run.run_dir, e)
+        runner.jobs[run.number] = slurm_job.job_id
         print(
             f"rlhp.validate: trial {run.number} submitted as SLURM job {slurm_job.job_id}",
             flush=True,
         )
+        while not slurm_job.done():
+            if runner.stopping.is_set():  # stop_jobs ends it at a checkpoint
+                return None
+            time.sleep(1)
         try:
             return slurm_job.result()
         except Exception as e:
+            if runner.stopping.is_set():
+                return None
             if not run.requeue or attempt > params.get("max_num_timeout", 3):
                 return _slurm_error(run.run_dir, e)
             print(
@@ -259,21 +270,53 @@ def _runs(
     return runs
 
 
-def _run(runs: list[Run], cwd: Path, max_session: int, slots: int) -> None:
-    """Start the runs, `slots` at once, each here or as a SLURM job; print how each ended."""
+class Runner:
+    """Runs validation runs, `slots` at once, each here or as a SLURM job, and prints how each
+    ended. Stopped (Ctrl+C, SIGTERM), every running run checkpoints and ends as a search's
+    trials do: a local run gets SIGTERM, a SLURM job is stopped (rlhp.slurm.stop_jobs: its steps
+    get SIGTERM, nothing is requeued); the same command resumes them from their checkpoints."""
 
-    def one(run: Run) -> int:
+    def __init__(self, cwd: Path, max_session: int, slots: int):
+        self.cwd, self.max_session, self.slots = cwd, max_session, slots
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.jobs: dict[int, str] = {}  # trial -> its SLURM job id
+        self.stopping = threading.Event()
+
+    def run(self, runs: list[Run]) -> None:
+        pool = ThreadPoolExecutor(min(self.slots, len(runs)))
+        try:
+            list(pool.map(self.one, runs))
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def one(self, run: Run) -> int | None:
+        if self.stopping.is_set():
+            return None
         if run.params is None:
-            rc = _start(run.overrides, run.run_dir, cwd).wait()
+            self.procs[run.number] = proc = _start(run.overrides, run.run_dir, self.cwd)
+            rc = proc.wait()
         else:
-            rc = _submit(run, cwd)
-        status = "done" if rc == 0 else f"failed (exit {rc}): {_error(run.run_dir)}"
-        seeds = f"{run.seed}..{run.seed + max_session - 1}"
-        print(f"rlhp.validate: trial {run.number} (seeds {seeds}) {status}")
+            rc = _submit(run, self.cwd, self)
+        if self.stopping.is_set():
+            status = "stopped at a checkpoint (the same command resumes it)"
+        else:
+            status = "done" if rc == 0 else f"failed (exit {rc}): {_error(run.run_dir)}"
+        seeds = f"{run.seed}..{run.seed + self.max_session - 1}"
+        print(f"rlhp.validate: trial {run.number} (seeds {seeds}) {status}", flush=True)
         return rc
 
-    with ThreadPoolExecutor(min(slots, len(runs))) as pool:
-        list(pool.map(one, runs))
+    def stop(self) -> None:
+        self.stopping.set()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        if self.jobs:
+            stop_jobs(set(self.jobs.values()))
+        for proc in self.procs.values():
+            proc.wait()
 
 
 def _result_row(run: Run, max_session: int) -> dict[str, Any]:
@@ -358,7 +401,7 @@ def validate(
         flush=True,
     )
     if todo:
-        _run(todo, _cwd(sweep), max_session, slots)
+        Runner(_cwd(sweep), max_session, slots).run(todo)
     df = _table(sweep, runs, max_session)
     write_atomic(sweep.dir / VALIDATION_CSV, df.to_csv(index=False))
     _report(sweep, df, max_session)
@@ -448,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     launcher, rest = launcher_args(argv), [a for a in argv if not _LAUNCHER.match(a)]
     args = parser.parse_args(cli_args(rest))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stop_on_sigterm()  # SIGTERM stops the runs as Ctrl+C does
     try:
         if args.sessions is not None:
             print(
@@ -461,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
     except (AnalysisError, ValueError) as e:
         print(f"rlhp.validate: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as e:
+        how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"rlhp.validate: {how}; run the same command to resume", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     return 0 if df["validated_mean"].notna().all() else 1
 
 

@@ -55,13 +55,21 @@ from submitit.core.utils import FailedJobError, UncompletedJobError
 
 from rlhp.errors import ConfigError
 from rlhp.record import JOB_BASE, write_atomic
-from rlhp.slurm import Backoff, end_state, executor, gpu_request, preempted, submit
+from rlhp.slurm import (
+    Backoff,
+    end_state,
+    executor,
+    gpu_request,
+    preempted,
+    scancel,
+    stop_jobs,
+    submit,
+)
 from rlhp.sweep._results import one_line
 
 log = logging.getLogger("rlhp.sweep")
 PREEMPTED = 3  # exit code of a trial process that checkpointed on SIGUSR2 (time limit)
 TERMINATED = 4  # ... on SIGTERM (preemption, scancel)
-STOP_GRACE_S = 60  # jobs still running this long after the stop signal are cancelled outright
 
 
 def _dump(obj: Any, path: Path) -> None:
@@ -231,35 +239,6 @@ def _ended(queue: Queue, host: str, number: int, spec: dict, rc: int, stop) -> N
             _dump(spec, queue.root / "claimed" / host / f"{number}.pkl")
 
 
-def _queued(job_ids: set[str]) -> dict[str, str]:
-    """Job id -> squeue's state (PD, R, CG, ...) of those of job_ids still in the queue."""
-    out = subprocess.run(["squeue", "-h", "--me", "-o", "%i|%t"], capture_output=True, text=True)
-    rows = (line.split("|") for line in out.stdout.split())
-    return {job_id: state for job_id, state in rows if job_id in job_ids}
-
-
-def _scancel(*args: str) -> None:
-    subprocess.run(["scancel", *args], capture_output=True)
-
-
-def stop_jobs(job_ids: set[str], grace_s: float = STOP_GRACE_S) -> None:
-    """Make these jobs' trials checkpoint and end, none requeued: SIGTERM to the steps of each
-    running job (see the module docstring), pending ones cancelled. Returns once none is left
-    running; one still running after grace_s (its trial was not yet listening for the signal) is
-    cancelled (SIGTERM, then SIGKILL)."""
-    queued = _queued(job_ids)
-    if pending := [i for i, state in queued.items() if state == "PD"]:
-        _scancel(*pending)
-    if running := [i for i, state in queued.items() if state != "PD"]:
-        _scancel("--signal=TERM", *running)
-    deadline = time.monotonic() + grace_s
-    while left := [i for i, state in _queued(job_ids).items() if state != "CG"]:
-        if time.monotonic() > deadline:
-            _scancel(*left)
-            return
-        time.sleep(1)
-
-
 class Jobs:
     """Trial and population jobs, one submitit job each, as Hydra's submitit launcher submits
     them, but kept so that stop() (Ctrl+C) reaches them, named `<prefix>_<N>` (`_pop<N>`), and
@@ -296,7 +275,7 @@ class Jobs:
                 ended = f"job {job.job_id} ended ({state or 'state unknown'})"  # retriable?
                 why = f": {one_line(error)}" if error else " after its trial checkpointed"
                 raise UncompletedJobError(ended + why)
-            _scancel(job.job_id)  # in case SLURM requeued it: the new job resumes the trial
+            scancel(job.job_id)  # in case SLURM requeued it: the new job resumes the trial
             log.warning("job %s of #%d was preempted: submitted again", job.job_id, number)
 
     def _submit(self, number: int, overrides: list[str], launcher):
