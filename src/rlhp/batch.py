@@ -1,6 +1,9 @@
 """A population job of a batched search (`hydra.sweeper.population=P`): one process trains the
-trials its controller assigns through its inbox (rlhp.inbox) as one population of P trials x
-max_session members, refilling a trial's slots with the next assigned trial as it ends.
+trials its controller assigns through its inbox (rlhp.inbox), refilling a trial's slots with the
+next assigned trial of its structure as it ends. Its trials of one structural signature
+(rlhp.config.signature) train as one structure group, a population of its own (VecEnv, stacked
+agent) of P / G trials x max_session members; with `hydra.sweeper.structure_groups=G` a job
+holds up to G groups and steps them in turn, one rollout each (G = 1: one population of P).
 
 Every member is an ordinary trial session: it trains in the trial's folder (written by the
 controller: .hydra/config.yaml) with its own metrics, TensorBoard run, checkpoints and models,
@@ -10,6 +13,8 @@ holds (a stale job of a killed controller) is taken once it is free, and resumes
 checkpoints.
 """
 
+import functools
+import json
 import logging
 import time
 from collections import Counter, deque
@@ -21,14 +26,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rlhp import asha
-from rlhp.config import population_size
+from rlhp.config import population_size, signature
 from rlhp.inbox import Inbox
 from rlhp.member import Member, Preempted
-from rlhp.population import Population
+from rlhp.population import REFILL_S, Population
 from rlhp.record import TrialResult, config_path
 from rlhp.trial import StopOnSignal, device, lockstep, write_result
 
 log = logging.getLogger("rlhp")
+GROUPS = "structure_groups"  # in a job's folder: the structure groups it holds at most
 
 
 class Trials:
@@ -41,6 +47,7 @@ class Trials:
         self.waiting: list[tuple[int, Path]] = []  # held by another process
         self.running: dict[Path, tuple[list[Member], FileLock]] = {}
         self.members_ended: Counter[Path] = Counter()
+        self.kinds: dict[Path, str] = {}  # a running trial's structural signature, as JSON
         self.ended = 0
 
     def take(self) -> None:
@@ -54,15 +61,24 @@ class Trials:
                 self.waiting.append((number, run_dir))
                 continue
             cfg = OmegaConf.load(config_path(run_dir))
+            self.kinds[run_dir] = json.dumps(signature(cfg), sort_keys=True, default=str)
             members = [Member(cfg, run_dir, s) for s in range(cfg.max_session)]
             lockstep(members, asha.reporter(cfg, self.sweep_dir, number))
             self.running[run_dir] = (members, lock)
             self.queue.extend(members)
 
-    def next(self) -> Member | None:
-        if not self.queue:
+    def next(self, kind: str | None = None) -> Member | None:
+        """The next queued member (of structure `kind`), None: none for now."""
+        if not self.queued(kind):
             self.take()
-        return self.queue.popleft() if self.queue else None
+        for member in self.queue:
+            if kind is None or self.kinds[member.run_dir] == kind:
+                self.queue.remove(member)
+                return member
+        return None
+
+    def queued(self, kind: str | None = None) -> bool:
+        return any(kind is None or self.kinds[m.run_dir] == kind for m in self.queue)
 
     def more(self) -> bool:
         return bool(self.queue or self.waiting) or self.inbox.open
@@ -79,47 +95,114 @@ class Trials:
         else:
             write_result(member.cfg, member.run_dir, [m.summary() for m in members])
         lock.release()
-        del self.running[member.run_dir]
+        del self.running[member.run_dir], self.kinds[member.run_dir]
         self.ended += 1
+
+
+def group_size(population: int, groups: int) -> int:
+    """Trials one structure group holds at once: the job's population over its groups, each
+    at least one trial."""
+    return -(-population // min(groups, population))
+
+
+class Groups:
+    """The structure groups of one population job: a Population per structure among its
+    trials, at most `groups` at once, each of `size` trials, stepped in turn a rollout each. A
+    group's freed slots take the job's next trials of its structure; a group with no member
+    and none queued ends; a structure with no group starts one when there is room."""
+
+    def __init__(self, trials: Trials, size: int, groups: int):
+        self.trials, self.size, self.groups = trials, size, groups
+        self.live: dict[str, Population] = {}
+        self.stop_requested = False  # set from a signal handler: checkpoint and raise Preempted
+        self.taken = 0.0  # when the inbox was last read for new structures
+
+    def run(self) -> None:
+        """Train until every group ended and the inbox is closed and drained."""
+        try:
+            while self.live or self.trials.more():
+                if self.stop_requested:
+                    self.checkpoint()
+                self.start()
+                stepped = False
+                for kind in list(self.live):
+                    stepped |= self.rollout(kind)
+                    if self.stop_requested:
+                        self.checkpoint()
+                if not stepped:
+                    time.sleep(0.2)
+        finally:
+            for population in self.live.values():
+                population.close()
+
+    def rollout(self, kind: str) -> bool:
+        """A rollout of the group of structure `kind`; False when it had no member to step (it
+        ends if none is queued either)."""
+        population = self.live[kind]
+        if population.rollout():
+            return True
+        if not self.trials.queued(kind):
+            population.close()
+            del self.live[kind]
+        return False
+
+    def start(self) -> None:
+        """A group for each queued structure without one, while fewer than `groups` are live
+        (the inbox read REFILL_S apart)."""
+        if time.monotonic() - self.taken > REFILL_S:
+            self.trials.take()
+            self.taken = time.monotonic()
+        kinds = self.trials.kinds
+        while len(self.live) < self.groups:
+            member = next((m for m in self.trials.queue if kinds[m.run_dir] not in self.live), None)
+            if member is None:
+                return
+            kind, slots = kinds[member.run_dir], self.size * member.cfg.max_session
+            members = [self.trials.next(kind) for _ in range(slots) if self.trials.queued(kind)]
+            self.live[kind] = Population(
+                members,
+                device(member.cfg.device),
+                refill=functools.partial(self.trials.next, kind),
+                on_finish=self.trials.finished,
+                size=slots,
+            )
+            trials = ", ".join(sorted({m.run_dir.name for m in members}))
+            log.info("rlhp: structure group of trials %s started (%d live)", trials, len(self.live))
+
+    def checkpoint(self) -> None:
+        """Every group's members checkpointed; raises Preempted."""
+        for population in self.live.values():
+            try:
+                population.checkpoint()
+            except Preempted:
+                pass
+        raise Preempted(f"population job checkpointed: {len(self.live)} structure groups")
 
 
 def main(cfg: DictConfig) -> float:
     """A population job's own entry (the task function the sweeper launches it with): its size
-    is its own hydra.sweeper.population, its inbox in its own folder; returns how many trials
-    ended."""
+    and structure groups are its own hydra.sweeper.population and structure_groups, its inbox in
+    its own folder; returns how many trials ended."""
     hydra_cfg = HydraConfig.get()
     sweep_dir, folder = Path(hydra_cfg.sweep.dir), Path(hydra_cfg.runtime.output_dir)
-    size, _ = population_size(hydra_cfg.sweeper.population, hydra_cfg.sweeper.n_trials)
-    return train_batch(cfg, sweep_dir, folder, size)
+    sweeper = hydra_cfg.sweeper
+    size, _ = population_size(sweeper.population, sweeper.n_trials)  # as the sweeper caps it
+    return train_batch(cfg, sweep_dir, folder, size, int((folder / GROUPS).read_text()))
 
 
-def train_batch(cfg: DictConfig, sweep_dir: Path, folder: Path, population: int) -> float:
-    """Train the trials assigned to the inbox in `folder`, `population` trials at once; returns
-    how many ended."""
+def train_batch(
+    cfg: DictConfig, sweep_dir: Path, folder: Path, population: int, groups: int = 1
+) -> float:
+    """Train the trials assigned to the inbox in `folder`, `population` trials at once in up to
+    `groups` structure groups; returns how many ended."""
     torch.set_num_threads(cfg.torch_threads)
+    log.info("rlhp: population job of %d trials at once (%d structure groups)", population, groups)
     trials = Trials(Inbox(folder), sweep_dir)
-    while not trials.queue and trials.more():
-        trials.take()
-        if not trials.queue:
-            time.sleep(0.2)
-    if not trials.queue:
-        return 0.0
-    first = trials.queue[0].cfg
-    size = population * first.max_session
-    log.info("rlhp: population job of %d trials at once (%d members)", population, size)
-    members = [trials.queue.popleft() for _ in range(min(size, len(trials.queue)))]
     stop = StopOnSignal()
-    stop.session = population = Population(
-        members,
-        device(first.device),
-        refill=trials.next,
-        waiting=trials.more,
-        on_finish=trials.finished,
-        size=size,
-    )
-    population.stop_requested = stop.received is not None
+    stop.session = job = Groups(trials, group_size(population, groups), groups)
+    job.stop_requested = stop.received is not None
     try:
-        population.run()
+        job.run()
     except Preempted:
         stop.hand_over()
         raise

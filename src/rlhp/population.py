@@ -151,31 +151,51 @@ class Population:
     def run(self) -> list[Member]:
         """Train until every slot is empty and `waiting()` says no member will come; returns
         the members in the order they finished."""
-        env, agent, num_envs, frames = self.env, self.agent, self.env.num_envs, self.frames
         try:
             while any(self.slots) or self.waiting():
-                if not any(self.slots):  # nothing to train until a member comes
+                if not self.step():  # nothing to train until a member comes
                     time.sleep(0.2)
-                    self._fill()
-                    continue
-                active = agent.active.host  # idle members' copies do not step (no device sync)
-                step = env.step(agent.act(self.obs), None if active.all() else active)
-                self.obs, reward, terminated, truncated, final_obs = step
-                frames += num_envs
-                agent.observe(self.obs, reward, terminated, truncated, final_obs)
-                if (losses := agent.update(frames)) is not None:
-                    self._losses(losses)
-                for slot, returns in zip(self.slots, env.pop_member_episodes(), strict=True):
-                    if slot is not None and returns:
-                        slot.add_episodes(returns)
-                if agent.at_boundary:
-                    self._boundary()
-                if self.stop_requested:
-                    self._checkpoint_all()
-                    raise Preempted(f"population checkpointed at frame {frames.max()}")
         finally:
             self.close()
         return self.finished
+
+    def step(self) -> bool:
+        """One env step of the members, and the boundary's decisions when the agent reaches
+        one; False, with no member to step, once the empty slots asked `refill` again.
+        Preempted (every member checkpointed) when a stop was requested."""
+        if not any(self.slots):
+            self._fill()
+            return False
+        env, agent, frames = self.env, self.agent, self.frames
+        active = agent.active.host  # idle members' copies do not step (no device sync)
+        self.obs, reward, terminated, truncated, final_obs = env.step(
+            agent.act(self.obs), None if active.all() else active
+        )
+        frames += env.num_envs
+        agent.observe(self.obs, reward, terminated, truncated, final_obs)
+        if (losses := agent.update(frames)) is not None:
+            self._losses(losses)
+        for slot, returns in zip(self.slots, env.pop_member_episodes(), strict=True):
+            if slot is not None and returns:
+                slot.add_episodes(returns)
+        if agent.at_boundary:
+            self._boundary()
+        if self.stop_requested:
+            self.checkpoint()
+        return True
+
+    def rollout(self) -> bool:
+        """Env steps up to the agent's next boundary (a rollout on-policy, one step
+        off-policy); False when there was no member to step."""
+        while self.step():
+            if self.agent.at_boundary:
+                return True
+        return False
+
+    def checkpoint(self) -> None:
+        """Every member checkpointed where it is; raises Preempted."""
+        self._checkpoint_all()
+        raise Preempted(f"population checkpointed at frame {self.frames.max()}")
 
     def _losses(self, losses: dict[str, np.ndarray]) -> None:
         """The agent's figures of this update; a member whose loss went non-finite fails."""

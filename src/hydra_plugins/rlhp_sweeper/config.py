@@ -38,6 +38,9 @@ class RlhpSweeperConf:
     # a population job ends after this many trials (>= population; null: population) and its
     # slot starts a new one whose structure (hid_layers, time_horizon, ...) is drawn again
     population_trials: int | None = None
+    # structures (hid_layers, time_horizon, ...) a population job trains at once, each group a
+    # population of population / structure_groups trials, stepped in turn; 1: one structure
+    structure_groups: int = 1
     budget_hours: float | None = None  # no new trial starts after this much sweep time
     max_failure_rate: float = 0.5  # stop the search when more trials than this fail
     params: dict[str, str] = field(default_factory=dict)  # search space, Optuna sweeper grammar

@@ -5,9 +5,11 @@ The controller asks the study for trials as the one-process-per-trial loop does 
 budgets, priors, resume), writes each trial's folder (.hydra/config.yaml, overrides.yaml,
 hydra.yaml) and assigns the trial through a job's inbox (rlhp.inbox). Trials whose structural
 signature differs (rlhp.config.signature: hid_layers, time_horizon, ...) never share a job.
-When the space has structural dimensions, a job's first trial draws them freely and the trials
-asked to fill that job have them fixed to its values (Optuna's PartialFixedSampler), so every
-job stays full: the sampler explores structure once per job, and everything else per trial.
+When the space has structural dimensions, a job holds up to G structure groups
+(`structure_groups`, rlhp.batch: each its own population of P / G trials, stepped in turn): the
+trial asked to fill a job draws them freely while it has fewer than G groups, else has them fixed
+to the values of its group with the fewest trials (Optuna's PartialFixedSampler), so every job
+stays full: the sampler explores structure once per group, and everything else per trial.
 A job is retired once it was given `population_trials` trials (by default P: its inbox closed,
 it ends when they end) and its slot starts a new job, so structure is drawn again through the
 search. The new job starts as soon as the retired one has at most half its population training
@@ -26,16 +28,18 @@ import itertools
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig, open_dict
 from optuna.trial import Trial
 
 from rlhp import record
+from rlhp.batch import GROUPS, group_size  # torch, which a batched search's memory check loads
 from rlhp.config import is_member_key, signature
 from rlhp.inbox import Inbox
 from rlhp.sweep import _results
@@ -52,23 +56,28 @@ class Proposal:
     run_dir: Path
     overrides: list[str]
     kind: str  # the structural signature, as JSON
+    fixed: dict[str, Any]  # its structural parameters, as its group's trials are asked with
 
 
 @dataclass
 class PopulationJob:
     number: int
     slot: int
-    kind: str
-    fixed: dict[str, Any]  # the structural parameters its trials are asked with
     inbox: Inbox
     future: Future
     trials: dict[int, Proposal] = field(default_factory=dict)  # assigned, not recorded yet
+    kinds: dict[str, dict[str, Any]] = field(default_factory=dict)  # its structures, as asked
     given: int = 0  # trials assigned so far
     closed: bool = False
     retired: bool = False  # closed after `population_trials` trials
 
     def room(self, size: int) -> bool:
         return not self.closed and len(self.trials) <= size
+
+    def groups(self) -> dict[str, int]:
+        """Its structure groups (every structure it was given): trials in flight of each."""
+        flying = Counter(p.kind for p in self.trials.values())
+        return {kind: flying[kind] for kind in self.kinds}
 
     def close(self) -> None:
         """No more trials: the job ends once those it has end."""
@@ -84,6 +93,26 @@ def retire_after(
     by default one population's worth (`size`), when the space has structural dimensions and
     they are fixed per job (not with a grid)."""
     return (population_trials or size) if fix and structural else None
+
+
+def placement(groups: dict[str, int], limit: int, size: int) -> str | None | Literal[False]:
+    """Where a job's next trial goes, given its structure groups (signature: trials in flight):
+    None (its structure drawn freely, a new group) while it has fewer than `limit` groups, else
+    the group with the fewest trials while that holds at most `size` (its population, one
+    queued), else NOWHERE."""
+    if len(groups) < limit:
+        return None
+    kind = min(groups, key=groups.__getitem__)
+    return kind if groups[kind] <= size else NOWHERE
+
+
+def joins(groups: dict[str, int], kind: str, new_group: bool, limit: int, size: int) -> bool:
+    """Whether a trial of structure `kind` joins a job of these structure groups: its group
+    holds at most `size` trials (one queued), or, as a `new_group`, the job has fewer than
+    `limit` groups and none of its structure."""
+    if new_group:
+        return kind not in groups and len(groups) < limit
+    return kind in groups and groups[kind] <= size
 
 
 def slot_free(jobs: list[tuple[bool, int]], size: int) -> bool:
@@ -123,16 +152,20 @@ def finished(proposal: Proposal) -> bool:
 
 
 def prepare(
-    compose: Callable[[list[str]], DictConfig], sweep_dir: Path, trial: Trial, overrides: list[str]
+    compose: Callable[[list[str]], DictConfig],
+    sweep_dir: Path,
+    trial: Trial,
+    overrides: list[str],
+    structural: list[str],
 ) -> Proposal:
-    """The trial's folder with its composed config, and its structural signature."""
+    """The trial's folder with its composed config, and its structure."""
     cfg = compose(overrides)
     run_dir = record.trial_dir(sweep_dir, trial.number)
     with open_dict(cfg):
         hydra = cfg.pop("hydra")
     record.write_run(run_dir, cfg, overrides, hydra)
     kind = json.dumps(signature(cfg), sort_keys=True, default=str)
-    return Proposal(trial, run_dir, overrides, kind)
+    return Proposal(trial, run_dir, overrides, kind, {k: trial.params[k] for k in structural})
 
 
 class Batched:
@@ -158,6 +191,8 @@ class Batched:
         self.retire = retire_after(
             search.cfg.population_trials, size, self.fix, bool(self.structural)
         )
+        self.groups = min(search.cfg.structure_groups, size) if self.structural else 1
+        self.group_size = group_size(size, self.groups)  # a job's population over its groups
         folder = self.sweep_dir / record.POPULATIONS
         taken = [int(p.name) for p in folder.glob("*") if p.name.isdigit()]
         self.numbers = itertools.count(max(taken, default=-1) + 1)  # never reuse an inbox
@@ -168,14 +203,11 @@ class Batched:
         self.waiting += [self.prepare(t) for t in trials]
 
     def room(self) -> dict[str, Any] | None | bool:
-        """Where the next trial goes, as the structural parameters it is asked with: a job with
-        room (its structure), a new job (None: free), or NOWHERE."""
+        """Where the next trial goes, as the structural parameters it is asked with: a group
+        with room (its structure), a new group or job (None: free), or NOWHERE."""
         if len(self.waiting) >= self.size:
             return NOWHERE
-        job = self.target()
-        if job is NOWHERE:
-            return NOWHERE
-        return job.fixed if job is not None and self.fix else None
+        return self.target()
 
     def start(self, trial: Trial) -> None:
         proposal = self.prepare(trial)
@@ -235,30 +267,37 @@ class Batched:
 
     def prepare(self, trial: Trial) -> Proposal:
         overrides = self.source.search.trial_overrides(trial)
-        return prepare(self.compose, self.sweep_dir, trial, overrides)
+        return prepare(self.compose, self.sweep_dir, trial, overrides, self.structural)
 
     def place(self, proposal: Proposal) -> bool:
-        """Assign to a running job of its kind with room, else start a job; False: no room."""
-        for job in self.jobs:
-            if job.kind == proposal.kind and job.room(self.size):
-                self.assign(job, proposal)
-                return True
+        """Assign to a running job with room in its group of that structure, or to one with
+        room for a new group, else start a job; False: no room."""
+        for new_group in (False, True):
+            for job in (j for j in self.jobs if j.room(self.size)):
+                if joins(job.groups(), proposal.kind, new_group, self.groups, self.group_size):
+                    if new_group and job.kinds:
+                        log.info("population job %d: a group of %s", job.number, proposal.fixed)
+                    self.assign(job, proposal)
+                    return True
         if (slot := self.free_slot()) is None:
             return False
         number = next(self.numbers)
         inbox = Inbox(record.population_dir(self.sweep_dir, number))
         inbox.beat()
+        (inbox.folder / GROUPS).write_text(f"{self.groups}\n")
         overrides = population_overrides(self.source.search.fixed, number)
         future = self.pool.submit(self.launch.run, record.JOB_BASE + number, overrides, True)
-        fixed = {k: proposal.trial.params[k] for k in self.structural}
-        job = PopulationJob(number, slot, proposal.kind, fixed, inbox, future)
+        job = PopulationJob(number, slot, inbox, future)
         self.jobs.append(job)
         self.assign(job, proposal)
-        log.info("population job %d started (%s)", number, fixed or "no structural dimension")
+        log.info(
+            "population job %d started (%s)", number, proposal.fixed or "no structural dimension"
+        )
         return True
 
     def assign(self, job: PopulationJob, proposal: Proposal) -> None:
         job.trials[proposal.trial.number] = proposal
+        job.kinds.setdefault(proposal.kind, proposal.fixed)
         job.inbox.put(proposal.trial.number, proposal.run_dir)
         job.given += 1
         if self.retire is not None and job.given >= self.retire:
@@ -275,14 +314,20 @@ class Batched:
                 return slot
         return None
 
-    def target(self) -> PopulationJob | None | bool:
-        """Where the next trial goes: a job with room, None for a new job, NOWHERE."""
-        if job := next((j for j in self.jobs if j.room(self.size) and self.fix), None):
-            return job
+    def target(self) -> dict[str, Any] | None | bool:
+        """Where the next trial goes: the structure of a job's group with room (placement), None
+        for a new group or job, NOWHERE."""
+        if self.fix:
+            for job in (j for j in self.jobs if j.room(self.size)):
+                kind = placement(job.groups(), self.groups, self.group_size)
+                if kind is None:
+                    return None
+                if kind is not NOWHERE:
+                    return job.kinds[kind]
         if self.free_slot() is not None:
             return None
-        if not self.fix and (job := next((j for j in self.jobs if j.room(self.size)), None)):
-            return job
+        if not self.fix and any(j.room(self.size) for j in self.jobs):
+            return None
         return NOWHERE
 
     def release_idle(self) -> None:
