@@ -3,6 +3,7 @@ queued as max_session members each, a trial folder another process holds taken o
 result.yaml written when a trial's last member ends."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from rlhp import record
-from rlhp.batch import Trials, train_batch
+from rlhp.batch import Trials, group_size, train_batch
 from rlhp.inbox import Inbox
 from rlhp.record import TrialResult
 
@@ -180,3 +181,28 @@ def test_train_batch_trains_every_assigned_trial(tmp_path: Path, inbox: Inbox, c
         result = TrialResult.read(run_dir)
         assert (result.state, result.frame) == ("complete", 2 * 256)
         assert free(run_dir)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_train_batch_trains_two_structures_at_once_in_groups(tmp_path, inbox, cfg, caplog):
+    """Structure groups: two of time_horizon 16 and one of 32 through a job of two trials in two
+    groups of one trial each; the second 16 waits for its group's slot."""
+    other = config("algo.time_horizon=32", "env.max_frame=512")
+    run_dirs = assign(inbox, tmp_path, cfg, 0, 1) + assign(inbox, tmp_path, other, 2)
+    inbox.close()
+    with caplog.at_level(logging.INFO, logger="rlhp"):
+        assert train_batch(cfg, tmp_path, inbox.folder, 2, groups=2) == 3.0
+    for run_dir, frame in zip(run_dirs, (256, 256, 512), strict=True):
+        result = TrialResult.read(run_dir)
+        assert (result.state, result.frame) == ("complete", 2 * frame)
+        assert free(run_dir)
+    started = [r.getMessage() for r in caplog.records if "structure group of" in r.getMessage()]
+    assert started == [
+        "rlhp: structure group of trials 0 started (1 live)",
+        "rlhp: structure group of trials 2 started (2 live)",
+    ]
+
+
+def test_group_size_shares_the_population_among_at_most_that_many_groups():
+    assert group_size(4, 1) == 4 and group_size(4, 2) == 2 and group_size(5, 2) == 3
+    assert group_size(2, 4) == 1  # a group holds at least one trial
