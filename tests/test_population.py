@@ -92,6 +92,24 @@ def test_a_member_with_a_non_finite_loss_fails_alone(tmp_path):
     assert members[0].error is None and members[0].frame >= 2048
 
 
+def test_groups_stepped_in_turn_a_rollout_each_train_as_each_alone(tmp_path):
+    """Two populations of different structure (a population job's structure groups), stepped
+    in turn with rollout(): each member trains exactly as alone; rollout() ends at a boundary
+    and says False once its population has no member."""
+    cfgs = [config(*CASES["ppo"], *HPARAMS[0]), config(*CASES["ppo"], *HPARAMS[1])]
+    cfgs[1].algo.time_horizon = 2 * cfgs[0].algo.time_horizon  # 32 in tuned/ppo_cartpole
+    groups = [Population([Member(c, tmp_path / f"g{i}")], CPU) for i, c in enumerate(cfgs)]
+    frames = []
+    while any([g.rollout() for g in groups]):
+        assert all(g.agent.at_boundary for g in groups)
+        frames.append([int(g.frames[0]) for g in groups])
+    assert frames[:2] == [[256, 512], [512, 1024]]  # a rollout (8 envs x time_horizon) a turn
+    assert len(frames) == 2048 // 256  # until the group of shorter rollouts ended too
+    for i, c in enumerate(cfgs):
+        Population([Member(c, tmp_path / f"alone{i}")], CPU).run()
+        assert_same_run(tmp_path / f"g{i}", tmp_path / f"alone{i}", LOSSES)
+
+
 # -- through the real CLI: max_session sessions train as one population
 
 
