@@ -10,6 +10,7 @@ slots (processes x members per process) times the sweep's wall-clock.
     python benchmarks/batched_search.py --n-trials 64 --population 16 --reps 2
     python benchmarks/batched_search.py --population-trials 64 16 --same-wall 16  # old vs new
     python benchmarks/batched_search.py --n-trials 8 --population 4 --reps 3   # the README's
+    python benchmarks/batched_search.py --n-trials 32 --population 8 --structure-groups 1 2 4
 """
 
 import argparse
@@ -98,6 +99,13 @@ def main() -> int:
         "default; n_trials: a job is never retired, as before)",
     )
     p.add_argument(
+        "--structure-groups",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="hydra.sweeper.structure_groups of each batched run (default: the sweeper's)",
+    )
+    p.add_argument(
         "--same-wall",
         metavar="N",
         help="also run a batched search with population_trials N (null: the default) given the "
@@ -123,10 +131,14 @@ def main() -> int:
     )
     print("|---:|---|---:|---:|---:|---|---:|---:|---:|")
     variants = {
-        f"P{args.population}" + (f" N={n}" if n is not None else ""): (
+        f"P{args.population}"
+        + (f" N={n}" if n is not None else "")
+        + (f" G={g}" if g is not None else ""): (
             [f"hydra.sweeper.population_trials={n}"] if n is not None else []
         )
+        + ([f"hydra.sweeper.structure_groups={g}"] if g is not None else [])
         for n in args.population_trials
+        for g in args.structure_groups
     }
     runs: dict[str, list[dict]] = {"P1": []}
     with tempfile.TemporaryDirectory() as tmp:
