@@ -7,13 +7,16 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 from filelock import FileLock, Timeout
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from rlhp import record
-from rlhp.batch import Trials, group_size, train_batch
+from rlhp.batch import Groups, Trials, group_size, train_batch
 from rlhp.inbox import Inbox
+from rlhp.member import Preempted
+from rlhp.population import Population
 from rlhp.record import TrialResult
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -206,3 +209,27 @@ def test_train_batch_trains_two_structures_at_once_in_groups(tmp_path, inbox, cf
 def test_group_size_shares_the_population_among_at_most_that_many_groups():
     assert group_size(4, 1) == 4 and group_size(4, 2) == 2 and group_size(5, 2) == 3
     assert group_size(2, 4) == 1  # a group holds at least one trial
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_stop_checkpoints_every_group_and_raises_preempted(tmp_path, inbox, cfg, monkeypatch):
+    """A stop requested (by StopOnSignal) during one group's rollout: every group's members
+    are checkpointed, also those of the group that has not stepped yet."""
+    other = config("algo.time_horizon=32")
+    run_dirs = assign(inbox, tmp_path, cfg, 0) + assign(inbox, tmp_path, other, 1)
+    inbox.close()
+    job = Groups(Trials(inbox, tmp_path), size=1, groups=2)
+    rollout = Population.rollout
+
+    def then_stop(population: Population) -> bool:
+        job.stop_requested = True  # as the signal handler does, mid-rollout
+        return rollout(population)
+
+    monkeypatch.setattr(Population, "rollout", then_stop)
+    with pytest.raises(Preempted, match="2 structure groups"):
+        job.run()
+    for run_dir, frame in zip(run_dirs, (128, 0), strict=True):
+        for session in (0, 1):
+            state = torch.load(run_dir / "checkpoints" / f"session{session}.pt", weights_only=False)
+            assert state["frame"] == frame
+        assert not TrialResult.exists(run_dir)
