@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from rlhp import record
-from rlhp.batch import Groups, Trials, group_size, train_batch
+from rlhp.batch import Groups, Trials, train_batch
 from rlhp.inbox import Inbox
 from rlhp.member import Preempted
 from rlhp.population import Population
@@ -204,11 +204,6 @@ def test_train_batch_trains_two_structures_at_once_in_groups(tmp_path, inbox, cf
         "rlhp: structure group of trials 0 started (1 live)",
         "rlhp: structure group of trials 2 started (2 live)",
     ]
-
-
-def test_group_size_shares_the_population_among_at_most_that_many_groups():
-    assert group_size(4, 1) == 4 and group_size(4, 2) == 2 and group_size(5, 2) == 3
-    assert group_size(2, 4) == 1  # a group holds at least one trial
 
 
 @pytest.mark.usefixtures("one_torch_thread")

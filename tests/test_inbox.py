@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from rlhp.inbox import STALE_S, Inbox, parse
+from rlhp.inbox import STALE_S, Inbox, group_size, parse
 
 
 def test_take_returns_the_new_assignments_in_order_once(tmp_path: Path):
@@ -133,3 +133,13 @@ def test_concurrent_writers_never_tear_a_line(tmp_path: Path, caplog):
         assert [n for n, _ in mine] == [1000 * w + i for i in range(lines)]
         assert [d for _, d in mine] == [Path(f"{w}/{i}/" + "x" * 2000) for i in range(lines)]
     assert len(taken) == writers * lines
+
+
+def test_group_size_shares_the_population_among_at_most_that_many_groups():
+    assert group_size(4, 1) == 4 and group_size(4, 2) == 2 and group_size(5, 2) == 3
+    assert group_size(2, 4) == 1  # a group holds at least one trial
+
+
+def test_the_structure_groups_a_job_holds_are_set_before_it_starts(tmp_path):
+    Inbox(tmp_path / "job").set_groups(3)
+    assert Inbox(tmp_path / "job").groups == 3  # what the job reads at its start

@@ -27,14 +27,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlhp import asha
 from rlhp.config import population_size, signature
-from rlhp.inbox import Inbox
+from rlhp.inbox import Inbox, group_size
 from rlhp.member import Member, Preempted
 from rlhp.population import REFILL_S, Population
 from rlhp.record import TrialResult, config_path
 from rlhp.trial import StopOnSignal, device, lockstep, write_result
 
 log = logging.getLogger("rlhp")
-GROUPS = "structure_groups"  # in a job's folder: the structure groups it holds at most
 
 
 class Trials:
@@ -97,12 +96,6 @@ class Trials:
         lock.release()
         del self.running[member.run_dir], self.kinds[member.run_dir]
         self.ended += 1
-
-
-def group_size(population: int, groups: int) -> int:
-    """Trials one structure group holds at once: the job's population over its groups, each
-    at least one trial."""
-    return -(-population // min(groups, population))
 
 
 class Groups:
@@ -187,7 +180,7 @@ def main(cfg: DictConfig) -> float:
     sweep_dir, folder = Path(hydra_cfg.sweep.dir), Path(hydra_cfg.runtime.output_dir)
     sweeper = hydra_cfg.sweeper
     size, _ = population_size(sweeper.population, sweeper.n_trials)  # as the sweeper caps it
-    return train_batch(cfg, sweep_dir, folder, size, int((folder / GROUPS).read_text()))
+    return train_batch(cfg, sweep_dir, folder, size, Inbox(folder).groups)
 
 
 def train_batch(

@@ -19,6 +19,7 @@ from filelock import FileLock
 
 log = logging.getLogger("rlhp")
 STALE_S = 60.0  # a controller silent this long is gone
+GROUPS = "structure_groups"  # the structure groups the job holds at most
 
 
 def parse(line: bytes) -> tuple[int, Path] | None:
@@ -31,6 +32,12 @@ def parse(line: bytes) -> tuple[int, Path] | None:
     except (ValueError, KeyError, TypeError):
         log.warning("rlhp: skipped a line of the inbox that assigns no trial: %r", line[:200])
         return None
+
+
+def group_size(population: int, groups: int) -> int:
+    """Trials one structure group of a job holds at once: the job's population over its
+    groups, each at least one trial."""
+    return -(-population // min(groups, population))
 
 
 class Inbox:
@@ -57,6 +64,15 @@ class Inbox:
     def close(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "closed").touch()
+
+    def set_groups(self, groups: int) -> None:
+        """The structure groups the job holds at most (before the job starts)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / GROUPS).write_text(f"{groups}\n")
+
+    @property
+    def groups(self) -> int:
+        return int((self.folder / GROUPS).read_text())
 
     # -- the job's side
 

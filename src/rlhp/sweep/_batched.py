@@ -39,9 +39,8 @@ from omegaconf import DictConfig, open_dict
 from optuna.trial import Trial
 
 from rlhp import record
-from rlhp.batch import GROUPS, group_size  # torch, which a batched search's memory check loads
 from rlhp.config import is_member_key, signature
-from rlhp.inbox import Inbox
+from rlhp.inbox import Inbox, group_size
 from rlhp.sweep import _results
 from rlhp.sweep._launch import Launch, population_overrides
 from rlhp.sweep._loop import NOWHERE
@@ -284,7 +283,7 @@ class Batched:
         number = next(self.numbers)
         inbox = Inbox(record.population_dir(self.sweep_dir, number))
         inbox.beat()
-        (inbox.folder / GROUPS).write_text(f"{self.groups}\n")
+        inbox.set_groups(self.groups)
         overrides = population_overrides(self.source.search.fixed, number)
         future = self.pool.submit(self.launch.run, record.JOB_BASE + number, overrides, True)
         job = PopulationJob(number, slot, inbox, future)
