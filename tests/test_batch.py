@@ -228,3 +228,22 @@ def test_a_stop_checkpoints_every_group_and_raises_preempted(tmp_path, inbox, cf
             state = torch.load(run_dir / "checkpoints" / f"session{session}.pt", weights_only=False)
             assert state["frame"] == frame
         assert not TrialResult.exists(run_dir)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_group_emptied_takes_a_trial_of_its_structure_assigned_later(tmp_path, inbox, cfg):
+    (first,) = assign(inbox, tmp_path, cfg, 0)
+    trials = Trials(inbox, tmp_path)
+    job = Groups(trials, size=1, groups=1)
+    job.start()
+    (kind,) = job.live
+    while not TrialResult.exists(first):
+        assert job.rollout(kind)
+    assert kind in job.live and not any(job.live[kind].slots)  # empty, not ended yet
+    (later,) = assign(inbox, tmp_path, cfg, 1)
+    trials.take()
+    assert not job.rollout(kind)  # nothing to step: its empty slots took trial 1's members
+    assert kind in job.live and all(job.live[kind].slots)
+    inbox.close()
+    job.run()
+    assert TrialResult.read(later).state == "complete" and trials.ended == 2

@@ -130,11 +130,11 @@ class Groups:
 
     def rollout(self, kind: str) -> bool:
         """A rollout of the group of structure `kind`; False when it had no member to step (it
-        ends if none is queued either)."""
+        ends if its empty slots found none to take either)."""
         population = self.live[kind]
         if population.rollout():
             return True
-        if not self.trials.queued(kind):
+        if not any(population.slots):
             population.close()
             del self.live[kind]
         return False
