@@ -302,7 +302,7 @@ def spread(values: list[float]) -> str:
 def setup_rows(rows: list[dict], args) -> list[str]:
     """What each contender trains per trial, ranks on, and how its pick is validated."""
     frames = args.frames or PRESET.env.max_frame
-    retrained = [p["validated"] for r in rows if r["contender"] == "zoo" for p in r["anytime"]]
+    retrained = [p.get("validated") for r in rows if r["contender"] == "zoo" for p in r["anytime"]]
     zoo = next((v["frames"] for v in retrained if v), args.zoo_frames or 100_000)
     rlhp = f"{frames:,} frames, ASHA (grace {frames // 10:,}, rf 2)"
     asked = {
