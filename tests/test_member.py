@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _helpers import config
+from _members import config
 
 from rlhp.env import VecEnv
 from rlhp.member import EVAL_SEED, Member, evaluate

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _helpers import assert_asha_judged_the_mean_of_two_sessions, kill_once_checkpointed
+from _members import assert_asha_judged_the_mean_of_two_sessions, kill_once_checkpointed
 from optuna.trial import TrialState
 from sweep._cli import load_study, output, run_sweep, trial_dirs
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _helpers import (
+from _members import (
     CPU,
     assert_same_run,
     config,

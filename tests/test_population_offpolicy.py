@@ -5,7 +5,7 @@ non-finite fails alone."""
 
 import pandas as pd
 import pytest
-from _helpers import CPU, assert_same_run, config, run_with_refill
+from _members import CPU, assert_same_run, config, run_with_refill
 
 from rlhp.member import Member
 from rlhp.population import Population, member_bytes

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-from _helpers import config
+from _members import config
 from omegaconf import DictConfig
 from torch import nn
 

@@ -6,7 +6,7 @@ continuous actions. Agents are built on a real rlhp.env.VecEnv (CartPole; Pendul
 import numpy as np
 import pytest
 import torch
-from _helpers import config
+from _members import config
 
 from rlhp.algo.reinforce import REINFORCE, discounted_returns
 from rlhp.env import VecEnv

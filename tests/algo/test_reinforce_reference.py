@@ -6,7 +6,7 @@ hyperparameters, batch sizes and frame counts."""
 import numpy as np
 import pytest
 import torch
-from _helpers import config
+from _members import config
 from torch import nn
 from torch.distributions import Categorical, Normal
 

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from _helpers import config
+from _members import config
 
 from rlhp.algo.sac import SAC, squashed_sample
 from rlhp.env import VecEnv

@@ -57,6 +57,11 @@ CASES = {
         [LR, f"hydra.sweeper.population={HUGE}", f"hydra.sweeper.n_trials={HUGE}"],
         [f"of {HUGE} members", "GiB", "hydra.sweeper.population"],
     ),
+    "structure_groups_zero": (
+        "s",
+        [LR, "hydra.sweeper.population=2", "hydra.sweeper.structure_groups=0"],
+        ["hydra.sweeper.structure_groups must be an integer >= 1", "0"],
+    ),
     "file_dir": ("a_file", [LR], ["is a file"]),
     "long_dir": ("x" * 300, [LR], ["300 bytes", "255"]),
     "unicode_dir": ("café", [LR], ["quotes", "'hydra.sweep.dir=\""]),

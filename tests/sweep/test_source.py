@@ -64,3 +64,16 @@ def test_tpe_learns_where_the_constraint_rejects():
     rejected = [t for t in study.trials if record.state(t) == record.REJECTED]
     assert len(rejected) < 40, len(rejected)
     assert not sw.fell_back  # learnt, not rescued by random draws
+
+
+def test_a_trial_whose_sampling_was_cut_short_is_rejected_and_not_counted_as_launched():
+    """A controller killed while asking leaves a RUNNING trial with some parameters: resume
+    rejects it (never launched), so the search still launches n_trials."""
+    study = optuna.create_study()
+    done = study.ask(SPACE)
+    study.tell(done, 1.0)
+    study.ask({"x": SPACE["x"]})  # cut short: y never sampled
+    sw = source(study, [])
+    assert sw.resume() == []
+    assert sw.launched == 1 and sw.failed == 0
+    assert record.state(study.trials[1]) == record.REJECTED

@@ -86,6 +86,12 @@ def settings(cfg: DictConfig) -> None:
             cfg.direction not in ("maximize", "minimize"),
         ),
         ("population", cfg.population, "an integer >= 1", cfg.population < 1),
+        (
+            "structure_groups",
+            cfg.structure_groups,
+            "an integer >= 1",
+            cfg.structure_groups < 1,
+        ),
         ("max_retries", cfg.max_retries, "an integer >= 0", cfg.max_retries < 0),
         (
             "population_trials",

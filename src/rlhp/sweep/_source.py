@@ -72,7 +72,7 @@ class TrialSource:
     def __init__(self, search: Search, study: optuna.Study, parallel: int, queues: bool):
         self.search, self.study, self.cfg = search, study, search.cfg
         self.parallel, self.queues = parallel, queues  # SLURM: jobs may wait in its queue
-        self.launched, self.failed = _state.launched_failed(study.get_trials(deepcopy=False))
+        self.launched = self.failed = 0  # counted by resume()
         self.elapsed0 = float(study.user_attrs.get("elapsed_s", 0.0))
         self.start = time.time()
         self.exhausted = False  # a grid ran every point
@@ -143,6 +143,8 @@ class TrialSource:
                 self.fail(trial, cause)
             else:
                 out.append(trial)
+        # counted as they are now: a trial rejected here was never launched
+        self.launched, self.failed = _state.launched_failed(study.get_trials(deepcopy=False))
         if self.launched:
             log.info(
                 "resuming: %d trials launched before, %d to run again", self.launched, len(out)

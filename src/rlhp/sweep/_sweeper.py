@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from rlhp import record
 from rlhp.config import check, population_size
 from rlhp.errors import ConfigError, RlhpError, TooManyFailures
+from rlhp.inbox import group_size
 from rlhp.sweep import _centred, _checks, _constraint, _local, _loop, _results, _space, _study
 from rlhp.sweep._launch import Launch
 from rlhp.sweep._source import MAX_REJECTIONS, Search, TrialSource
@@ -160,7 +161,9 @@ class SweeperImpl:
         from rlhp.population import available_memory, member_bytes
 
         member = member_bytes(self.probe)
-        members = self.cfg.population * self.leaves["max_session"]
+        groups = min(self.cfg.structure_groups, self.cfg.population)  # each ceil(P / G) trials
+        trials = groups * group_size(self.cfg.population, groups)
+        members = trials * self.leaves["max_session"]
         if self.launch.here:
             memory, jobs = available_memory(), self.slots
         elif mem_gb := OmegaConf.select(self.config, "meta.search_resources.mem_gb"):
