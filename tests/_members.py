@@ -22,6 +22,16 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 CPU = torch.device("cpu")
 
 
+TINY = [  # PPO on CartPole in 128-frame rollouts (8 envs x 16 steps): a log point at each
+    "env.max_frame=256",
+    "log_frequency=128",
+    "algo.time_horizon=16",
+    "algo.minibatch_size=64",
+    "algo.training_epoch=2",
+    "device=cpu",
+]
+
+
 def config(*overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF)):
         return compose("config", overrides=list(overrides))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _members import TINY as MEMBERS_TINY
 from filelock import FileLock, Timeout
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
@@ -20,15 +21,7 @@ from rlhp.population import Population
 from rlhp.record import TrialResult
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-TINY = [  # 128-frame rollouts (8 envs x 16 steps): a log point at each
-    "env.max_frame=256",
-    "log_frequency=128",
-    "algo.time_horizon=16",
-    "algo.minibatch_size=64",
-    "algo.training_epoch=2",
-    "device=cpu",
-    "max_session=2",
-]
+TINY = [*MEMBERS_TINY, "max_session=2"]
 
 
 def config(*overrides: str) -> DictConfig:

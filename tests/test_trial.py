@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from _members import TINY, config
 
 from rlhp import trial
 from rlhp.member import Member, Preempted, summarize
@@ -19,20 +19,7 @@ from rlhp.tb import HPARAMS_SUFFIX, session_dir
 from rlhp.trial import StopOnSignal, device, local_controller, lockstep, train_trial, write_result
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-TINY = [  # 128-frame rollouts (8 envs x 16 steps): a log point at each
-    "env.max_frame=256",
-    "log_frequency=128",
-    "algo.time_horizon=16",
-    "algo.minibatch_size=64",
-    "algo.training_epoch=2",
-    "device=cpu",
-]
 SUBMITIT = ("SUBMITIT_EXECUTOR", "SUBMITIT_LOCAL_JOB_ID", "SUBMITIT_LOCAL_WITH_SHELL")
-
-
-def config(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF)):
-        return compose("config", overrides=list(overrides))
 
 
 class Reports:
