@@ -46,6 +46,7 @@ def group(item: pytest.Item) -> str:
     return "slurm" if item.get_closest_marker("slurm") else str(Path(item.path).relative_to(TESTS))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which turns the marks into group names
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadgroup
     --no-loadscope-reorder) take the groups in this order, longest first (SECONDS), so that the

@@ -8,6 +8,7 @@ import io
 import logging
 import math
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -179,34 +180,34 @@ def submit(ex, fn, *args):
 _ACTIVE = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
 
 
-def end_state(job_id: str, wait_s: float = 60) -> str:
-    """The state SLURM recorded (sacct) for the job's run that ended last: its own record's, or,
-    when SLURM requeued the job (a new record is PENDING or RUNNING), the earlier one's; sacct
-    lags the queue by seconds: '' when it does not say within wait_s."""
+def end_state(job_id: str, wait_s: float = 60) -> tuple[str, bool]:
+    """The state SLURM recorded (sacct) for the job's run that ended last (its own record's, or,
+    when SLURM requeued the job and a new record is PENDING or RUNNING, the earlier one's) and
+    whether a step of that run was killed by SIGTERM (its derived exit code); sacct lags the
+    queue by seconds: ('', False) when it does not say within wait_s."""
     deadline = time.monotonic() + wait_s
-    cmd = ["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State"]
+    cmd = ["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State,DerivedExitCode"]
     while True:
-        states = [
-            line.split()[0]
-            for line in subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
-            if line.strip()
-        ]
-        ended = [s for s in states if s not in _ACTIVE]
-        if states and states[-1] not in _ACTIVE or len(states) > 1 and ended:
-            return ended[-1]
+        out = subprocess.run(cmd, capture_output=True, text=True).stdout
+        runs = [line.split("|") for line in out.splitlines() if line.strip()]
+        ended = [i for i, (state, _) in enumerate(runs) if state.split()[0] not in _ACTIVE]
+        if ended and (ended[-1] == len(runs) - 1 or len(runs) > 1):
+            state, code = runs[ended[-1]]
+            return state.split()[0], code.endswith(f":{signal.SIGTERM.value}")
         if time.monotonic() > deadline:
-            return ""
+            return "", False
         time.sleep(1)
 
 
-def preempted(checkpointed: bool, state: str) -> bool:
+def preempted(sigterm: bool, state: str) -> bool:
     """Whether a job that ended without its result was preempted (to run again from its
     checkpoint) rather than cancelled or failed, by its recorded end `state`: PREEMPTED; when its
-    trial checkpointed on SIGTERM, anything but CANCELLED (a preempted job that ends within its
-    partition's GraceTime is COMPLETED; one SLURM requeued is PENDING again)."""
+    trial ended on SIGTERM (it checkpointed, or was killed before it could), anything but
+    CANCELLED (a preempted job that ends within its partition's GraceTime is COMPLETED or
+    FAILED; one SLURM requeued is PENDING again)."""
     if state.startswith("PREEMPTED"):
         return True
-    return checkpointed and bool(state) and not state.startswith("CANCELLED")
+    return sigterm and bool(state) and not state.startswith("CANCELLED")
 
 
 STOP_GRACE_S = 60  # jobs still running this long after the stop signal are cancelled outright

@@ -157,3 +157,43 @@ def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path, g
     logged = frames(sweep / "0")
     assert logged == sorted(set(logged)), logged  # every frame counted once
     assert before in logged and logged[-1] >= 120000
+
+
+@pytest.mark.parametrize("gpu", [0, 0.5])
+def test_a_trial_preempted_while_it_starts_runs_again(slurm_env, tmp_path, gpu):
+    """The urgent job arrives as the trial's job (gpu 0) or job step in its host job (gpu 0.5)
+    starts, before the trial process can checkpoint on SIGTERM (srun reports it killed: exit
+    143): the job's recorded end state decides, and the trial runs again instead of failing."""
+    name = "early_host" if gpu else "early"
+    sweep = tmp_path / name
+    proc = start_search(
+        slurm_env,
+        sweep,
+        "hydra.launcher.partition=preemptible",
+        f"meta.search_resources.gpu={gpu}",
+        "meta.search_scheduler=null",
+        "hydra.sweeper.n_trials=1",
+        "env.max_frame=20000",
+    )
+    # the trial's job running, or its step (named by its trial) in the host job
+    running = ["squeue", "-h", "-s", "-o", "%j"] if gpu else ["squeue", "-h", "-t", "R", "-o", "%j"]
+    trial = "rlhp_trial0" if gpu else f"rlhp_{name}_0"
+    try:
+        wait_for(
+            lambda: (
+                trial in subprocess.run(running, env=slurm_env, capture_output=True).stdout.decode()
+            ),
+            proc,
+            300,
+            "the trial to start",
+        )
+        urgent = ["sbatch", "-p", "urgent", "-c", "8", "--mem=100M", "-o", "/dev/null"]
+        subprocess.run([*urgent, "--wrap", "sleep 1"], env=slurm_env, check=True)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    said = "was preempted: submitted again" if gpu == 0 else "trial 0 queued again"
+    assert said in out.decode(), out.decode()[-3000:]
+    assert load_study(sweep).trials[0].state == COMPLETE
+    assert frames(sweep / "0")[-1] >= 20000

@@ -150,6 +150,8 @@ def test_preempted_by_recorded_end_state(checkpointed, state, expected):
         (TERMINATED, False, False, "hold"),  # SIGTERM: the host job's end state decides
         (-9, True, False, "hold"),  # killed with its host
         (-9, False, False, "hold"),  # srun SIGKILLs a signalled step: the end state decides
+        (143, False, False, "hold"),  # srun: SIGTERMed before its handler was in (preempted early)
+        (-15, False, False, "hold"),
         (-11, False, False, "fail"),  # a crash
         (1, False, False, "fail"),
     ],

@@ -83,12 +83,16 @@ def wait_for(
     what: str,
     log: Path | None = None,
 ) -> None:
-    """Poll predicate until it holds; fail if the process ended first or timeout passed (with the
-    tail of its log, if given)."""
+    """Poll predicate until it holds; fail if the process ended first (with its piped stderr) or
+    timeout passed (with the tail of its log, if given)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         tail = f"\n{log.read_text()[-3000:]}" if log else ""
-        assert proc.poll() is None, f"the process ended before {what}{tail}"
+        if proc.poll() is not None:
+            err = proc.stderr.read()[-3000:] if proc.stderr else ""
+            raise AssertionError(
+                f"the process ended (exit {proc.returncode}) before {what}{tail}\n{err!s}"
+            )
         assert time.monotonic() < deadline, f"timed out waiting for {what}{tail}"
         time.sleep(0.2)
 

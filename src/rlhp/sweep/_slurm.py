@@ -70,6 +70,9 @@ from rlhp.sweep._results import one_line
 log = logging.getLogger("rlhp.sweep")
 PREEMPTED = 3  # exit code of a trial process that checkpointed on SIGUSR2 (time limit)
 TERMINATED = 4  # ... on SIGTERM (preemption, scancel)
+# killed by SIGTERM or SIGKILL from outside (srun reports 128 + signal): a trial signalled before
+# it could checkpoint, such as one preempted while it starts
+SIGNALLED = {-signal.SIGTERM, -signal.SIGKILL, 128 + signal.SIGTERM, 128 + signal.SIGKILL}
 
 
 def _dump(obj: Any, path: Path) -> None:
@@ -176,13 +179,14 @@ def _start(spec: dict, cpus: int) -> subprocess.Popen:
 def outcome(rc: int, stopping: bool, done: bool) -> str:
     """What a host does with a trial whose process ended with exit code `rc`: 'done' (its result
     is in); 'release' (checkpointed on SIGUSR2, a time limit: queued for the next host); 'hold'
-    (checkpointed on SIGTERM, SIGKILLed as srun does to a signalled step, or killed with its
-    host: the sweeper decides by the host job's end state, Packer._lost); 'fail'."""
+    (checkpointed on SIGTERM, killed by SIGTERM before it could checkpoint, SIGKILLed as srun does
+    to a signalled step, or killed with its host: the sweeper decides by the host job's end
+    state, Packer._lost); 'fail'."""
     if done:
         return "done"
     if rc == PREEMPTED:
         return "release"
-    return "hold" if rc in (TERMINATED, -signal.SIGKILL) or stopping else "fail"
+    return "hold" if rc == TERMINATED or rc in SIGNALLED or stopping else "fail"
 
 
 def serve(queue_root: str, host: str, per_gpu: int, cpus: int, idle_s: float) -> str:
@@ -235,7 +239,8 @@ def _ended(queue: Queue, host: str, number: int, spec: dict, rc: int, stop) -> N
         elif what == "release":
             queue.release(host, number, spec)
         else:  # by the host job's end state (Packer._lost)
-            spec["checkpointed"] = rc == TERMINATED
+            # ended on SIGTERM (checkpointed, or killed before it could): preempted unless CANCELLED
+            spec["sigterm"] = rc in (TERMINATED, -signal.SIGTERM, 128 + signal.SIGTERM)
             _dump(spec, queue.root / "claimed" / host / f"{number}.pkl")
 
 
@@ -270,8 +275,12 @@ class Jobs:
                 return ret
             if self.stopping.is_set():  # Ctrl+C: the trial checkpointed, resumed next time
                 raise KeyboardInterrupt
-            state, preemptions = end_state(job.job_id), preemptions + 1
-            if not preempted(ret is not None, state) or preemptions > self.max_preemptions:
+            (state, killed), preemptions = end_state(job.job_id), preemptions + 1
+            # ret: its trial checkpointed; killed: SIGTERM came before it could
+            if (
+                not preempted(ret is not None or killed, state)
+                or preemptions > self.max_preemptions
+            ):
                 ended = f"job {job.job_id} ended ({state or 'state unknown'})"  # retriable?
                 why = f": {one_line(error)}" if error else " after its trial checkpointed"
                 raise UncompletedJobError(ended + why)
@@ -408,8 +417,8 @@ class Packer:
                 spec = _load(self.queue.root / "claimed" / name / f"{lost}.pkl")
             except FileNotFoundError:  # its host, requeued by SLURM, gave it back already
                 continue
-            state = end_state(job_id) if state is None else state
-            if self.requeue or preempted(spec.pop("checkpointed", False), state):
+            state = end_state(job_id)[0] if state is None else state
+            if self.requeue or preempted(spec.pop("sigterm", False), state):
                 log.warning("host %s ended (%s): trial %d queued again", name, state, lost)
                 self.queue.release(name, lost, spec)
             else:
