@@ -83,8 +83,10 @@ def analyze(
     strict: bool = False,
     metric: str | None = None,
     ascending: bool | None = None,
+    graphs: bool = True,
 ) -> list[str]:
-    """Write every analysis output into sweep_dir (see the module doc) and print a summary;
+    """Write every analysis output into sweep_dir (see the module doc; graphs=False: all but the
+    PNG graphs) and print a summary;
     returns the outputs it could not write (a read-only sweep dir, a full disk: one line each
     on stderr, and the table is printed instead of experiment_df.csv).
 
@@ -122,16 +124,17 @@ def analyze(
         imp["top_configurations"] = analysis.top_configurations(df, sweep.space, configs)
         text = yaml.safe_dump(analysis.plain(imp), sort_keys=False, width=100)
         step("importance.yaml", record.write_atomic, sweep.dir / "importance.yaml", text)
-    step("multi_trial_graph.png", plots.multi_trial_graph, sweep, df)
-    step("experiment_variable_graph.png", plots.variable_graph, sweep, df)
-    step("best_so_far.png", plots.best_so_far, sweep)
-    step("importance.png", plots.importance_graph, sweep, imp)
-    steps = analysis.best_history(sweep.trials, sweep.maximize)
-    step("best_history.png", plots.best_history_graph, sweep, steps)
-    if (sweep.dir / record.VALIDATION_CSV).is_file():
-        step("validation.png", validation_graph, sweep.dir)
+    if graphs:
+        step("multi_trial_graph.png", plots.multi_trial_graph, sweep, df)
+        step("experiment_variable_graph.png", plots.variable_graph, sweep, df)
+        step("best_so_far.png", plots.best_so_far, sweep)
+        step("importance.png", plots.importance_graph, sweep, imp)
+        steps = analysis.best_history(sweep.trials, sweep.maximize)
+        step("best_history.png", plots.best_history_graph, sweep, steps)
+        if (sweep.dir / record.VALIDATION_CSV).is_file():
+            step("validation.png", validation_graph, sweep.dir)
     tb = step("the TensorBoard HParams summary", analysis.write_tensorboard, sweep)
-    _print_summary(sweep, df, configs, imp, tb, unwritten)
+    _print_summary(sweep, df, configs, imp, tb, unwritten, GRAPHS if graphs else ())
     if failed and strict:
         raise AnalysisError("; ".join(failed))
     return unwritten
@@ -156,6 +159,7 @@ def _print_summary(
     imp: dict | None,
     tb: dict | None,
     unwritten: list[str],
+    drawn: tuple[str, ...],
 ) -> None:
     counts = df["state"].str.split("@").str[0].value_counts()
     parts = [f"{counts.get(s, 0)} {s}" for s in analysis.GROUP if counts.get(s, 0)]
@@ -182,7 +186,7 @@ def _print_summary(
         print(f"  TensorBoard: trials do not log {', '.join(tb['not_logged'])}")
     if "experiment_df.csv" in unwritten:
         print(df.to_string(index=False))
-    outputs = [o for o in ["experiment_df.csv", "importance.yaml", *GRAPHS] if o not in unwritten]
+    outputs = [o for o in ["experiment_df.csv", "importance.yaml", *drawn] if o not in unwritten]
     logdir = shlex.quote(str(sweep.dir))
     print(f"  wrote {', '.join(outputs) or 'nothing'}; tensorboard --logdir {logdir}")
 

@@ -37,6 +37,7 @@ def test_dgd_over_ordered_dimensions_reruns_on_fresh_seeds_and_analyses(tmp_path
         "hydra/sweeper/sampler=dgd",
         "hydra.sweeper.sampler.seed=0",
         "hydra.sweeper.n_trials=6",  # 4 grid points: some run again
+        "hydra.sweeper.graphs=true",
         "hydra.sweeper.max_concurrent=2",
     )
     assert proc.returncode == 0, output(proc)

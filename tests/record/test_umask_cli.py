@@ -36,6 +36,7 @@ def test_a_search_and_its_analysis_honour_the_umask(tmp_path):
         "algo.lr=tag(log, interval(1e-4, 1e-3))",
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.max_concurrent=2",
+        "hydra.sweeper.graphs=true",
         asha,
         *TINY,
     )

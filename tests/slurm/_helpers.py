@@ -26,6 +26,7 @@ def search(sweep_dir: Path, *overrides: str) -> list[str]:
         "meta.search_scheduler={grace_period: 1000, reduction_factor: 2}",
         "hydra.sweeper.population=1",  # a job per trial (tests/slurm/test_batched_slurm.py: more)
         "hydra.sweeper.constraints=[]",  # trial numbers 0, 1, ... (no sample rejected)
+        "hydra.sweeper.graphs=false",  # tests/analysis reads them
         *overrides,
     ]
 

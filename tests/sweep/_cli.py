@@ -32,7 +32,18 @@ def run_cli(module: str, *args: object, cwd: Path | None = None, timeout: float 
 
 
 def sweep_cmd(sweep_dir: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "rlhp.train", "-m", f"hydra.sweep.dir={sweep_dir}", *overrides]
+    """A search; its graphs are left out unless overrides ask for hydra.sweeper.graphs=true (the
+    tests that read them do, and tests/analysis draws them with rlhp.analyze)."""
+    graphs = "hydra.sweeper.graphs=false"
+    return [
+        sys.executable,
+        "-m",
+        "rlhp.train",
+        "-m",
+        f"hydra.sweep.dir={sweep_dir}",
+        graphs,
+        *overrides,
+    ]
 
 
 def run_sweep(sweep_dir: Path, *overrides: str, timeout: float = 480):

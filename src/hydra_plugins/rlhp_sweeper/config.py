@@ -51,6 +51,7 @@ class RlhpSweeperConf:
     requeue: bool = False  # a trial whose job was cancelled or killed runs again (else FAILED)
     max_retries: int = 2  # a trial whose process was killed by a signal runs again, this often
     dry_run: bool = False  # print the sampled configurations after constraints, train nothing
+    graphs: bool = True  # draw the analysis graphs at the end (rlhp analyze draws them any time)
     prior_spread: float | None = None  # random/startup draws centred on the prior, std S * range
     stop_when_best_holds: int | None = None  # stop when the best config held for N more runs
     # trial N trains on seeds from seed + N * max_session; null: with dgd only (its re-runs of a

@@ -232,8 +232,8 @@ class SweeperImpl:
         _loop.run(source, strategy, self.launch)
 
     def _finish(self, study: optuna.Study, validate: bool = True) -> None:
-        """optimization_results.yaml, the analysis (CSV, graphs, importance, best.yaml) and,
-        when asked, the validation stage."""
+        """optimization_results.yaml, the analysis (CSV, importance, best.yaml, the graphs unless
+        graphs=false) and, when asked, the validation stage."""
         from rlhp.analyze import analyze, validation_graph
 
         if sys.stderr.isatty():
@@ -248,14 +248,15 @@ class SweeperImpl:
             log.info("best trial %d: %.4f with %s", best.number, best.value, params)
         else:
             log.warning("no trial completed")
-        analyze(self.sweep_dir)
+        analyze(self.sweep_dir, graphs=self.cfg.graphs)
         if validate and complete and (top_k := self.cfg.validate.top_k) > 0:
             from rlhp.validate import validate
 
             validate(
                 self.sweep_dir, top_k, max_session=self.cfg.validate.max_session, slots=self.slots
             )
-            validation_graph(self.sweep_dir)
+            if self.cfg.graphs:
+                validation_graph(self.sweep_dir)
 
     def _dry_run(self) -> None:
         """Print the first n_trials sampled configurations after constraints; train nothing."""
