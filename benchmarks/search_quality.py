@@ -8,6 +8,8 @@ seeds (50000, 50001, ...: no search trains on them) and scored by the mean retur
   batched  python -m rlhp.train -m +search=ppo_cartpole (the README's search: population 4, ASHA)
            hydra.sweeper.budget_hours=MINUTES/60 hydra.sweeper.sampler.seed=R
   p1       the same with hydra.sweeper.population=1 (one process per trial)
+  g2, g4   the batched search with hydra.sweeper.structure_groups=2 or 4 (a population job
+           trains 2 or 4 structures at once, each a group of population / G trials)
   stock    python -m rlhp.train -m hydra/sweeper=optuna (the Hydra Optuna sweeper: TPE, n_jobs =
            slots through the submitit_local launcher, no pruning) on the preset's space (its
            hid_layers lists as strings, which Hydra parses back; no constraints: the stock
@@ -25,7 +27,7 @@ OMP_NUM_THREADS=1. Resumable: a finished search (search.json in its dir) or vali
 (its result file) is kept; an unfinished search is started again. Raw results go to OUT.json,
 the figure to OUT.png, beside OUT (default benchmarks/search_quality.md).
 
-    python benchmarks/search_quality.py                       # 4 x 3 x 6 min of search + validation
+    python benchmarks/search_quality.py                       # 6 x 3 x 6 min of search + validation
     python benchmarks/search_quality.py --minutes 0.5 --reps 1 --seeds 2 --frames 6000 \\
         --zoo-frames 8000 --work /tmp/sq --out /tmp/sq/search_quality.md       # a smoke run
 """
@@ -66,6 +68,8 @@ MANY = 100_000  # n_trials of a search that the budget ends
 CONTENDERS = {
     "batched": "rlhp batched (README default)",
     "p1": "rlhp, one process per trial",
+    "g2": "rlhp batched, 2 structure groups",
+    "g4": "rlhp batched, 4 structure groups",
     "stock": "stock Hydra Optuna sweeper",
     "zoo": "rl-baselines3-zoo tuner",
 }
@@ -73,9 +77,13 @@ CONTENDERS = {
 STOP = {
     "batched": (30, signal.SIGTERM, False),  # budget_hours ends it; running trials finish
     "p1": (30, signal.SIGTERM, False),
+    "g2": (30, signal.SIGTERM, False),
+    "g4": (30, signal.SIGTERM, False),
     "stock": (0, signal.SIGTERM, True),
     "zoo": (0, signal.SIGINT, False),
 }
+GROUPS = {"g2": 2, "g4": 4}  # the batched search with hydra.sweeper.structure_groups=G
+BATCHED = ("batched", *GROUPS)  # rlhp's batched variants; the goals compare them to the others
 GRACE = 120  # seconds after the stop signal before the process group is killed
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -110,6 +118,8 @@ def search_command(contender: str, seed: int, sweep_dir: Path, args) -> list[str
     cmd += ["+search=ppo_cartpole", f"hydra.sweeper.budget_hours={args.minutes / 60}"]
     cmd += [f"hydra.sweeper.max_concurrent={args.slots}"]
     cmd += frame_overrides(args.frames, asha=True) if args.frames else []
+    if contender in GROUPS:
+        cmd += [f"hydra.sweeper.structure_groups={GROUPS[contender]}"]
     return cmd + (["hydra.sweeper.population=1"] if contender == "p1" else [])
 
 
@@ -209,7 +219,7 @@ def search_figures(contender: str, trials: list[dict], wall: float, args) -> dic
     within = [t for t in trials if t["t"] <= args.minutes * 60]
     figures = {state: sum(t["state"] == state for t in within) for state in ("complete", "stopped")}
     if contender != "zoo":
-        population = PRESET.hydra.sweeper.population if contender == "batched" else 1
+        population = PRESET.hydra.sweeper.population if contender in BATCHED else 1
         figures["structures"] = len({t["structure"] for t in trials})
         busy = sum(t["wall_s"] for t in trials)
         figures["slot_use"] = busy / (args.slots * population * wall)
@@ -308,6 +318,10 @@ def setup_rows(rows: list[dict], args) -> list[str]:
     asked = {
         "batched": (rlhp, f"population {PRESET.hydra.sweeper.population}"),
         "p1": (rlhp, "population 1"),
+        **{
+            c: (rlhp, f"population {PRESET.hydra.sweeper.population}, {g} structure groups")
+            for c, g in GROUPS.items()
+        },
         "stock": (f"{frames:,} frames, no pruning", "batches of n_jobs"),
         "zoo": (f"{zoo:,} timesteps, median pruner", "its own space"),
     }
@@ -389,7 +403,7 @@ def goals(rows: list[dict], args) -> list[str]:
         values = validated([r for r in rows if r["contender"] == contender], i)
         return statistics.median(values) if values else float("-inf")
 
-    peers = [c for c in args.contenders if c != "batched"]
+    peers = [c for c in args.contenders if c not in BATCHED]
     if "batched" not in args.contenders or not peers:
         return []
     top = max(median(c, 2) for c in peers)

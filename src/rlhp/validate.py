@@ -19,19 +19,21 @@ Where: as local processes, unless the search ran on SLURM (`+cluster=slurm`: its
 .hydra/hydra.yaml name submitit's SLURM launcher). Then each run is a SLURM job (submitit) with
 one trial's resources (partition, cpus, mem, time, setup, ...; whole GPUs: ceil of
 meta.search_resources.gpu), all at once unless `slots` says otherwise; the command runs inside
-the job. Preempted or at its time limit (SIGUSR2) the run checkpoints and the job is requeued
-(`hydra.launcher.max_num_timeout` time limits at most), resuming from its checkpoints. A job that
-ends without a result (cancelled, killed, node failure) is a failed row, unless the search ran
-with `hydra.sweeper.requeue=true`: then it is submitted again (max_num_timeout times at most) and
-resumes from its checkpoints. `hydra.launcher.KEY=VALUE` arguments replace the trial's settings for
-these jobs (e.g. `hydra.launcher.partition=short hydra.launcher.timeout_min=60
-hydra.launcher.account=myproj`). `--local` runs them here anyway.
+the job. The jobs go through the search's own job layer (rlhp.sweep._slurm.Jobs), with its
+requeue rule: at its time limit (SIGUSR2) the run checkpoints and the job is requeued; preempted
+(SIGTERM), it checkpoints and is submitted again (`hydra.launcher.max_num_timeout` times at
+most), resuming from its checkpoints. A job that ends without a result (cancelled, killed, node
+failure) is a failed row, unless the search ran with `hydra.sweeper.requeue=true`: then it is
+submitted again (max_num_timeout times at most) and resumes from its checkpoints.
+`hydra.launcher.KEY=VALUE` arguments replace the trial's settings for these jobs (e.g.
+`hydra.launcher.partition=short hydra.launcher.timeout_min=60 hydra.launcher.account=myproj`).
+`--local` runs them here anyway.
 """
 
 # Over 400 lines: the seeds, the local and SLURM runners, the table and the report of one stage.
 
 import argparse
-import itertools
+import json
 import logging
 import math
 import os
@@ -41,9 +43,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +76,15 @@ from rlhp.record import (
     validation_dir,
     write_atomic,
 )
-from rlhp.slurm import executor, stop_jobs, trial_params, trial_requeue
+from rlhp.slurm import NotSubmitted, trial_params, trial_requeue
+from rlhp.sweep._launch import requeued
 from rlhp.sweep._local import Terminated, stop_on_sigterm
+from rlhp.sweep._slurm import Jobs
 
 log = logging.getLogger("rlhp.validate")
 
 SEED_BASE = 10_000
+STOPPED = "stopped"  # a SLURM run's result when SIGTERM stopped it at a checkpoint
 # overrides of the trial that validation sets itself
 _OWN = ("seed", "max_session", "meta.search_scheduler")
 
@@ -148,21 +153,20 @@ def _start(overrides: list[str], run_dir: Path, cwd: Path) -> subprocess.Popen:
 class SlurmRun:
     """A validation run as a submitit job: the local command, started inside the job. On
     SIGUSR2 (preemption, time limit) submitit calls checkpoint(): the run checkpoints on the same
-    signal, and the requeued job starts it again from those checkpoints. On SIGTERM (scancel) the
-    run checkpoints and the job ends without a result, as one killed outright does."""
+    signal, and the requeued job starts it again from those checkpoints. On SIGTERM (preemption,
+    scancel) the run checkpoints and the job returns STOPPED: its recorded end state decides
+    (rlhp.sweep._slurm.Jobs.call)."""
 
     def __init__(self, overrides: list[str], run_dir: Path, cwd: Path):
         self.overrides, self.run_dir, self.cwd = overrides, run_dir, cwd
         self.proc: subprocess.Popen | None = None
 
-    def __call__(self) -> int:
-        cancelled: list[int] = []  # the run gets SIGTERM too, and checkpoints
-        signal.signal(signal.SIGTERM, lambda signum, _frame: cancelled.append(signum))
+    def __call__(self) -> int | str:
+        signalled: list[int] = []  # the run gets SIGTERM too, and checkpoints
+        signal.signal(signal.SIGTERM, lambda signum, _frame: signalled.append(signum))
         self.proc = _start(self.overrides, self.run_dir, self.cwd)
         rc = self.proc.wait()
-        if cancelled:
-            raise RuntimeError(f"job cancelled (SIGTERM); the run checkpointed (exit {rc})")
-        return rc
+        return STOPPED if signalled else rc
 
     def checkpoint(self) -> DelayedSubmission:
         if self.proc is not None and self.proc.returncode is None:
@@ -196,40 +200,34 @@ class Run:
     requeue: bool = False  # submitted again when its SLURM job ends without a result
 
 
-def _submit(run: Run, cwd: Path, runner: "Runner") -> int | None:
-    """The run as a SLURM job; its exit code (1 when it could not be submitted or the job ended
-    without one: cancelled, killed, node failure, too many time limits; None when the runner
-    stopped it). A job without one is submitted again, max_num_timeout times at most, when the
-    search ran with requeue=true."""
-    folder = run.run_dir.parent / ".submitit" / "%j"
-    params = dict(run.params, name=f"rlhp_validate{run.number}")
-    for attempt in itertools.count(1):
-        try:
-            slurm_job = executor(params, folder).submit(SlurmRun(run.overrides, run.run_dir, cwd))
-        except Exception as e:
-            return _slurm_error(run.run_dir, e)
-        runner.jobs[run.number] = slurm_job.job_id
+def _stopped(result: int | str) -> bool:
+    return result == STOPPED
+
+
+def _submit(run: Run, cwd: Path, jobs: Jobs) -> int | None:
+    """The run as a SLURM job, through the search's own job layer (rlhp.sweep._slurm.Jobs:
+    submitted again when SLURM preempted it; with the search's requeue=true, also when it ended
+    without a result): its exit code; 1 when it could not be submitted or ended without one;
+    None when the runner stopped it."""
+    name = f"rlhp_validate{run.number}"
+    what = f"the validation of trial {run.number}"
+    job = partial(jobs.call, name, what, _stopped, SlurmRun(run.overrides, run.run_dir, cwd))
+
+    def again(e: Exception) -> None:
         print(
-            f"rlhp.validate: trial {run.number} submitted as SLURM job {slurm_job.job_id}",
+            f"rlhp.validate: trial {run.number}: SLURM job {jobs.ids[name]} ended without a "
+            f"result ({str(e).strip().splitlines()[-1]}); submitted again (hydra.sweeper.requeue)",
             flush=True,
         )
-        while not slurm_job.done():
-            if runner.stopping.is_set():  # stop_jobs ends it at a checkpoint
-                return None
-            time.sleep(1)
-        try:
-            return slurm_job.result()
-        except Exception as e:
-            if runner.stopping.is_set():
-                return None
-            if not run.requeue or attempt > params.get("max_num_timeout", 3):
-                return _slurm_error(run.run_dir, e)
-            print(
-                f"rlhp.validate: trial {run.number}: SLURM job {slurm_job.job_id} ended without "
-                f"a result ({str(e).strip().splitlines()[-1]}); submitted again "
-                "(hydra.sweeper.requeue)",
-                flush=True,
-            )
+
+    try:
+        return requeued(job, run.requeue, run.params.get("max_num_timeout", 3), again)
+    except NotSubmitted as e:
+        return _slurm_error(run.run_dir, e)
+    except KeyboardInterrupt:  # Runner.stop: it checkpointed
+        return None
+    except Exception as e:
+        return _slurm_error(run.run_dir, e)
 
 
 def _slurm_error(run_dir: Path, e: Exception) -> int:
@@ -273,13 +271,14 @@ def _runs(
 class Runner:
     """Runs validation runs, `slots` at once, each here or as a SLURM job, and prints how each
     ended. Stopped (Ctrl+C, SIGTERM), every running run checkpoints and ends as a search's
-    trials do: a local run gets SIGTERM, a SLURM job is stopped (rlhp.slurm.stop_jobs: its steps
+    trials do: a local run gets SIGTERM, a SLURM job is stopped (Jobs.stop: its steps
     get SIGTERM, nothing is requeued); the same command resumes them from their checkpoints."""
 
     def __init__(self, cwd: Path, max_session: int, slots: int):
         self.cwd, self.max_session, self.slots = cwd, max_session, slots
         self.procs: dict[int, subprocess.Popen] = {}
-        self.jobs: dict[int, str] = {}  # trial -> its SLURM job id
+        self.jobs: dict[str, Jobs] = {}  # SLURM jobs, by their launcher settings
+        self.lock = threading.Lock()
         self.stopping = threading.Event()
 
     def run(self, runs: list[Run]) -> None:
@@ -299,7 +298,7 @@ class Runner:
             self.procs[run.number] = proc = _start(run.overrides, run.run_dir, self.cwd)
             rc = proc.wait()
         else:
-            rc = _submit(run, self.cwd, self)
+            rc = _submit(run, self.cwd, self._jobs(run))
         if self.stopping.is_set():
             status = "stopped at a checkpoint (the same command resumes it)"
         else:
@@ -308,13 +307,24 @@ class Runner:
         print(f"rlhp.validate: trial {run.number} (seeds {seeds}) {status}", flush=True)
         return rc
 
+    def _jobs(self, run: Run) -> Jobs:
+        """The job layer of the runs with `run`'s launcher settings (trials of one search share
+        them, unless a searched value sets a resource)."""
+        key = json.dumps(run.params, sort_keys=True, default=str)
+        with self.lock:
+            if key not in self.jobs:
+                folder = run.run_dir.parent / ".submitit" / "%j"
+                self.jobs[key] = Jobs(run.params, folder=folder)
+            return self.jobs[key]
+
     def stop(self) -> None:
         self.stopping.set()
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        if self.jobs:
-            stop_jobs(set(self.jobs.values()))
+        with self.lock:
+            for jobs in self.jobs.values():
+                jobs.stop()
         for proc in self.procs.values():
             proc.wait()
 

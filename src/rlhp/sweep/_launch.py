@@ -10,7 +10,10 @@ import itertools
 import logging
 import math
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
@@ -22,6 +25,7 @@ from rlhp.sweep import _local
 
 log = logging.getLogger("rlhp.sweep")
 LOCAL = ("LocalLauncher", "BasicLauncher")
+T = TypeVar("T")
 
 
 class Launch:
@@ -103,21 +107,20 @@ class Launch:
         try:
             if self.packer is not None:
                 return self.packer.run(number, overrides, launcher)
-            for attempt in itertools.count(1):
-                try:
-                    if self.jobs is not None:
-                        return self.jobs.run(number, overrides, launcher)
-                    return launcher.launch([overrides], initial_job_idx=number)[0]
-                except Exception as e:  # the job ended without a result: cancelled, killed, ...
-                    timeouts = self.trials.params.get("max_num_timeout", 3)
-                    if not self.requeue or attempt > timeouts:
-                        raise
-                    log.warning("job %d ended (%s): queued again", number, e)
+            job = partial(self.jobs.run if self.jobs else self._here, number, overrides, launcher)
+            times = self.trials.params.get("max_num_timeout", 3)
+            again = partial(log.warning, "job %d ended (%s): queued again", number)
+            return requeued(job, self.requeue, times, again)
         except NotSubmitted:
             self.refused = True
             if population:  # the loop stops first (refused), or it would fail the job's trials
                 (self.jobs or self.packer).stopping.wait()
             raise
+
+    @staticmethod
+    def _here(number: int, overrides: list[str], launcher) -> JobReturn:
+        """Job `number` through the configured Hydra launcher (local processes, other clusters)."""
+        return launcher.launch([overrides], initial_job_idx=number)[0]
 
     def stop(self) -> None:
         """Every running job (local process, SLURM job or host job) checkpoints and ends, not
@@ -132,6 +135,21 @@ class Launch:
         """The search is over: idle host jobs end now."""
         if self.packer is not None:
             self.packer.close()
+
+
+def requeued(
+    run: Callable[[], T], requeue: bool, times: int, again: Callable[[Exception], None]
+) -> T:
+    """run()'s result. With requeue (hydra.sweeper.requeue), a run that ended without one
+    (cancelled, killed, a node failure: an exception) runs again, `times` times at most, each
+    announced by again(its error)."""
+    for attempt in itertools.count(1):
+        try:
+            return run()
+        except Exception as e:
+            if not requeue or attempt > times:
+                raise
+            again(e)
 
 
 def population_overrides(fixed: list[str], number: int) -> list[str]:

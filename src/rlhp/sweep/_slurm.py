@@ -245,38 +245,51 @@ def _ended(queue: Queue, host: str, number: int, spec: dict, rc: int, stop) -> N
 
 
 class Jobs:
-    """Trial and population jobs, one submitit job each, as Hydra's submitit launcher submits
-    them, but kept so that stop() (Ctrl+C) reaches them, named `<prefix>_<N>` (`_pop<N>`), and
-    submitted again when SLURM refused them (Backoff) or preempted them (see run)."""
+    """SLURM jobs, one submitit job each, kept so that stop() (Ctrl+C) reaches them, submitted
+    again when SLURM refused them (Backoff) or preempted them (see call): a search's trial and
+    population jobs (run: as Hydra's submitit launcher submits them, named `<prefix>_<N>`,
+    `<prefix>_pop<N>`) and validation runs (call)."""
 
-    def __init__(self, params, prefix: str):
+    def __init__(self, params, prefix: str = "rlhp", folder: Path | None = None):
         self.prefix = prefix
         self.max_preemptions = params.get("max_num_timeout") or 0
-        self.executor = executor(params, Path(params["submitit_folder"]))
+        self.executor = executor(params, folder or Path(params["submitit_folder"]))
         self.running: dict[str, Any] = {}  # job id -> submitit job
+        self.ids: dict[str, str] = {}  # job name -> the id of its latest job
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
     def run(self, number: int, overrides: list[str], launcher) -> JobReturn:
-        """Job `number`'s JobReturn (`launcher`: the Hydra launcher whose task it runs). A job
-        that ended without one is submitted again when SLURM recorded it as preempted
-        (rlhp.slurm.preempted), max_num_timeout times at most; else UncompletedJobError (also
-        when it was cancelled after its trial checkpointed). KeyboardInterrupt after stop(),
-        NotSubmitted when SLURM refuses it for good."""
+        """Job `number`'s JobReturn (`launcher`: the Hydra launcher whose task it runs), see
+        call; a JobReturn whose trial checkpointed on a signal is a job without a result."""
+        from hydra.core.singleton import Singleton
+
         log.info("\t#%d : %s", number, " ".join(filter_overrides(overrides)))
+        name = f"{self.prefix}_{number}" if number < JOB_BASE else f"{self.prefix}_pop"
+        name += str(number - JOB_BASE) if number >= JOB_BASE else ""
+        args = (list(overrides), "hydra.sweep.dir", number, f"job_id_for_{number}")
+        return self.call(name, f"#{number}", _preempted, launcher, *args, Singleton.get_state())
+
+    def call(self, name: str, what: str, checkpointed, fn, *args):
+        """fn(*args) run as the SLURM job `name` (`what` in messages): its result. A job that
+        ended without one, or whose result says checkpointed(result) (it stopped at a checkpoint
+        on a signal), is submitted again when SLURM recorded it as preempted
+        (rlhp.slurm.preempted), max_num_timeout times at most; else UncompletedJobError (also
+        when it was cancelled after it checkpointed). KeyboardInterrupt after stop(),
+        NotSubmitted when SLURM refuses it for good."""
         preemptions = 0
         while True:
-            job = self._submit(number, overrides, launcher)
+            job = self._submit(name, fn, args)
             try:
                 ret, error = self._wait(job), None
             except UncompletedJobError as e:
                 ret, error = None, e
-            if ret is not None and not _preempted(ret):
+            if ret is not None and not checkpointed(ret):
                 return ret
-            if self.stopping.is_set():  # Ctrl+C: the trial checkpointed, resumed next time
+            if self.stopping.is_set():  # Ctrl+C: it checkpointed, resumed next time
                 raise KeyboardInterrupt
             (state, killed), preemptions = end_state(job.job_id), preemptions + 1
-            # ret: its trial checkpointed; killed: SIGTERM came before it could
+            # ret: it checkpointed; killed: SIGTERM came before it could
             if (
                 not preempted(ret is not None or killed, state)
                 or preemptions > self.max_preemptions
@@ -284,15 +297,10 @@ class Jobs:
                 ended = f"job {job.job_id} ended ({state or 'state unknown'})"  # retriable?
                 why = f": {one_line(error)}" if error else " after its trial checkpointed"
                 raise UncompletedJobError(ended + why)
-            scancel(job.job_id)  # in case SLURM requeued it: the new job resumes the trial
-            log.warning("job %s of #%d was preempted: submitted again", job.job_id, number)
+            scancel(job.job_id)  # in case SLURM requeued it: the new job resumes the run
+            log.warning("job %s of %s was preempted: submitted again", job.job_id, what)
 
-    def _submit(self, number: int, overrides: list[str], launcher):
-        from hydra.core.singleton import Singleton
-
-        name = f"{self.prefix}_{number}" if number < JOB_BASE else f"{self.prefix}_pop"
-        name += str(number - JOB_BASE) if number >= JOB_BASE else ""
-        args = (list(overrides), "hydra.sweep.dir", number, f"job_id_for_{number}")
+    def _submit(self, name: str, fn, args: tuple):
         backoff = Backoff(f"job {name}")
         while True:
             if self.stopping.is_set():
@@ -301,11 +309,11 @@ class Jobs:
                 with self.lock:  # the name is the executor's: set and submitted together
                     self.executor.update_parameters(name=name)
                     try:
-                        job = submit(self.executor, launcher, *args, Singleton.get_state())
+                        job = submit(self.executor, fn, *args)
                     except FailedJobError as e:
                         backoff.refused(e)
                         continue
-                    self.running[job.job_id] = job
+                    self.running[job.job_id], self.ids[name] = job, job.job_id
                 backoff.submitted(job.job_id)
                 return job
             time.sleep(1)
