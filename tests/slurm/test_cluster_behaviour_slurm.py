@@ -119,6 +119,27 @@ def test_an_unknown_gpu_type_is_one_error_line_before_launch(slurm_env, tmp_path
     assert not (sweep / "study.journal").exists()
 
 
+def preemptible_search(env: dict, sweep: Path, gpu: float, max_frame: int):
+    """A search of one trial (gpu 0: its own job; 0 < gpu < 1: a host job's step) in the
+    `preemptible` partition, without ASHA."""
+    return start_search(
+        env,
+        sweep,
+        "hydra.launcher.partition=preemptible",
+        f"meta.search_resources.gpu={gpu}",
+        "meta.search_scheduler=null",
+        "hydra.sweeper.n_trials=1",
+        f"env.max_frame={max_frame}",
+    )
+
+
+def preempt(env: dict) -> None:
+    """A job of the `urgent` partition that needs the whole node: SLURM preempts what runs in
+    `preemptible` (SIGTERM)."""
+    urgent = ["sbatch", "-p", "urgent", "-c", "8", "--mem=100M", "-o", "/dev/null"]
+    subprocess.run([*urgent, "--wrap", "sleep 1"], env=env, check=True)
+
+
 @pytest.mark.parametrize("gpu", [0, 0.5])
 def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path, gpu):
     """PreemptType=preempt/partition_prio: a job of `urgent` takes the whole node and SLURM
@@ -127,23 +148,15 @@ def test_trial_preempted_by_a_higher_priority_job_resumes(slurm_env, tmp_path, g
     CANCELLED."""
     name = "preempted_host" if gpu else "preempted"  # jobs of the other case may linger
     sweep = tmp_path / name
-    proc = start_search(
-        slurm_env,
-        sweep,
-        "hydra.launcher.partition=preemptible",
-        f"meta.search_resources.gpu={gpu}",
-        "meta.search_scheduler=null",
-        "hydra.sweeper.n_trials=1",
-        "env.max_frame=120000",  # seconds of training left when the urgent job is submitted
-    )
+    # seconds of training left when the urgent job is submitted
+    proc = preemptible_search(slurm_env, sweep, gpu, 120000)
     try:
         wait_for(lambda: len(frames(sweep / "0")) >= 2, proc, 300, "trial 0 to log twice")
         squeue = ["squeue", "-h", "-o", "%A", "-n", f"rlhp_{name}_0,rlhp_{name}_host"]
         out = subprocess.run(squeue, env=slurm_env, capture_output=True, text=True, check=True)
         (first,) = out.stdout.split()
         before = frames(sweep / "0")[-1]
-        urgent = ["sbatch", "-p", "urgent", "-c", "8", "--mem=100M", "-o", "/dev/null"]
-        subprocess.run([*urgent, "--wrap", "sleep 1"], env=slurm_env, check=True)
+        preempt(slurm_env)
         out, err = proc.communicate(timeout=600)
     finally:
         proc.kill()
@@ -166,15 +179,7 @@ def test_a_trial_preempted_while_it_starts_runs_again(slurm_env, tmp_path, gpu):
     143): the job's recorded end state decides, and the trial runs again instead of failing."""
     name = "early_host" if gpu else "early"
     sweep = tmp_path / name
-    proc = start_search(
-        slurm_env,
-        sweep,
-        "hydra.launcher.partition=preemptible",
-        f"meta.search_resources.gpu={gpu}",
-        "meta.search_scheduler=null",
-        "hydra.sweeper.n_trials=1",
-        "env.max_frame=20000",
-    )
+    proc = preemptible_search(slurm_env, sweep, gpu, 20000)
     # the trial's job running, or its step (named by its trial) in the host job
     running = ["squeue", "-h", "-s", "-o", "%j"] if gpu else ["squeue", "-h", "-t", "R", "-o", "%j"]
     trial = "rlhp_trial0" if gpu else f"rlhp_{name}_0"
@@ -187,8 +192,7 @@ def test_a_trial_preempted_while_it_starts_runs_again(slurm_env, tmp_path, gpu):
             300,
             "the trial to start",
         )
-        urgent = ["sbatch", "-p", "urgent", "-c", "8", "--mem=100M", "-o", "/dev/null"]
-        subprocess.run([*urgent, "--wrap", "sleep 1"], env=slurm_env, check=True)
+        preempt(slurm_env)
         out, err = proc.communicate(timeout=600)
     finally:
         proc.kill()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _members import assert_asha_judged_the_mean_of_two_sessions, decisions
 from optuna.trial import TrialState
 
 from ._cli import (
@@ -42,11 +43,6 @@ def assigned(sweep_dir: Path) -> dict[int, list[int]]:
         lines = [json.loads(line) for line in inbox.read_text().splitlines()]
         out[int(inbox.parent.name)] = [line["trial"] for line in lines]
     return out
-
-
-def decisions(sweep_dir: Path) -> list[dict]:
-    path = sweep_dir / "asha" / "decisions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_one_population_job_trains_every_trial_and_refills_stopped_members(tmp_path):
@@ -128,17 +124,7 @@ def test_sessions_in_lockstep_report_their_mean_to_asha(tmp_path):
         "hydra.sweeper.max_concurrent=1",
     )
     assert proc.returncode == 0, output(proc)
-    reports = [d for d in decisions(sweep) if d["value"] == d["value"]]  # not NaN
-    assert reports
-    for d in reports:
-        df = pd.read_csv(sweep / d["trial"] / "metrics.csv")
-        at = df[df.frame == d["frame"]]
-        assert sorted(at.session) == [0, 1]
-        assert d["value"] == pytest.approx(at.total_reward_ma.mean())
-    for n in trial_dirs(sweep):
-        df = pd.read_csv(sweep / str(n) / "metrics.csv")
-        ends = df.groupby("session").frame.max()
-        assert ends[0] == ends[1]  # stopped or finished together
+    assert_asha_judged_the_mean_of_two_sessions(sweep)
 
 
 def results(sweep: Path) -> int:

@@ -72,7 +72,8 @@ PREEMPTED = 3  # exit code of a trial process that checkpointed on SIGUSR2 (time
 TERMINATED = 4  # ... on SIGTERM (preemption, scancel)
 # killed by SIGTERM or SIGKILL from outside (srun reports 128 + signal): a trial signalled before
 # it could checkpoint, such as one preempted while it starts
-SIGNALLED = {-signal.SIGTERM, -signal.SIGKILL, 128 + signal.SIGTERM, 128 + signal.SIGKILL}
+SIGTERMED = {-signal.SIGTERM, 128 + signal.SIGTERM}
+SIGNALLED = SIGTERMED | {-signal.SIGKILL, 128 + signal.SIGKILL}
 
 
 def _dump(obj: Any, path: Path) -> None:
@@ -240,7 +241,7 @@ def _ended(queue: Queue, host: str, number: int, spec: dict, rc: int, stop) -> N
             queue.release(host, number, spec)
         else:  # by the host job's end state (Packer._lost)
             # ended on SIGTERM (checkpointed, or killed before it could): preempted unless CANCELLED
-            spec["sigterm"] = rc in (TERMINATED, -signal.SIGTERM, 128 + signal.SIGTERM)
+            spec["sigterm"] = rc == TERMINATED or rc in SIGTERMED
             _dump(spec, queue.root / "claimed" / host / f"{number}.pkl")
 
 
