@@ -1,5 +1,6 @@
 """rlhp.validate: the top configurations of a real search re-run with fresh seeds."""
 
+import pickle
 import shutil
 import signal
 import subprocess
@@ -88,6 +89,10 @@ def test_the_top_k_are_re_run_with_fresh_seeds_and_no_early_stopping(validated):
             table.set_index("trial").loc[number, "objective"]
         )
         assert row["seeds"] == f"{min(seeds)}-{max(seeds)}"
+    # each run was a local job of the search's job layer (submitit), whose command exited 0
+    jobs = (sweep / "validation" / ".submitit").glob("*/*_result.pkl")
+    runs = len(list(sweep.glob("validation/*/result.yaml")))  # TOP_K, or one more after resume
+    assert [pickle.loads(p.read_bytes()) for p in jobs] == [("success", 0)] * runs
 
 
 def test_validation_csv_ranks_by_validated_score(validated):

@@ -15,22 +15,23 @@ best by validated score (best_validated.yaml, a config that trains with one comm
 the selection bias. Running it again resumes: a configuration whose validation run has a
 result.yaml is not run again.
 
-Where: as local processes, unless the search ran on SLURM (`+cluster=slurm`: its trials'
-.hydra/hydra.yaml name submitit's SLURM launcher). Then each run is a SLURM job (submitit) with
-one trial's resources (partition, cpus, mem, time, setup, ...; whole GPUs: ceil of
-meta.search_resources.gpu), all at once unless `slots` says otherwise; the command runs inside
-the job. The jobs go through the search's own job layer (rlhp.sweep._slurm.Jobs), with its
-requeue rule: at its time limit (SIGUSR2) the run checkpoints and the job is requeued; preempted
-(SIGTERM), it checkpoints and is submitted again (`hydra.launcher.max_num_timeout` times at
-most), resuming from its checkpoints. A job that ends without a result (cancelled, killed, node
-failure) is a failed row, unless the search ran with `hydra.sweeper.requeue=true`: then it is
-submitted again (max_num_timeout times at most) and resumes from its checkpoints.
+Where: every run is a job of the search's own job layer, and the command runs inside it. Here
+(a local submitit job, rlhp.sweep._local.Jobs, with the trial's timeout_min), unless the search
+ran on SLURM (`+cluster=slurm`: its trials' .hydra/hydra.yaml name submitit's SLURM launcher).
+Then each run is a SLURM job (rlhp.sweep._slurm.Jobs) with one trial's resources (partition,
+cpus, mem, time, setup, ...; whole GPUs: ceil of meta.search_resources.gpu), all at once unless
+`slots` says otherwise, with the search's requeue rule: at its time limit (SIGUSR2) the run
+checkpoints and the job is requeued; preempted (SIGTERM), it checkpoints and is submitted again
+(`hydra.launcher.max_num_timeout` times at most), resuming from its checkpoints. A job that
+ends without a result (cancelled, killed, node failure) is a failed row, unless the search ran
+with `hydra.sweeper.requeue=true`: then it is submitted again (max_num_timeout times at most)
+and resumes from its checkpoints.
 `hydra.launcher.KEY=VALUE` arguments replace the trial's settings for these jobs (e.g.
 `hydra.launcher.partition=short hydra.launcher.timeout_min=60 hydra.launcher.account=myproj`).
 `--local` runs them here anyway.
 """
 
-# Over 400 lines: the seeds, the local and SLURM runners, the table and the report of one stage.
+# Over 400 lines: the seeds, the runs and their runner, the table and the report of one stage.
 
 import argparse
 import json
@@ -72,11 +73,13 @@ from rlhp.record import (
     Sweep,
     TrialResult,
     config_path,
+    hydra_path,
     load,
     validation_dir,
     write_atomic,
 )
-from rlhp.slurm import NotSubmitted, trial_params, trial_requeue
+from rlhp.slurm import trial_params, trial_requeue
+from rlhp.sweep import _local
 from rlhp.sweep._launch import requeued
 from rlhp.sweep._local import Terminated, stop_on_sigterm
 from rlhp.sweep._slurm import Jobs
@@ -87,6 +90,8 @@ SEED_BASE = 10_000
 STOPPED = "stopped"  # a SLURM run's result when SIGTERM stopped it at a checkpoint
 # overrides of the trial that validation sets itself
 _OWN = ("seed", "max_session", "meta.search_scheduler")
+_NOT_INHERITED = ("HYDRA_FULL_ERROR", "SUBMITIT_")
+TIMEOUT_MIN = 10080  # a local run's time limit when its trial's launcher named none
 
 
 def _key(override: str) -> str:
@@ -140,33 +145,44 @@ def _cwd(sweep: Sweep) -> Path:
 
 
 def _start(overrides: list[str], run_dir: Path, cwd: Path) -> subprocess.Popen:
-    """`python -m rlhp.train <overrides>`, its output appended to run_dir/validate.log."""
+    """`python -m rlhp.train <overrides>`, its output appended to run_dir/validate.log; a plain
+    process, not a task of the job that starts it (no SUBMITIT_* variables)."""
     cmd = [sys.executable, "-m", "rlhp.train", *overrides]
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
     with open(run_dir / "validate.log", "a") as out:
         out.write("$ " + shlex.join(cmd) + "\n")
         out.flush()
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-class SlurmRun:
-    """A validation run as a submitit job: the local command, started inside the job. On
-    SIGUSR2 (preemption, time limit) submitit calls checkpoint(): the run checkpoints on the same
-    signal, and the requeued job starts it again from those checkpoints. On SIGTERM (preemption,
-    scancel) the run checkpoints and the job returns STOPPED: its recorded end state decides
-    (rlhp.sweep._slurm.Jobs.call)."""
+class Command:
+    """A validation run as a job's function (a local or a SLURM job): the train command, started
+    inside the job. On SIGUSR2 (time limit; SLURM preemption) submitit calls checkpoint(): the
+    run checkpoints on the same signal, and the requeued job starts it again from those
+    checkpoints. On SIGTERM (stop, preemption, scancel) the run checkpoints and the job returns
+    STOPPED: the job layer decides (rlhp.sweep._slurm.Jobs.call, rlhp.sweep._local.Jobs.call)."""
 
     def __init__(self, overrides: list[str], run_dir: Path, cwd: Path):
         self.overrides, self.run_dir, self.cwd = overrides, run_dir, cwd
         self.proc: subprocess.Popen | None = None
 
     def __call__(self) -> int | str:
-        signalled: list[int] = []  # the run gets SIGTERM too, and checkpoints
-        signal.signal(signal.SIGTERM, lambda signum, _frame: signalled.append(signum))
+        signalled: list[int] = []
+        signal.signal(signal.SIGTERM, self._pass_on(signalled))
         self.proc = _start(self.overrides, self.run_dir, self.cwd)
         rc = self.proc.wait()
         return STOPPED if signalled else rc
+
+    def _pass_on(self, signalled: list[int]):
+        """SIGTERM to the run too (a local job's controller signals this process only)."""
+
+        def handler(signum: int, _frame) -> None:
+            signalled.append(signum)
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.send_signal(signum)
+
+        return handler
 
     def checkpoint(self) -> DelayedSubmission:
         if self.proc is not None and self.proc.returncode is None:
@@ -175,7 +191,7 @@ class SlurmRun:
                 os.waitpid(self.proc.pid, 0)  # not proc.wait(): the interrupted one holds its lock
             except (ProcessLookupError, ChildProcessError):
                 pass  # it had ended
-        return DelayedSubmission(SlurmRun(self.overrides, self.run_dir, self.cwd))
+        return DelayedSubmission(Command(self.overrides, self.run_dir, self.cwd))
 
 
 def _error(run_dir: Path) -> str:
@@ -188,8 +204,8 @@ def _error(run_dir: Path) -> str:
 @dataclass
 class Run:
     """One validation run: trial `number` (its search row) re-run in `run_dir` from `seed`;
-    `params`: its SLURM launcher settings, None to run here; `requeue`: the search's
-    hydra.sweeper.requeue."""
+    `params`: its SLURM launcher settings, None to run here (a local job with the trial's
+    `timeout_min`); `requeue`: the search's hydra.sweeper.requeue."""
 
     row: pd.Series
     number: int
@@ -198,20 +214,21 @@ class Run:
     overrides: list[str]
     params: dict[str, Any] | None
     requeue: bool = False  # submitted again when its SLURM job ends without a result
+    timeout_min: float = TIMEOUT_MIN
 
 
 def _stopped(result: int | str) -> bool:
     return result == STOPPED
 
 
-def _submit(run: Run, cwd: Path, jobs: Jobs) -> int | None:
-    """The run as a SLURM job, through the search's own job layer (rlhp.sweep._slurm.Jobs:
-    submitted again when SLURM preempted it; with the search's requeue=true, also when it ended
-    without a result): its exit code; 1 when it could not be submitted or ended without one;
-    None when the runner stopped it."""
+def _submit(run: Run, cwd: Path, jobs: Jobs | _local.Jobs) -> int | None:
+    """The run as a job, through the search's own job layer (rlhp.sweep._local.Jobs here,
+    rlhp.sweep._slurm.Jobs on SLURM: submitted again when SLURM preempted it; with the search's
+    requeue=true, also when it ended without a result): its exit code; 1 when it could not be
+    submitted or ended without one; None when the runner stopped it."""
     name = f"rlhp_validate{run.number}"
     what = f"the validation of trial {run.number}"
-    job = partial(jobs.call, name, what, _stopped, SlurmRun(run.overrides, run.run_dir, cwd))
+    job = partial(jobs.call, name, what, _stopped, Command(run.overrides, run.run_dir, cwd))
 
     def again(e: Exception) -> None:
         print(
@@ -220,21 +237,17 @@ def _submit(run: Run, cwd: Path, jobs: Jobs) -> int | None:
             flush=True,
         )
 
+    times = (run.params or {}).get("max_num_timeout", 3)
     try:
-        return requeued(job, run.requeue, run.params.get("max_num_timeout", 3), again)
-    except NotSubmitted as e:
-        return _slurm_error(run.run_dir, e)
+        return requeued(job, run.requeue, times, again)
     except KeyboardInterrupt:  # Runner.stop: it checkpointed
         return None
-    except Exception as e:
-        return _slurm_error(run.run_dir, e)
-
-
-def _slurm_error(run_dir: Path, e: Exception) -> int:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "validate.log", "a") as out:
-        out.write(f"rlhp.validate: SLURM Error: {e}\n")
-    return 1
+    except Exception as e:  # NotSubmitted, or it ended without a result
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        where = "local" if run.params is None else "SLURM"
+        with open(run.run_dir / "validate.log", "a") as out:
+            out.write(f"rlhp.validate: {where} job Error: {e}\n")
+        return 1
 
 
 def _params(run_dir: Path, launcher: dict[str, Any]) -> dict[str, Any] | None:
@@ -263,21 +276,31 @@ def _runs(
                 run_overrides(sweep, number, seed, max_session),
                 None if local else _params(sweep.trial_dir(number), launcher),
                 not local and trial_requeue(sweep.trial_dir(number)),
+                _timeout_min(sweep.trial_dir(number)),
             )
         )
     return runs
 
 
+def _timeout_min(run_dir: Path) -> float:
+    """The time limit a trial ran under here (its launcher's timeout_min)."""
+    path = hydra_path(run_dir)
+    hydra_cfg = OmegaConf.load(path) if path.is_file() else OmegaConf.create()
+    limit = OmegaConf.select(
+        hydra_cfg, "hydra.launcher.timeout_min", throw_on_resolution_failure=False
+    )
+    return limit if isinstance(limit, int | float) else TIMEOUT_MIN
+
+
 class Runner:
-    """Runs validation runs, `slots` at once, each here or as a SLURM job, and prints how each
-    ended. Stopped (Ctrl+C, SIGTERM), every running run checkpoints and ends as a search's
-    trials do: a local run gets SIGTERM, a SLURM job is stopped (Jobs.stop: its steps
-    get SIGTERM, nothing is requeued); the same command resumes them from their checkpoints."""
+    """Runs validation runs, `slots` at once, each as a local or a SLURM job, and prints how
+    each ended. Stopped (Ctrl+C, SIGTERM), every running run checkpoints and ends as a search's
+    trials do (its job layer's stop: SIGTERM to the run, nothing requeued); the same command
+    resumes them from their checkpoints."""
 
     def __init__(self, cwd: Path, max_session: int, slots: int):
         self.cwd, self.max_session, self.slots = cwd, max_session, slots
-        self.procs: dict[int, subprocess.Popen] = {}
-        self.jobs: dict[str, Jobs] = {}  # SLURM jobs, by their launcher settings
+        self.jobs: dict[str, Jobs | _local.Jobs] = {}  # by their launcher settings
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -294,11 +317,7 @@ class Runner:
     def one(self, run: Run) -> int | None:
         if self.stopping.is_set():
             return None
-        if run.params is None:
-            self.procs[run.number] = proc = _start(run.overrides, run.run_dir, self.cwd)
-            rc = proc.wait()
-        else:
-            rc = _submit(run, self.cwd, self._jobs(run))
+        rc = _submit(run, self.cwd, self._jobs(run))
         if self.stopping.is_set():
             status = "stopped at a checkpoint (the same command resumes it)"
         else:
@@ -307,26 +326,24 @@ class Runner:
         print(f"rlhp.validate: trial {run.number} (seeds {seeds}) {status}", flush=True)
         return rc
 
-    def _jobs(self, run: Run) -> Jobs:
+    def _jobs(self, run: Run) -> Jobs | _local.Jobs:
         """The job layer of the runs with `run`'s launcher settings (trials of one search share
         them, unless a searched value sets a resource)."""
-        key = json.dumps(run.params, sort_keys=True, default=str)
+        key = json.dumps(run.params or {"local": run.timeout_min}, sort_keys=True, default=str)
         with self.lock:
             if key not in self.jobs:
                 folder = run.run_dir.parent / ".submitit" / "%j"
-                self.jobs[key] = Jobs(run.params, folder=folder)
+                if run.params is None:
+                    self.jobs[key] = _local.Jobs(folder, run.timeout_min)
+                else:
+                    self.jobs[key] = Jobs(run.params, folder=folder)
             return self.jobs[key]
 
     def stop(self) -> None:
         self.stopping.set()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
         with self.lock:
             for jobs in self.jobs.values():
                 jobs.stop()
-        for proc in self.procs.values():
-            proc.wait()
 
 
 def _result_row(run: Run, max_session: int) -> dict[str, Any]:
@@ -523,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # rlhp.validate's own main, so that submitit pickles SlurmRun by name, not as __main__'s
+    # rlhp.validate's own main, so that submitit pickles Command by name, not as __main__'s
     from rlhp.validate import main as _main
 
     sys.exit(_main())

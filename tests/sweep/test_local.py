@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import submitit
+from submitit.core.utils import UncompletedJobError
 from submitit.local import local
 
 from rlhp.sweep import _local
@@ -72,6 +73,69 @@ def test_stop_sends_sigterm_to_running_jobs(executor):
     job = executor.submit(sleeper)
     _local.stop()
     assert job._process.wait(timeout=60) is not None
+
+
+# -- Jobs: runs this process starts itself (validation runs), the local twin of _slurm.Jobs
+
+
+def test_jobs_call_returns_the_result_and_names_the_job(tmp_path):
+    jobs = _local.Jobs(tmp_path, timeout_min=2)
+    assert jobs.call("rlhp_validate3", "run 3", _never, os.getpid) not in (None, os.getpid())
+    assert (tmp_path / f"{jobs.ids['rlhp_validate3']}_0_result.pkl").is_file()
+
+
+def _never(result) -> bool:
+    return False
+
+
+def _stopped(result) -> bool:
+    return result == "stopped"
+
+
+def test_jobs_stop_makes_a_running_job_checkpoint_and_end(tmp_path):
+    jobs = _local.Jobs(tmp_path, timeout_min=2)
+    errors: list[BaseException] = []
+
+    def _until_sigterm() -> str:  # a run that checkpoints on SIGTERM and says so
+        received: list[int] = []
+        signal.signal(signal.SIGTERM, lambda signum, _frame: received.append(signum))
+        deadline = time.monotonic() + 120
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return "stopped" if received else "timed out"
+
+    def call() -> None:
+        try:
+            jobs.call("run", "run", _stopped, _until_sigterm)
+        except BaseException as e:
+            errors.append(e)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    while "run" not in jobs.ids or not list(tmp_path.glob("*_log.out")):
+        time.sleep(0.05)
+    time.sleep(1.5)  # the job's function is listening
+    jobs.stop()
+    caller.join(timeout=60)
+    (error,) = errors
+    assert isinstance(error, KeyboardInterrupt)
+    result = submitit.LocalJob(tmp_path, jobs.ids["run"]).result()
+    assert result == "stopped"  # it got SIGTERM and returned, not killed
+    with pytest.raises(KeyboardInterrupt):  # nothing starts after a stop
+        jobs.call("another", "another", _never, os.getpid)
+
+
+def test_jobs_a_job_stopped_from_elsewhere_or_killed_ended_without_a_result(tmp_path):
+    jobs = _local.Jobs(tmp_path, timeout_min=2)
+    with pytest.raises(UncompletedJobError, match="run 1 .* stopped at a checkpoint"):
+        jobs.call("one", "run 1", _stopped, lambda: "stopped")
+
+    def killed() -> int:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return 0
+
+    with pytest.raises(UncompletedJobError, match=r"killed by signal 9 \(SIGKILL\)"):
+        jobs.call("two", "run 2", _never, killed)
 
 
 @pytest.mark.parametrize(

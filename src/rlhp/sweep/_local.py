@@ -13,6 +13,9 @@ submitit has no public hook for either, so this module is the one place that pat
 `install` replaces LocalJob.done, LocalJob._get_outcome_and_result and
 submitit.local.local.start_controller (a copy that starts rlhp's controller). The tests in
 tests/sweep/test_local.py fail when an upgrade of submitit changes what is patched.
+
+Trials reach submitit through Hydra's submitit_local launcher; runs the project starts itself
+(validation runs) through `Jobs`, the local twin of rlhp.sweep._slurm.Jobs.
 """
 
 import os
@@ -20,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from submitit.core.utils import UncompletedJobError
@@ -86,6 +90,56 @@ def install() -> None:
     LocalJob.done = _done
     LocalJob._get_outcome_and_result = _outcome_now
     local.start_controller = _start_controller
+
+
+class Jobs:
+    """Local jobs (submitit's LocalExecutor, rlhp's controller) with the interface of
+    rlhp.sweep._slurm.Jobs: call() runs fn(*args) as a job and returns its result; stop() makes
+    every running one checkpoint and end (SIGTERM, as to a search's trials). At its time limit
+    (timeout_min) a job gets SIGUSR2 and runs again from its checkpoint, as a trial does."""
+
+    def __init__(self, folder: Path, timeout_min: float):
+        from submitit import LocalExecutor
+
+        install()
+        self.executor = LocalExecutor(folder=str(folder))
+        self.executor.update_parameters(timeout_min=timeout_min)
+        self.ids: dict[str, str] = {}  # job name -> its job id
+        self.running: dict[str, LocalJob] = {}
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def call(self, name: str, what: str, checkpointed, fn, *args):
+        """fn(*args) run as the local job `name` (`what` in messages): its result.
+        UncompletedJobError when it ended without one or stopped at a checkpoint on a signal
+        from elsewhere (checkpointed(result)); KeyboardInterrupt after stop()."""
+        with self.lock:
+            if self.stopping.is_set():
+                raise KeyboardInterrupt
+            job = self.running[name] = self.executor.submit(fn, *args)
+            self.ids[name] = job.job_id
+        try:
+            while not job.done():
+                time.sleep(0.2)
+            result = job.result()
+        finally:
+            with self.lock:
+                del self.running[name]
+        if self.stopping.is_set():
+            raise KeyboardInterrupt
+        if checkpointed(result):
+            raise UncompletedJobError(f"{what} (job {job.job_id}) stopped at a checkpoint")
+        return result
+
+    def stop(self) -> None:
+        """Every running job checkpoints and ends; returns once they have."""
+        with self.lock:
+            self.stopping.set()
+            jobs = list(self.running.values())
+        for job in jobs:  # SIGTERM to its controller, which passes it on (cancel() sends SIGINT)
+            job._process.send_signal(signal.SIGTERM)
+        for job in jobs:
+            job._process.wait()
 
 
 class Terminated(KeyboardInterrupt):
