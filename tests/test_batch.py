@@ -232,11 +232,11 @@ def test_a_group_emptied_takes_a_trial_of_its_structure_assigned_later(tmp_path,
     (kind,) = job.live
     while not TrialResult.exists(first):
         assert job.rollout(kind)
-    assert kind in job.live and not any(job.live[kind].slots)  # empty, not ended yet
+    assert kind in job.live and not any(job.live[kind].running)  # empty, not ended yet
     (later,) = assign(inbox, tmp_path, cfg, 1)
     trials.take()
     assert not job.rollout(kind)  # nothing to step: its empty slots took trial 1's members
-    assert kind in job.live and all(job.live[kind].slots)
+    assert kind in job.live and all(job.live[kind].running)
     inbox.close()
     job.run()
     assert TrialResult.read(later).state == "complete" and trials.ended == 2

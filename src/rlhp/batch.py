@@ -1,6 +1,6 @@
 """A population job of a batched search (`hydra.sweeper.population=P`): one process trains the
-trials its controller assigns through its inbox (rlhp.inbox), refilling a trial's slots with the
-next assigned trial of its structure as it ends. Its trials of one structural signature
+trials its controller assigns through its inbox (rlhp.inbox), giving a trial's member indices to
+the next assigned trial of its structure as it ends. Its trials of one structural signature
 (rlhp.config.signature) train as one structure group, a population of its own (VecEnv, stacked
 agent) of P / G trials x max_session members; with `hydra.sweeper.structure_groups=G` a job
 holds up to G groups and steps them in turn, one rollout each (G = 1: one population of P).
@@ -101,7 +101,7 @@ class Trials:
 class Groups:
     """The structure groups of one population job: a Population per structure among its
     trials, at most `groups` at once, each of `size` trials, stepped in turn a rollout each. A
-    group's freed slots take the job's next trials of its structure; a group with no member
+    group's freed member indices take the job's next trials of its structure; a group with no member
     and none queued ends; a structure with no group starts one when there is room."""
 
     def __init__(self, trials: Trials, size: int, groups: int):
@@ -130,11 +130,11 @@ class Groups:
 
     def rollout(self, kind: str) -> bool:
         """A rollout of the group of structure `kind`; False when it had no member to step (it
-        ends if its empty slots found none to take either)."""
+        ends if its free indices found none to take either)."""
         population = self.live[kind]
         if population.rollout():
             return True
-        if not any(population.slots):
+        if not any(population.running):
             population.close()
             del self.live[kind]
         return False
@@ -150,14 +150,14 @@ class Groups:
             member = next((m for m in self.trials.queue if kinds[m.run_dir] not in self.live), None)
             if member is None:
                 return
-            kind, slots = kinds[member.run_dir], self.size * member.cfg.max_session
-            members = [self.trials.next(kind) for _ in range(slots) if self.trials.queued(kind)]
+            kind, size = kinds[member.run_dir], self.size * member.cfg.max_session
+            members = [self.trials.next(kind) for _ in range(size) if self.trials.queued(kind)]
             self.live[kind] = Population(
                 members,
                 device(member.cfg.device),
                 refill=functools.partial(self.trials.next, kind),
                 on_finish=self.trials.finished,
-                size=slots,
+                size=size,
             )
             trials = ", ".join(sorted({m.run_dir.name for m in members}))
             log.info("rlhp: structure group of trials %s started (%d live)", trials, len(self.live))

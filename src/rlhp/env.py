@@ -262,7 +262,7 @@ class VecEnv:
         return self._obs(obs, update=True)
 
     def reset_member(self, k: int, seed: int, gamma: float) -> np.ndarray:
-        """Fresh copies and statistics for a new member in slot k; returns its observations."""
+        """Fresh copies and statistics for a new member at index k; returns its observations."""
         rows = self._rows(k)
         idx = np.arange(rows.start, rows.stop)
         if isinstance(self.env, gym.vector.SyncVectorEnv):

@@ -6,8 +6,9 @@ checkpoints, final and best model, a reporter for ASHA), and nothing couples it 
 weights, optimiser state, hyperparameters, replay memory, observation and reward statistics and
 random streams are per member. Members share the *structural signature* of their configs (what
 changes tensor shapes or the loop's schedule). A member that ends (done, stopped by its
-reporter, or failed with a non-finite loss) frees its slot, which `refill` may give to a new
-member at the next boundary of the agent (between rollouts; any step off-policy).
+reporter, or failed with a non-finite loss) frees its index on the member axis, which `refill`
+may give to a new member at the next boundary of the agent (between rollouts; any step
+off-policy).
 """
 
 import os
@@ -33,7 +34,7 @@ __all__ = [
 # about the memory of one env copy beside the rollout: a gym env's state, ALE's emulator
 ENV_COPY_BYTES = {"gym": 64 * 2**10, "atari": 4 * 2**20}
 
-REFILL_S = 1.0  # how often empty slots ask `refill` for a member (it may read a file)
+REFILL_S = 1.0  # how often free indices ask `refill` for a member (it may read a file)
 
 
 def member_bytes(cfg: DictConfig) -> int:
@@ -79,9 +80,10 @@ def check_memory(cfg: DictConfig) -> None:
 
 
 class Population:
-    """Trains `members` (sharing one structural signature) in lockstep in `size` slots (default:
-    one each); `refill()` gives a new member for a free slot, or None for now; `run()` returns
-    when no slot holds a member and `waiting()` says none will come; `on_finish(member)` is
+    """Trains `members` (sharing one structural signature) in lockstep on a member axis of `size`
+    (default: one each); `running[k]` is the member training at index k, None where k is free.
+    `refill()` gives a new member for a free index, or None for now; `run()` returns when no
+    index holds a member and `waiting()` says none will come; `on_finish(member)` is
     called as each member ends."""
 
     def __init__(
@@ -97,7 +99,7 @@ class Population:
         check_structure(cfgs)
         cfg = self.cfg = cfgs[0]
         size = size or len(members)
-        cfgs += [cfg] * (size - len(cfgs))  # empty slots wait for refill
+        cfgs += [cfg] * (size - len(cfgs))  # free indices wait for refill
         self.device = device
         self.refill = refill or (lambda: None)
         self.waiting = waiting or (lambda: False)
@@ -105,7 +107,7 @@ class Population:
         self.stop_requested = False  # set from a signal handler: checkpoint and raise Preempted
         self.env = VecEnv(cfg, [c.algo.gamma for c in cfgs], members=size)
         self.agent = algos.make(cfgs, self.env, device)
-        self.slots: list[Training | None] = [None] * size
+        self.running: list[Training | None] = [None] * size
         self.finished: list[Member] = []
         self.obs = self.env.reset([c.seed for c in cfgs])
         for k in range(len(members), size):  # defined weights, no member
@@ -113,12 +115,12 @@ class Population:
         self.agent.active[:] = False
         for k, member in enumerate(members):
             self._start(k, member)
-        self.frames = np.array([s.member.frame if s else 0 for s in self.slots])
-        self.refilled = 0.0  # when empty slots last asked for a member
+        self.frames = np.array([t.member.frame if t else 0 for t in self.running])
+        self.refilled = 0.0  # when free indices last asked for a member
         self._fill()
 
     def _start(self, k: int, member: Member) -> bool:
-        """Put `member` (fresh or from its checkpoint) in slot k; False (and the member among
+        """Put `member` (fresh or from its checkpoint) at index k; False (and the member among
         the finished) when its checkpoint says it is done."""
         self.agent.set_member(k, member.cfg.algo, member.seed)
         state = member.load()
@@ -133,26 +135,26 @@ class Population:
         if state is not None:
             self.agent.load_member_state(k, state["agent"])
             self.env.load_state_dict(state["env"], k)
-        self.slots[k] = Training(member, state is not None)
+        self.running[k] = Training(member, state is not None)
         return True
 
     def _fill(self) -> None:
-        """Offer the empty slots to new members while `refill` has one; once it has none, ask
-        again REFILL_S later (one call, not one per empty slot: a refill may read a file)."""
+        """Offer the free indices to new members while `refill` has one; once it has none, ask
+        again REFILL_S later (one call, not one per free index: a refill may read a file)."""
         self.refilled = time.monotonic()
-        for k, slot in enumerate(self.slots):
-            while slot is None:
+        for k, training in enumerate(self.running):
+            while training is None:
                 if (member := self.refill()) is None:
                     return
                 if self._start(k, member):
-                    slot = self.slots[k]
+                    training = self.running[k]
                     self.frames[k] = member.frame
 
     def run(self) -> list[Member]:
-        """Train until every slot is empty and `waiting()` says no member will come; returns
+        """Train until every index is free and `waiting()` says no member will come; returns
         the members in the order they finished."""
         try:
-            while any(self.slots) or self.waiting():
+            while any(self.running) or self.waiting():
                 if not self.step():  # nothing to train until a member comes
                     time.sleep(0.2)
         finally:
@@ -161,9 +163,9 @@ class Population:
 
     def step(self) -> bool:
         """One env step of the members, and the boundary's decisions when the agent reaches
-        one; False, with no member to step, once the empty slots asked `refill` again.
+        one; False, with no member to step, once the free indices asked `refill` again.
         Preempted (every member checkpointed) when a stop was requested."""
-        if not any(self.slots):
+        if not any(self.running):
             self._fill()
             return False
         env, agent, frames = self.env, self.agent, self.frames
@@ -175,9 +177,9 @@ class Population:
         agent.observe(self.obs, reward, terminated, truncated, final_obs)
         if (losses := agent.update(frames)) is not None:
             self._losses(losses)
-        for slot, returns in zip(self.slots, env.pop_member_episodes(), strict=True):
-            if slot is not None and returns:
-                slot.add_episodes(returns)
+        for training, returns in zip(self.running, env.pop_member_episodes(), strict=True):
+            if training is not None and returns:
+                training.add_episodes(returns)
         if agent.at_boundary:
             self._boundary()
         if self.stop_requested:
@@ -200,59 +202,59 @@ class Population:
     def _losses(self, losses: dict[str, np.ndarray]) -> None:
         """The agent's figures of this update; a member whose loss went non-finite fails."""
         failed = losses.pop("failed")
-        for k, slot in enumerate(self.slots):
-            if slot is None:
+        for k, training in enumerate(self.running):
+            if training is None:
                 continue
-            slot.add_losses({key: float(v[k]) for key, v in losses.items()})
-            if failed[k] != 0 and slot.member.error is None:
+            training.add_losses({key: float(v[k]) for key, v in losses.items()})
+            if failed[k] != 0 and training.member.error is None:
                 name = self.cfg.algo.name.upper()
-                slot.member.error = f"{name} loss is {failed[k]} at frame {self.frames[k]}"
+                training.member.error = f"{name} loss is {failed[k]} at frame {self.frames[k]}"
 
     def _boundary(self) -> None:
         """Where a checkpoint loses nothing: log points, then the reporters' decisions (a
-        trial's sessions decide together), checkpoints, and the freed slots refilled."""
+        trial's sessions decide together), checkpoints, and the freed indices refilled."""
         due = []
-        for k, slot in enumerate(self.slots):
-            if slot is None:
+        for k, training in enumerate(self.running):
+            if training is None:
                 continue
-            slot.member.frame = int(self.frames[k])
-            if slot.due:
-                due.append((k, slot, self._log_point(k, slot)))
-        for _, slot, score in due:
-            slot.member.report(score)
-        for k, slot, _ in due:
-            slot.member.follow()
-            self._save(k, slot)
-        ended = [k for k, slot in enumerate(self.slots) if slot is not None and slot.member.done]
+            training.member.frame = int(self.frames[k])
+            if training.due:
+                due.append((k, training, self._log_point(k, training)))
+        for _, training, score in due:
+            training.member.report(score)
+        for k, training, _ in due:
+            training.member.follow()
+            self._save(k, training)
+        ended = [k for k, t in enumerate(self.running) if t is not None and t.member.done]
         for k in ended:
-            self._finish(k, self.slots[k])
-        if ended or None in self.slots and time.monotonic() - self.refilled > REFILL_S:
+            self._finish(k, self.running[k])
+        if ended or None in self.running and time.monotonic() - self.refilled > REFILL_S:
             self._fill()
 
-    def _log_point(self, k: int, slot: Training) -> float:
+    def _log_point(self, k: int, training: Training) -> float:
         """Member k's log row and evaluation (its best model saved); the score to judge."""
         greedy = lambda obs: self.agent.greedy(obs, k)  # noqa: E731
-        score = slot.log_point(greedy, self.env.obs_rms.member(k))
-        if slot.best:
-            slot.member.save_model(self.agent.member_state(k), "_best")
+        score = training.log_point(greedy, self.env.obs_rms.member(k))
+        if training.best:
+            training.member.save_model(self.agent.member_state(k), "_best")
         return score
 
-    def _save(self, k: int, slot: Training) -> None:
-        slot.member.wall = time.perf_counter() - slot.started
-        slot.member.save(self.agent.member_state(k), self.env.state_dict(k))
+    def _save(self, k: int, training: Training) -> None:
+        training.member.wall = time.perf_counter() - training.started
+        training.member.save(self.agent.member_state(k), self.env.state_dict(k))
 
     def _checkpoint_all(self) -> None:
-        for k, slot in enumerate(self.slots):
-            if slot is not None:
-                slot.member.frame = int(self.frames[k])
-                self._save(k, slot)
+        for k, training in enumerate(self.running):
+            if training is not None:
+                training.member.frame = int(self.frames[k])
+                self._save(k, training)
 
-    def _finish(self, k: int, slot: Training) -> None:
-        member = slot.member
+    def _finish(self, k: int, training: Training) -> None:
+        member = training.member
         if member.error is None:
             member.save_model(self.agent.member_state(k))
-        slot.close()
-        self.slots[k] = None
+        training.close()
+        self.running[k] = None
         self.agent.active[k] = False
         self._done(member)
 
@@ -263,7 +265,7 @@ class Population:
         self.on_finish(member)
 
     def close(self) -> None:
-        for slot in self.slots:
-            if slot is not None:
-                slot.close()
+        for training in self.running:
+            if training is not None:
+                training.close()
         self.env.close()

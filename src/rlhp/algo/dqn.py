@@ -14,7 +14,7 @@ Members share the structure (net, `batch_size`, `memory_size`, `prioritized`) an
 the hyperparameters in `MEMBER_KEYS` are [K] values, each member explores and samples its replay
 with its own generators, and a gradient step runs and moves only the members that are due (the
 others' weights and Adam moments stay as they are), so member k trains as it would alone. An idle
-member (`active` False: a stopped member, an empty slot) is not forwarded, sampled or trained.
+member (`active` False: a stopped member, a free index) is not forwarded, sampled or trained.
 The nets are rlhp.stack.StackedQNetwork, the optimiser rlhp.optim.StackedAdam. Discrete actions
 only; Atari frames stay uint8 in replay.
 """

@@ -9,7 +9,7 @@ every `training_frequency` frames it takes `training_iter` gradient steps on min
 `batch_size`. Counts are the member's frames (env steps summed over its vector envs), and the
 schedule is per member (MEMBER_KEYS): a gradient step runs and moves only the members due, the
 others' weights and optimiser states stay as they are. An idle member (`active` False: stopped,
-failed, an empty slot) is not forwarded, sampled or trained. The policy acts in [-1, 1]^d,
+failed, a free index) is not forwarded, sampled or trained. The policy acts in [-1, 1]^d,
 which is what replay stores and the Q-networks see; the env gets the action rescaled to its
 bounds. Log-probabilities are those of the [-1, 1] action, as in SB3. Randomness is per member:
 member k's random actions and policy noise come from its actor generator, its batches from its
