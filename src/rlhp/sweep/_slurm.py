@@ -86,7 +86,10 @@ def _load(path: Path) -> Any:
 
 
 class Queue:
-    """Trial specs moved between pending/, claimed/<host>/ and done/ by atomic renames."""
+    """Job specs (a trial, or a population job) handed to whichever host job claims them: moved
+    between pending/, claimed/<host>/ and done/ by atomic renames, so two hosts never claim one.
+    A population job's trials reach it through its own inbox (rlhp.inbox), layered on this one:
+    this queue says which host runs a job; the inbox says which trials a running job trains."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -124,6 +127,10 @@ class Queue:
 
     def claims(self, host: str) -> list[int]:
         return [int(p.stem) for p in (self.root / "claimed" / host).glob("*.pkl")]
+
+    def close(self) -> None:
+        """No more jobs will come: idle hosts end (put reopens it)."""
+        (self.root / "closed").touch()
 
     def closed(self) -> bool:
         return (self.root / "closed").exists()
@@ -436,7 +443,7 @@ class Packer:
 
     def close(self) -> None:
         """The search is over: idle hosts end now instead of after idle_s."""
-        (self.queue.root / "closed").touch()
+        self.queue.close()
 
     def stop(self) -> None:
         """Ctrl+C: every host's trials checkpoint and end, no host is requeued (stop_jobs); the
