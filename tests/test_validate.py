@@ -1,5 +1,6 @@
 """rlhp.validate: the top configurations of a real search re-run with fresh seeds."""
 
+import os
 import pickle
 import shutil
 import signal
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import yaml
-from sweep._cli import cli_env, output, run_cli, run_sweep
+from sweep._cli import cli_env, default_sigint, output, run_cli, run_sweep
 
 from rlhp.analysis import experiment_df
 from rlhp.record import load
@@ -139,9 +140,17 @@ def test_running_it_again_resumes(validated):
     assert "SLURM" not in proc.stdout and trial_params(sweep / "0") is None
 
 
-def test_sigterm_stops_the_runs_at_a_checkpoint_and_the_same_command_resumes(sweep, tmp_path):
-    """SIGTERM (as Ctrl+C) makes every running validation run checkpoint and end, none left
-    training; the same command resumes it from that checkpoint."""
+@pytest.mark.parametrize(
+    "signum, says",
+    [
+        (signal.SIGTERM, "stopped by SIGTERM; run the same command to resume"),
+        (signal.SIGINT, "interrupted; run the same command to resume"),
+    ],
+)
+def test_a_stop_ends_the_runs_and_the_same_command_resumes(sweep, tmp_path, signum, says):
+    """SIGTERM, or Ctrl+C (SIGINT to the whole process group, as a terminal sends it), ends
+    every running validation job, none left training; the same command resumes each run from its
+    checkpoint."""
     copy = tmp_path / "sweep"
     shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("validation*"))
     number = int(experiment_df(load(copy)).iloc[0]["trial"])
@@ -149,16 +158,29 @@ def test_sigterm_stops_the_runs_at_a_checkpoint_and_the_same_command_resumes(swe
     longer = [o for o in yaml.safe_load(overrides.read_text()) if not o.startswith("env.max_frame")]
     overrides.write_text(yaml.safe_dump([*longer, "env.max_frame=12288"]))  # a longer run
     cmd = [sys.executable, "-m", "rlhp.validate", str(copy), "top_k=1", "max_session=2"]
-    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
     run_dir = copy / "validation" / f"trial{number}"
     while not list(run_dir.glob("checkpoints/*")) and proc.poll() is None:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     out, err = (s.decode() for s in proc.communicate(timeout=120))
-    assert proc.returncode == 128 + signal.SIGTERM, out + err
-    assert "stopped by SIGTERM; run the same command to resume" in err, err
+    assert proc.returncode == 128 + signum, out + err
+    assert says in err, err
     assert f"trial {number} (seeds" in out and "stopped at a checkpoint" in out, out
     assert not (run_dir / "result.yaml").exists()
+    assert "job Error" not in (run_dir / "validate.log").read_text()  # a stop, not a failure
+    left = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
+    assert left.stdout == "", "a validation run still trains after the stop"
     stopped_at = frames(run_dir)
     assert 0 < max(f for _, f in stopped_at) < 12288
 

@@ -11,7 +11,7 @@ import optuna
 import pytest
 import yaml
 from _helpers import LONG, LONG_TRIAL, frames, search
-from sweep._cli import _default_sigint, load_study, wait_for
+from sweep._cli import default_sigint, load_study, wait_for
 
 pytestmark = pytest.mark.slurm
 
@@ -65,7 +65,7 @@ def test_ctrl_c_stops_every_job_and_the_same_command_resumes(slurm_env, tmp_path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
 
     def training() -> list[int]:

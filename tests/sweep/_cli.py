@@ -59,7 +59,7 @@ def run_sweep(sweep_dir: Path, *overrides: str, timeout: float = 480):
     )
 
 
-def _default_sigint() -> None:
+def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # pytest may run where SIGINT is ignored
 
 
@@ -75,7 +75,7 @@ def start_sweep(sweep_dir: Path, *overrides: str, log: Path) -> subprocess.Popen
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_default_sigint,
+            preexec_fn=default_sigint,
         )
 
 

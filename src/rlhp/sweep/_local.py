@@ -122,6 +122,10 @@ class Jobs:
             while not job.done():
                 time.sleep(0.2)
             result = job.result()
+        except UncompletedJobError:
+            if self.stopping.is_set():  # Ctrl+C reached it too
+                raise KeyboardInterrupt from None
+            raise
         finally:
             with self.lock:
                 del self.running[name]
