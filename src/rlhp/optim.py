@@ -39,6 +39,7 @@ class StackedAdam:
         self.exp_avg = torch.zeros_like(flat)
         self.exp_avg_sq = torch.zeros_like(flat)
         self.steps = torch.zeros(flat.shape[0], 1, dtype=flat.dtype, device=flat.device)
+        self.update = torch.empty_like(flat)  # the step's scratch: no [K, P] allocated per step
 
     @torch.no_grad()
     def step(self, lr: torch.Tensor, mask: torch.Tensor | None = None) -> None:
@@ -54,8 +55,12 @@ class StackedAdam:
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         step_size = lr.unsqueeze(1) / (1 - beta1**steps)
         bias_correction2_sqrt = (1 - beta2**steps).sqrt()
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
-        flat.sub_(step_size * exp_avg / denom)
+        # flat -= step_size * exp_avg / (sqrt(exp_avg_sq) / bc2 + eps), with bc2 moved out of
+        # the denominator: four passes over [K, P] in place (memory-bound on a CPU)
+        update = self.update if flat is self.flat else torch.empty_like(flat)
+        torch.sqrt(exp_avg_sq, out=update).add_(self.eps * bias_correction2_sqrt)
+        torch.div(exp_avg, update, out=update)
+        flat.addcmul_(update, step_size * bias_correction2_sqrt, value=-1)
 
     def reset_member(self, k: int) -> None:
         self.exp_avg[k] = 0.0
