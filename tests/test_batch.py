@@ -15,8 +15,8 @@ from omegaconf import DictConfig, open_dict
 
 from rlhp import record
 from rlhp.batch import Groups, Trials, train_batch
+from rlhp.errors import Preempted
 from rlhp.inbox import Inbox
-from rlhp.member import Preempted
 from rlhp.population import Population
 from rlhp.record import TrialResult
 

@@ -13,7 +13,8 @@ import torch
 from _members import TINY, config
 
 from rlhp import trial
-from rlhp.member import Member, Preempted, summarize
+from rlhp.errors import Preempted
+from rlhp.member import Member, summarize
 from rlhp.record import TrialResult
 from rlhp.tb import HPARAMS_SUFFIX, session_dir
 from rlhp.trial import StopOnSignal, device, local_controller, lockstep, train_trial, write_result

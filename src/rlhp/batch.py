@@ -27,8 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlhp import asha
 from rlhp.config import population_size, signature
+from rlhp.errors import Preempted
 from rlhp.inbox import Inbox, group_size
-from rlhp.member import Member, Preempted
+from rlhp.member import Member
 from rlhp.population import REFILL_S, Population
 from rlhp.record import TrialResult, config_path
 from rlhp.trial import StopOnSignal, device, lockstep, write_result

@@ -171,12 +171,12 @@ def wrong_type(name: str, value: Any) -> str | None:
 def device_problem(name: Any, here: bool) -> str | None:
     """Why `device=name` cannot train (not a device rlhp knows, or, when the run trains `here`,
     a CUDA device this machine lacks); None when it can."""
-    import torch
-
     if not DEVICE.fullmatch(str(name)):
         return f"device must be auto, cpu, cuda or cuda:N, got {name!r}"
     if not here or not str(name).startswith("cuda"):
         return None
+    import torch  # only to ask for CUDA: a search's controller has no other use for it
+
     if not torch.cuda.is_available():
         return f"device={name}, but torch finds no CUDA GPU here; use device=auto or device=cpu"
     count, index = torch.cuda.device_count(), int(str(name).partition(":")[2] or 0)

@@ -19,3 +19,7 @@ class TooManyFailures(RlhpError):
             f"{failed} trials failed, more than max_failure_rate={max_failure_rate} of "
             f"n_trials={n_trials}; see state.yaml"
         )
+
+
+class Preempted(Exception):
+    """Raised after a checkpoint when the job was asked to stop (SLURM preemption, time limit)."""

@@ -27,10 +27,6 @@ Reporter = Callable[[int, float], bool]  # (frame, total_reward_ma or eval_retur
 EVAL_SEED = 1_000_003  # evaluation episodes start from seeds the training envs never use
 
 
-class Preempted(Exception):
-    """Raised after a checkpoint when the job was asked to stop (SLURM preemption, time limit)."""
-
-
 def evaluate(env: VecEnv, greedy: Callable[[np.ndarray], np.ndarray], seed: int, epsilon: float):
     """Mean raw return of one greedy episode in each copy of the evaluation env `env`, which
     normalises observations with the training env's statistics and leaves them as they are.
@@ -137,11 +133,7 @@ class Member:
 
     @property
     def done(self) -> bool:
-        return (
-            self.error is not None
-            or self.stopped_at is not None
-            or self.frame >= self.max_frame
-        )
+        return self.error is not None or self.stopped_at is not None or self.frame >= self.max_frame
 
     @property
     def total_reward_ma(self) -> float:

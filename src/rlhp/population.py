@@ -23,8 +23,8 @@ from omegaconf import DictConfig
 from rlhp import algo as algos
 from rlhp.config import check_structure
 from rlhp.env import VecEnv
-from rlhp.errors import ConfigError
-from rlhp.member import Lockstep, Member, Preempted, Training
+from rlhp.errors import ConfigError, Preempted
+from rlhp.member import Lockstep, Member, Training
 from rlhp.stack import Stacked
 
 __all__ = [

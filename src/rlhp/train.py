@@ -2,6 +2,8 @@
 
 The Hydra task function returns the objective (a float), so any Hydra sweeper can optimise it;
 the run directory also gets `result.yaml` with the per-session figures the rlhp sweeper records.
+The training modules (torch) are imported by the task, not by a search's controller, which
+never trains.
 """
 
 import logging
@@ -9,7 +11,6 @@ import sys
 from pathlib import Path
 
 import hydra
-import torch
 from filelock import FileLock
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -17,10 +18,7 @@ from omegaconf import DictConfig
 
 from rlhp import asha
 from rlhp.config import check
-from rlhp.errors import ConfigError
-from rlhp.member import Preempted
-from rlhp.population import check_memory
-from rlhp.trial import StopOnSignal, device, train_trial, write_result
+from rlhp.errors import ConfigError, Preempted
 
 log = logging.getLogger("rlhp")
 
@@ -31,6 +29,11 @@ CONF_DIR = str(_HERE / "conf" if (_HERE / "conf").is_dir() else _HERE.parents[1]
 
 def train(cfg: DictConfig) -> float:
     """Run max_session sessions (seeds seed, seed+1, ...); return the mean objective."""
+    import torch
+
+    from rlhp.population import check_memory
+    from rlhp.trial import StopOnSignal, device, train_trial, write_result
+
     check(cfg)
     torch.set_num_threads(cfg.torch_threads)
     hydra_cfg = HydraConfig.get()

@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from rlhp.member import Preempted
+from rlhp.errors import Preempted
 from rlhp.sweep import _foreign, _slurm
 
 

@@ -5,12 +5,15 @@ the gradient steps due (`_schedule`)."""
 
 import importlib
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlhp.errors import ConfigError
+
+if TYPE_CHECKING:  # rlhp.config.check uses this module before launch, in a process without torch
+    import torch
 
 # name -> (module, class, action spaces it can act in)
 ALGOS = {
@@ -52,7 +55,7 @@ def plain(cfg: DictConfig) -> SimpleNamespace:
     return SimpleNamespace(**OmegaConf.to_container(cfg, resolve=True))
 
 
-def make(cfgs: list[DictConfig], env, device: torch.device):
+def make(cfgs: list[DictConfig], env, device: "torch.device"):
     """The stacked agent of `cfgs` (one per member, sharing their structure) acting in `env` (a
     rlhp.env.VecEnv of as many members)."""
     cfg = cfgs[0]

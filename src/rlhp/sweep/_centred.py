@@ -8,6 +8,7 @@ prior with probability 1 - S and is uniform otherwise.
 """
 
 import math
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,8 @@ from optuna.distributions import (
 )
 from optuna.samplers import BaseSampler, QMCSampler, RandomSampler
 from optuna.trial import FrozenTrial
-from scipy.stats import norm
+
+NORMAL = NormalDist()  # the standard normal (its quantiles spread the values)
 
 
 def centre(dist: BaseDistribution, prior: Any, spread: float, u: float) -> Any:
@@ -33,7 +35,7 @@ def centre(dist: BaseDistribution, prior: Any, spread: float, u: float) -> Any:
     log = dist.log
     f = math.log if log else float
     low, high, centre_ = f(dist.low), f(dist.high), f(prior)
-    x = centre_ + spread * (high - low) * float(norm.ppf(min(max(u, 1e-9), 1 - 1e-9)))
+    x = centre_ + spread * (high - low) * NORMAL.inv_cdf(min(max(u, 1e-9), 1 - 1e-9))
     x = min(max(x, low), high)
     x = math.exp(x) if log else x
     if dist.step is not None:

@@ -141,7 +141,7 @@ class Queue:
 
 def _preempted(ret: JobReturn) -> bool:
     """Whether a trial's job failed because the trial checkpointed on a signal."""
-    from rlhp.member import Preempted
+    from rlhp.errors import Preempted
 
     try:  # JobReturn's public way to a failure: return_value raises it (after a stderr line)
         with contextlib.redirect_stderr(io.StringIO()):
