@@ -9,14 +9,14 @@ import pandas as pd
 import yaml
 
 
-def search(sweep_dir: Path, *overrides: str) -> list[str]:
+def search(sweep_dir: Path, *overrides: str, preset: str = "ppo_cartpole") -> list[str]:
     """The command of a small ASHA search of CartPole, a SLURM job per trial."""
     return [
         sys.executable,
         "-m",
         "rlhp.train",
         "-m",
-        "+search=ppo_cartpole",
+        f"+search={preset}",
         "+cluster=slurm",
         "hydra.launcher.partition=debug",
         f"hydra.sweep.dir={sweep_dir}",
@@ -44,9 +44,11 @@ LONG = 24000
 LONG_TRIAL = (f"env.max_frame={LONG}", "log_frequency=1000")
 
 
-def start_search(env: dict, sweep_dir: Path, *overrides: str) -> subprocess.Popen:
+def start_search(
+    env: dict, sweep_dir: Path, *overrides: str, preset: str = "ppo_cartpole"
+) -> subprocess.Popen:
     """A search of long trials (LONG frames, logged every 1000) to preempt or cancel."""
-    cmd = search(sweep_dir, *LONG_TRIAL, *overrides)
+    cmd = search(sweep_dir, *LONG_TRIAL, *overrides, preset=preset)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 import optuna
 import pandas as pd
 import pytest
+import torch
 import yaml
 from _helpers import LONG, assert_requeued, frames, job_id, results, run_search, sacct, start_search
 from sweep._cli import load_study, wait_for
@@ -47,15 +48,20 @@ def test_asha_search_shares_gpus(slurm_env, tmp_path):
     assert stopped == {int(t) for t in rungs[rungs.stop].trial}
 
 
-@pytest.mark.parametrize("gpu", [0.5, 0])
-def test_preempted_trial_resumes(slurm_env, tmp_path, gpu):
+# DQN: 12k frames, 2k of them gradient steps (learning_starts 10k), still training when signalled
+@pytest.mark.parametrize(
+    "gpu, preset, max_frame", [(0.5, "ppo_cartpole", LONG), (0, "dqn_cartpole", 12000)]
+)
+def test_preempted_trial_resumes(slurm_env, tmp_path, gpu, preset, max_frame):
     """USR2 (SLURM's preemption / time-limit signal) on a running trial's job: it checkpoints,
     is requeued (submitit's requeue for a job per trial, a new host for shared GPUs), resumes,
-    and completes with every frame and rung counted once."""
+    and completes with every frame and rung counted once; an off-policy trial resumes with its
+    replay memory."""
     sweep = tmp_path / "sweep"
     no_asha = "meta.search_scheduler=null"
+    gpus, budget = f"meta.search_resources.gpu={gpu}", f"env.max_frame={max_frame}"
     proc = start_search(
-        slurm_env, sweep, f"meta.search_resources.gpu={gpu}", "hydra.sweeper.n_trials=1", no_asha
+        slurm_env, sweep, gpus, budget, "hydra.sweeper.n_trials=1", no_asha, preset=preset
     )
     try:
         wait_for(lambda: len(frames(sweep / "0")) >= 2, proc, 300, "trial 0 to log twice")
@@ -77,13 +83,19 @@ def test_preempted_trial_resumes(slurm_env, tmp_path, gpu):
     assert trial.state == optuna.trial.TrialState.COMPLETE
     logged = frames(sweep / "0")
     assert logged == sorted(set(logged)), logged  # nothing counted twice
-    assert logged[-1] >= LONG and before in logged
+    assert logged[-1] >= max_frame and before in logged
     result = yaml.safe_load((sweep / "0" / "result.yaml").read_text())
     assert result["frame"] == logged[-1]
     if gpu:  # a new host job resumed the trial
         assert result["where"]["slurm_job_id"] != job
     else:  # submitit requeued the same job
         assert_requeued(slurm_env, job)
+    if preset.startswith("dqn"):  # every frame of both runs in the replay memory, not a fresh one
+        state = torch.load(sweep / "0" / "checkpoints" / "session0.pt", weights_only=False)
+        num_envs = yaml.safe_load((sweep / "0" / ".hydra" / "config.yaml").read_text())["env"][
+            "num_envs"
+        ]
+        assert int(state["agent"]["memory"]["steps"]) * num_envs == state["frame"] == logged[-1]
 
 
 def test_cancelled_trial_fails_and_sweep_finishes(slurm_env, tmp_path):
