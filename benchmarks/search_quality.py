@@ -1,11 +1,12 @@
-"""Search quality at equal wall-clock: PPO on CartPole-v1, rlhp against the searches a user would
-run instead (issue #22). Each contender searches for `--minutes` of wall-clock on this machine,
-`--reps` times with sampler seeds 0, 1, ...; its pick (the best complete trial by its own
-search metric, among the trials finished within the budget) is re-trained on `--seeds` fresh
-seeds (50000, 50001, ...: no search trains on them) and scored by the mean return of
-`--eval-episodes` greedy episodes of the final policy, averaged over the seeds:
+"""Search quality at equal wall-clock: PPO on CartPole-v1 (or `--preset ppo_acrobot`: Acrobot-v1,
+whose best lies below a ceiling), rlhp against the searches a user would run instead (issue
+#22). Each contender searches for `--minutes` of wall-clock on this machine, `--reps` times
+with sampler seeds 0, 1, ...; its pick (the best complete trial by its own search metric, among
+the trials finished within the budget) is re-trained on `--seeds` fresh seeds (50000, 50001,
+...: no search trains on them) and scored by the mean return of `--eval-episodes` greedy
+episodes of the final policy, averaged over the seeds:
 
-  batched  python -m rlhp.train -m +search=ppo_cartpole (the README's search: population 4, ASHA)
+  batched  python -m rlhp.train -m +search=PRESET (the README's search: population 4, ASHA)
            hydra.sweeper.budget_hours=MINUTES/60 hydra.sweeper.sampler.seed=R
   p1       the same with hydra.sweeper.population=1 (one process per trial)
   g2, g4   the batched search with hydra.sweeper.structure_groups=2 or 4 (a population job
@@ -14,7 +15,7 @@ seeds (50000, 50001, ...: no search trains on them) and scored by the mean retur
            slots through the submitit_local launcher, no pruning) on the preset's space (its
            hid_layers lists as strings, which Hydra parses back; no constraints: the stock
            sweeper has none), the preset's frames; stopped at the budget (SIGTERM)
-  zoo      python -m rl_zoo3.train --algo ppo --env CartPole-v1 -optimize --n-jobs SLOTS
+  zoo      python -m rl_zoo3.train --algo ppo --env ENV_ID -optimize --n-jobs SLOTS
            --sampler tpe --pruner median --seed R (its own space and n_timesteps), with a journal
            storage to read its trials; stopped at the budget with SIGINT (Ctrl+C: it then writes
            its report); run in the venv of benchmarks/zoo_venv.sh
@@ -55,13 +56,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from _machine import take_machine  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rlhp.config import signature  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-PRESET = OmegaConf.load(HERE.parent / "conf" / "search" / "ppo_cartpole.yaml")
+CONF = HERE.parent / "conf"
+# the searched preset (--preset; set by use_preset): its config, space and env
+PRESET = OmegaConf.load(CONF / "search" / "ppo_cartpole.yaml")
 SPACE: dict[str, str] = OmegaConf.to_container(PRESET.hydra.sweeper.params)
+ENV_NAME, ENV_ID = "cartpole", "CartPole-v1"
 SEED_BASE = 50_000
 FRACTIONS = (1 / 3, 2 / 3, 1.0)
 MANY = 100_000  # n_trials of a search that the budget ends
@@ -88,6 +92,16 @@ GRACE = 120  # seconds after the stop signal before the process group is killed
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def use_preset(name: str) -> None:
+    """Search conf/search/NAME.yaml (a PPO preset): its space, frames and env."""
+    global PRESET, SPACE, ENV_NAME, ENV_ID
+    PRESET = OmegaConf.load(CONF / "search" / f"{name}.yaml")
+    SPACE = OmegaConf.to_container(PRESET.hydra.sweeper.params)
+    groups = [d for d in PRESET.defaults if isinstance(d, DictConfig)]
+    ENV_NAME = next(v for d in groups for k, v in d.items() if k.endswith("/env"))
+    ENV_ID = OmegaConf.load(CONF / "env" / f"{ENV_NAME}.yaml").id
+
+
 def frame_overrides(frames: int | None, asha: bool) -> list[str]:
     """max_frame and log_frequency (the preset's unless `frames`); ASHA's grace scaled along."""
     if frames is None:
@@ -104,7 +118,7 @@ def stock_value(value: str) -> str:
 def search_command(contender: str, seed: int, sweep_dir: Path, args) -> list[str]:
     if contender == "zoo":
         cmd = [str(args.zoo_python), "-m", "rl_zoo3.train", "--algo", "ppo"]
-        cmd += ["--env", "CartPole-v1", "-optimize", "--n-jobs", str(args.slots)]
+        cmd += ["--env", ENV_ID, "-optimize", "--n-jobs", str(args.slots)]
         cmd += ["--sampler", "tpe", "--pruner", "median", "--seed", str(seed)]
         cmd += ["--storage", str(sweep_dir / "study.log"), "--study-name", "zoo"]
         cmd += ["-f", str(sweep_dir / "logs"), "--no-optim-plots"]
@@ -112,10 +126,11 @@ def search_command(contender: str, seed: int, sweep_dir: Path, args) -> list[str
     cmd = [sys.executable, "-m", "rlhp.train", "-m", f"hydra.sweep.dir={sweep_dir}"]
     cmd += [f"hydra.sweeper.n_trials={MANY}", f"hydra.sweeper.sampler.seed={seed}"]
     if contender == "stock":
-        cmd += ["hydra/sweeper=optuna", "hydra.sweeper.direction=maximize"]
+        cmd += ["hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "algo=ppo"]
+        cmd += [f"env={ENV_NAME}"]
         cmd += [f"hydra.sweeper.n_jobs={args.slots}", *frame_overrides(args.frames, asha=False)]
         return cmd + [f"{key}={stock_value(value)}" for key, value in SPACE.items()]
-    cmd += ["+search=ppo_cartpole", f"hydra.sweeper.budget_hours={args.minutes / 60}"]
+    cmd += [f"+search={args.preset}", f"hydra.sweeper.budget_hours={args.minutes / 60}"]
     cmd += [f"hydra.sweeper.max_concurrent={args.slots}"]
     cmd += frame_overrides(args.frames, asha=True) if args.frames else []
     if contender in GROUPS:
@@ -244,7 +259,8 @@ def validate(kind: str, pick: dict, args) -> dict:
     the mean over seeds of the final greedy evaluation return."""
     run_dir = args.work / "validation" / f"{kind}-{pick_key(kind, pick)}"
     if kind == "rlhp":
-        cmd = [sys.executable, "-m", "rlhp.train", *frame_overrides(args.frames, asha=False)]
+        cmd = [sys.executable, "-m", "rlhp.train", f"+search={args.preset}"]
+        cmd += frame_overrides(args.frames, asha=False)
         cmd += [f"{k}={rlhp_value(v)}" for k, v in pick.items()]
         cmd += [f"seed={SEED_BASE}", f"max_session={args.seeds}"]
         cmd += [f"eval_episodes={args.eval_episodes}", f"hydra.run.dir={run_dir}"]
@@ -258,7 +274,7 @@ def validate(kind: str, pick: dict, args) -> dict:
         out = run_dir / f"seed{seed}.json"
         if not out.exists():
             cmd = [str(args.zoo_python), str(HERE / "_zoo_retrain.py"), json.dumps(pick)]
-            cmd += [str(seed), "--eval-episodes", str(args.eval_episodes)]
+            cmd += [str(seed), "--eval-episodes", str(args.eval_episodes), "--env", ENV_ID]
             cmd += ["--frames", str(args.zoo_frames)] if args.zoo_frames else []
             done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=ENV)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -431,7 +447,7 @@ def plot(rows: list[dict], args, path: Path) -> None:
         ax.fill_between(x, [min(v) for _, v in points], [max(v) for _, v in points], alpha=0.15)
     ax.set_xlabel("search wall-clock (minutes)")
     ax.set_ylabel(f"validated return of the incumbent ({args.seeds} fresh seeds)")
-    ax.set_title("PPO CartPole-v1: search quality at equal wall-clock")
+    ax.set_title(f"PPO {ENV_ID}: search quality at equal wall-clock")
     ax.set_xlim(0, args.minutes * 1.05)
     ax.legend()
     ax.grid(alpha=0.3)
@@ -441,8 +457,7 @@ def plot(rows: list[dict], args, path: Path) -> None:
 
 def report(rows: list[dict], args, where: str) -> str:
     lines = [
-        "## Search quality at equal wall-clock: PPO on CartPole-v1 "
-        "(`benchmarks/search_quality.py`)",
+        f"## Search quality at equal wall-clock: PPO on {ENV_ID} (`benchmarks/search_quality.py`)",
         "",
         f"- command: `python {' '.join(sys.argv)}`",
         f"- date: {date.today()}; machine: {where}",
@@ -469,6 +484,7 @@ def report(rows: list[dict], args, where: str) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--minutes", type=float, default=6.0, help="wall-clock budget per search")
+    p.add_argument("--preset", default="ppo_cartpole", help="conf/search/NAME.yaml (PPO)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--seeds", type=int, default=5, help="validation seeds per pick")
     p.add_argument("--eval-episodes", type=int, default=10)
@@ -486,6 +502,7 @@ def main() -> int:
     )
     p.add_argument("--out", type=Path, default=HERE / "search_quality.md")
     args = p.parse_args()
+    use_preset(args.preset)
     args.work = args.work.resolve()
     if "zoo" in args.contenders and not args.zoo_python.exists():
         sys.exit(f"search_quality: no {args.zoo_python}: run bash benchmarks/zoo_venv.sh first")

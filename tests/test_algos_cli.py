@@ -73,7 +73,7 @@ RUNS = {
 }
 
 PRESETS = ["dqn_cartpole", "dqn_breakout", "a2c_cartpole", "a2c_lunar"]
-PRESETS += ["sac_pendulum", "sac_halfcheetah"]
+PRESETS += ["sac_pendulum", "sac_halfcheetah", "ppo_acrobot"]
 
 
 def check_ok(proc) -> None:
