@@ -87,7 +87,7 @@ from rlhp.sweep._slurm import Jobs
 log = logging.getLogger("rlhp.validate")
 
 SEED_BASE = 10_000
-STOPPED = "stopped"  # a SLURM run's result when SIGTERM stopped it at a checkpoint
+STOPPED = "stopped"  # a run's result (local or SLURM job) when SIGTERM stopped it at a checkpoint
 # overrides of the trial that validation sets itself
 _OWN = ("seed", "max_session", "meta.search_scheduler")
 _NOT_INHERITED = ("HYDRA_FULL_ERROR", "SUBMITIT_")
