@@ -206,7 +206,7 @@ def test_a_stop_checkpoints_every_group_and_raises_preempted(tmp_path, inbox, cf
     other = config("algo.time_horizon=32")
     run_dirs = assign(inbox, tmp_path, cfg, 0) + assign(inbox, tmp_path, other, 1)
     inbox.close()
-    job = Groups(Trials(inbox, tmp_path), size=1, groups=2)
+    job = Groups(Trials(inbox, tmp_path), size=1)
     rollout = Population.rollout
 
     def then_stop(population: Population) -> bool:
@@ -227,7 +227,7 @@ def test_a_stop_checkpoints_every_group_and_raises_preempted(tmp_path, inbox, cf
 def test_a_group_emptied_takes_a_trial_of_its_structure_assigned_later(tmp_path, inbox, cfg):
     (first,) = assign(inbox, tmp_path, cfg, 0)
     trials = Trials(inbox, tmp_path)
-    job = Groups(trials, size=1, groups=1)
+    job = Groups(trials, size=1)
     job.start()
     (kind,) = job.live
     while not TrialResult.exists(first):

@@ -101,12 +101,13 @@ class Trials:
 
 class Groups:
     """The structure groups of one population job: a Population per structure among its
-    trials, at most `groups` at once, each of `size` trials, stepped in turn a rollout each. A
-    group's freed member indices take the job's next trials of its structure; a group with no member
-    and none queued ends; a structure with no group starts one when there is room."""
+    trials, each of `size` trials, stepped in turn a rollout each (the controller decides how
+    many: its open groups and those it retired, training on). A group's freed member indices
+    take the job's next trials of its structure; a group with no member and none queued ends; a
+    structure with no group starts one."""
 
-    def __init__(self, trials: Trials, size: int, groups: int):
-        self.trials, self.size, self.groups = trials, size, groups
+    def __init__(self, trials: Trials, size: int):
+        self.trials, self.size = trials, size
         self.live: dict[str, Population] = {}
         self.stop_requested = False  # set from a signal handler: checkpoint and raise Preempted
         self.taken = 0.0  # when the inbox was last read for new structures
@@ -141,13 +142,12 @@ class Groups:
         return False
 
     def start(self) -> None:
-        """A group for each queued structure without one, while fewer than `groups` are live
-        (the inbox read REFILL_S apart)."""
+        """A group for each queued structure without one (the inbox read REFILL_S apart)."""
         if time.monotonic() - self.taken > REFILL_S:
             self.trials.take()
             self.taken = time.monotonic()
         kinds = self.trials.kinds
-        while len(self.live) < self.groups:
+        while True:
             member = next((m for m in self.trials.queue if kinds[m.run_dir] not in self.live), None)
             if member is None:
                 return
@@ -193,7 +193,7 @@ def train_batch(
     log.info("rlhp: population job of %d trials at once (%d structure groups)", population, groups)
     trials = Trials(Inbox(folder), sweep_dir)
     stop = StopOnSignal()
-    stop.session = job = Groups(trials, group_size(population, groups), groups)
+    stop.session = job = Groups(trials, group_size(population, groups))
     job.stop_requested = stop.received is not None
     try:
         job.run()

@@ -1,7 +1,7 @@
-"""Batched search with `hydra.sweeper.population_trials=N` (default: the population) through the
-real CLI: a population job is retired after N trials, its slot starts a new job whose first trial
-draws the structure again; every trial is recorded once, also after a SIGKILL of the
-controller."""
+"""Batched search with `hydra.sweeper.population_trials=N` (default: the group's population)
+through the real CLI: a structure group is retired after N trials and its job, the same process,
+opens a new group whose first trial draws the structure again; every trial is recorded once,
+also after a SIGKILL of the controller."""
 
 import itertools
 import json
@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from rlhp import record
-from rlhp.sweep._batched import retire_after, slot_free
+from rlhp.sweep._batched import NOWHERE, PopulationJob, Proposal, joins, placement, retire_after
 
 from ._cli import (
     kill_group,
@@ -54,25 +54,34 @@ def structure(sweep_dir: Path, number: int) -> tuple:
     return cfg.algo.time_horizon, tuple(cfg.algo.hid_layers)
 
 
-def test_retire_after_applies_only_to_structure_fixed_per_job():
+def test_retire_after_applies_only_to_structure_fixed_per_group():
     assert retire_after(6, size=2, fix=True, structural=True) == 6
     assert retire_after(None, size=2, fix=True, structural=True) == 2  # one population's worth
     assert retire_after(6, size=2, fix=False, structural=True) is None  # grid, dgd: as before
     assert retire_after(6, size=2, fix=True, structural=False) is None  # nothing to draw again
 
 
-def test_slot_free_only_beside_a_retired_job_with_half_its_population_left():
-    assert slot_free([], size=4)
-    assert slot_free([(True, 2)], size=4) and slot_free([(True, 0)], size=4)
-    assert not slot_free([(True, 3)], size=4)  # more than half still training
-    assert not slot_free([(False, 0)], size=4)  # not retired (grid, dgd: as before)
-    assert not slot_free([(True, 0), (False, 1)], size=4)  # one extra job per slot at most
-    assert slot_free([(True, 1)], size=3) and not slot_free([(True, 2)], size=3)
+def test_a_job_opens_a_group_once_its_retired_groups_have_half_its_population_left():
+    job = PopulationJob(0, 0, None, None)
+    for number, kind in enumerate("aaab"):
+        job.trials[number] = Proposal(None, Path(), [], kind, {})
+    job.kinds = {"b": {}}  # a retired: 3 of its trials training
+    assert not job.opens(size=4) and job.opens(size=6)
+    assert job.groups() == {"b": 1} and job.room(size=1) and not job.room(size=0)
+    del job.trials[0]
+    assert job.opens(size=4)
+    # a job that may not open a group fills its open ones, or has no room
+    assert placement({"b": 1}, limit=2, size=4, opens=False) == "b"
+    assert placement({}, limit=1, size=4, opens=False) is NOWHERE
+    assert placement({}, limit=1, size=4) is None
+    assert not joins({"b": 1}, "c", new_group=True, limit=2, size=4, opens=False)
+    assert joins({"b": 1}, "a", new_group=True, limit=2, size=4)  # a retired structure again
 
 
 @pytest.mark.parametrize("population_trials", [None, 6])
-def test_retired_jobs_redraw_the_structure(population_trials, tmp_path):
-    """By default a job takes one population's worth (2 trials); 6 (n_trials): never retired."""
+def test_retired_groups_redraw_the_structure_in_the_same_job(population_trials, tmp_path):
+    """By default a group takes one population's worth (2 trials); 6 (n_trials): never
+    retired. One slot: one job, one process, for the whole search."""
     sweep = tmp_path / "sweep"
     args = [*BASE, "hydra.sweeper.n_trials=6"]
     if population_trials is not None:
@@ -83,27 +92,29 @@ def test_retired_jobs_redraw_the_structure(population_trials, tmp_path):
     study = load_study(sweep)
     launched = [t for t in study.trials if "rejected" not in t.user_attrs]
     assert len(launched) == 6 and all(t.state == TrialState.COMPLETE for t in launched)
-    given = [n for trials in jobs.values() for n in trials]
-    assert sorted(given) == sorted(t.number for t in launched)  # each trial assigned once
-    for trials in jobs.values():
-        assert len({structure(sweep, n) for n in trials}) == 1
-    kinds = [structure(sweep, trials[0]) for trials in jobs.values()]
+    assert list(jobs) == [0] and sorted(jobs[0]) == sorted(t.number for t in launched)
+    order = jobs[0]
     if population_trials == 6:
-        assert len(jobs) == 1  # one job trained them all, one structure
+        assert len({structure(sweep, n) for n in order}) == 1  # one group trained them all
         return
-    assert [len(trials) for trials in jobs.values()] == [2, 2, 2]
-    assert len(set(kinds)) > 1, kinds  # each new job drew its structure again
-    assert all((sweep / "populations" / str(j) / "closed").exists() for j in jobs)
-    # one slot: a job started once the one before it was retired (given its 2 trials) and had
-    # at most 1 (half the population) still training; the one before that had ended
+    groups = [order[i : i + 2] for i in range(0, 6, 2)]
+    for group in groups:
+        assert len({structure(sweep, n) for n in group}) == 1
+    kinds = [structure(sweep, group[0]) for group in groups]
+    assert len(set(kinds)) > 1, kinds  # each new group drew its structure again
+    retired = [ln for ln in proc.stdout.splitlines() if "retired after 2 trials" in ln]
+    assert len(retired) == 3, output(proc)
+    # a group opened once the one before it was retired (given its 2 trials) and had at most 1
+    # (half the population) still training; the one before that had ended
     by_number = {t.number: t for t in launched}
-    order = list(jobs.values())
-    for i, (before, after) in enumerate(itertools.pairwise(order)):
+    for i, (before, after) in enumerate(itertools.pairwise(groups)):
         start = min(by_number[n].datetime_start for n in after)
         assert all(by_number[n].datetime_start <= start for n in before)
         assert sum(by_number[n].datetime_complete > start for n in before) <= 1
         if i:
-            assert start >= max(by_number[n].datetime_complete for n in order[i - 1])
+            assert start >= max(by_number[n].datetime_complete for n in groups[i - 1])
+    log = (sweep / "populations" / "0" / "train.log").read_text()
+    assert log.count("structure group of trials") >= len(set(kinds)), log
 
 
 def test_sigkill_of_the_controller_with_retired_jobs_resumes_to_exactly_n_trials(tmp_path):
@@ -111,7 +122,7 @@ def test_sigkill_of_the_controller_with_retired_jobs_resumes_to_exactly_n_trials
     args = [*BASE, "env.max_frame=4096", "hydra.sweeper.n_trials=6"]
     proc = start_sweep(sweep, *args, log=log)
     try:
-        wait_for(lambda: len(assigned(sweep)) >= 2, proc, 240, "a second population job", log)
+        wait_for(lambda: len(assigned(sweep).get(0, [])) >= 3, proc, 240, "a second group", log)
     finally:
         kill_group(proc)
     again = run_sweep(sweep, *args)
@@ -123,7 +134,7 @@ def test_sigkill_of_the_controller_with_retired_jobs_resumes_to_exactly_n_trials
     for t in launched:
         assert (sweep / str(t.number) / "result.yaml").is_file()
     jobs = assigned(sweep)
-    assert all(len(trials) <= 2 for trials in jobs.values())
+    assert len(jobs) == 2  # the killed controller's job, and the one that resumed its trials
     assert {n for trials in jobs.values() for n in trials} == {t.number for t in launched}
 
 

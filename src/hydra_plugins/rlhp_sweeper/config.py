@@ -35,8 +35,8 @@ class RlhpSweeperConf:
     max_concurrent: int | None = None  # trial slots; default: CPU cores locally, n_trials else
     n_jobs: int | None = None  # the stock Optuna sweeper's name: taken as max_concurrent, a hint
     population: int = 1  # trials a slot's process trains at once (PPO, A2C); 1: one per process
-    # a population job ends after this many trials (>= population; null: population) and its
-    # slot starts a new one whose structure (hid_layers, time_horizon, ...) is drawn again
+    # a structure group is retired after this many trials (>= its population; null: its
+    # population) and its job opens a new one whose structure (hid_layers, ...) is drawn again
     population_trials: int | None = None
     # structures (hid_layers, time_horizon, ...) a population job trains at once, each group a
     # population of population / structure_groups trials, stepped in turn; 1: one structure

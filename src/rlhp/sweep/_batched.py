@@ -5,15 +5,16 @@ The controller asks the study for trials as the one-process-per-trial loop does 
 budgets, priors, resume), writes each trial's folder (.hydra/config.yaml, overrides.yaml,
 hydra.yaml) and assigns the trial through a job's inbox (rlhp.inbox). Trials whose structural
 signature differs (rlhp.config.signature: hid_layers, time_horizon, ...) never share a job.
-When the space has structural dimensions, a job holds up to G structure groups
+When the space has structural dimensions, a job holds up to G open structure groups
 (`structure_groups`, rlhp.batch: each its own population of P / G trials, stepped in turn): the
-trial asked to fill a job draws them freely while it has fewer than G groups, else has them fixed
-to the values of its group with the fewest trials (Optuna's PartialFixedSampler), so every job
-stays full: the sampler explores structure once per group, and everything else per trial.
-A job is retired once it was given `population_trials` trials (by default P: its inbox closed,
-it ends when they end) and its slot starts a new job, so structure is drawn again through the
-search. The new job starts as soon as the retired one has at most half its population training
-(ASHA stops members one by one): the two share the slot until the retired job ends.
+trial asked to fill a job draws them freely while it has fewer than G open groups, else has them
+fixed to the values of its open group with the fewest trials (Optuna's PartialFixedSampler), so
+every job stays full: the sampler explores structure once per group, and everything else per
+trial. A group is retired once it was given `population_trials` trials (by default its
+population, P / G): it takes no new trial and trains on until its trials end, and the job opens
+a new group, whose structure is drawn again, as soon as its retired groups have at most half
+the job's population training (ASHA stops members one by one). The job's process stays: a
+search starts one process per slot, not one per group.
 With a grid (grid, dgd) nothing is fixed: a proposal no job of its kind has room for starts
 its own job in a free slot or waits for one, and a job with nothing left to do gives its slot
 up. A job holds its P trials plus one queued, so a freed member slot refills at the next
@@ -65,18 +66,23 @@ class PopulationJob:
     inbox: Inbox
     future: Future
     trials: dict[int, Proposal] = field(default_factory=dict)  # assigned, not recorded yet
-    kinds: dict[str, dict[str, Any]] = field(default_factory=dict)  # its structures, as asked
-    given: int = 0  # trials assigned so far
+    kinds: dict[str, dict[str, Any]] = field(default_factory=dict)  # its open groups, as asked
+    given: Counter[str] = field(default_factory=Counter)  # trials given to each open group
     closed: bool = False
-    retired: bool = False  # closed after `population_trials` trials
-
-    def room(self, size: int) -> bool:
-        return not self.closed and len(self.trials) <= size
 
     def groups(self) -> dict[str, int]:
-        """Its structure groups (every structure it was given): trials in flight of each."""
+        """Its open structure groups: trials in flight of each."""
         flying = Counter(p.kind for p in self.trials.values())
         return {kind: flying[kind] for kind in self.kinds}
+
+    def room(self, size: int) -> bool:
+        """Open, with at most `size` trials (its population) in its open groups."""
+        return not self.closed and sum(self.groups().values()) <= size
+
+    def opens(self, size: int) -> bool:
+        """Whether it may open a group: its retired groups have at most half its population
+        (`size`) training."""
+        return 2 * sum(p.kind not in self.kinds for p in self.trials.values()) <= size
 
     def close(self) -> None:
         """No more trials: the job ends once those it has end."""
@@ -88,36 +94,36 @@ class PopulationJob:
 def retire_after(
     population_trials: int | None, size: int, fix: bool, structural: bool
 ) -> int | None:
-    """How many trials a job is given before it is retired (None: never): `population_trials`,
-    by default one population's worth (`size`), when the space has structural dimensions and
-    they are fixed per job (not with a grid)."""
+    """How many trials a structure group is given before it is retired (None: never):
+    `population_trials`, by default the group's population (`size`), when the space has
+    structural dimensions and they are fixed per group (not with a grid)."""
     return (population_trials or size) if fix and structural else None
 
 
-def placement(groups: dict[str, int], limit: int, size: int) -> str | None | Literal[False]:
-    """Where a job's next trial goes, given its structure groups (signature: trials in flight):
-    None (its structure drawn freely, a new group) while it has fewer than `limit` groups, else
-    the group with the fewest trials while that holds at most `size` (its population, one
-    queued), else NOWHERE."""
-    if len(groups) < limit:
+def placement(
+    groups: dict[str, int], limit: int, size: int, opens: bool = True
+) -> str | None | Literal[False]:
+    """Where a job's next trial goes, given its open structure groups (signature: trials in
+    flight): None (its structure drawn freely, a new group) while it has fewer than `limit` and
+    `opens` a group, else the group with the fewest trials while that holds at most `size` (its
+    population, one queued), else NOWHERE."""
+    if len(groups) < limit and opens:
         return None
+    if not groups:
+        return NOWHERE
     kind = min(groups, key=groups.__getitem__)
     return kind if groups[kind] <= size else NOWHERE
 
 
-def joins(groups: dict[str, int], kind: str, new_group: bool, limit: int, size: int) -> bool:
-    """Whether a trial of structure `kind` joins a job of these structure groups: its group
-    holds at most `size` trials (one queued), or, as a `new_group`, the job has fewer than
-    `limit` groups and none of its structure."""
+def joins(
+    groups: dict[str, int], kind: str, new_group: bool, limit: int, size: int, opens: bool = True
+) -> bool:
+    """Whether a trial of structure `kind` joins a job of these open structure groups: its group
+    holds at most `size` trials (one queued), or, as a `new_group`, the job `opens` a group, has
+    fewer than `limit` and none open of its structure."""
     if new_group:
-        return kind not in groups and len(groups) < limit
+        return opens and kind not in groups and len(groups) < limit
     return kind in groups and groups[kind] <= size
-
-
-def slot_free(jobs: list[tuple[bool, int]], size: int) -> bool:
-    """Whether a slot may start a job, given its jobs as (retired, trials in flight): when it has
-    none, or one that is retired with at most half its population still training."""
-    return not jobs or (len(jobs) == 1 and jobs[0][0] and 2 * jobs[0][1] <= size)
 
 
 def job_error(job: PopulationJob, sweep_dir: Path) -> Exception | str:
@@ -183,15 +189,15 @@ class Batched:
         self.sweep_dir = search.sweep_dir
         self.jobs: list[PopulationJob] = []
         self.waiting: list[Proposal] = []  # no job of their kind has room yet
-        self.pool = ThreadPoolExecutor(2 * slots)  # a retired job drains beside one
+        self.pool = ThreadPoolExecutor(slots)
         algo = search.leaves["algo.name"]
         self.structural = [k for k in search.space if not is_member_key(algo, k)]
         self.fix = search.grid is None  # a grid's points stay whole
-        self.retire = retire_after(
-            search.cfg.population_trials, size, self.fix, bool(self.structural)
-        )
         self.groups = min(search.cfg.structure_groups, size) if self.structural else 1
         self.group_size = group_size(size, self.groups)  # a job's population over its groups
+        self.retire = retire_after(
+            search.cfg.population_trials, self.group_size, self.fix, bool(self.structural)
+        )
         folder = self.sweep_dir / record.POPULATIONS
         taken = [int(p.name) for p in folder.glob("*") if p.name.isdigit()]
         self.numbers = itertools.count(max(taken, default=-1) + 1)  # never reuse an inbox
@@ -273,8 +279,10 @@ class Batched:
         room for a new group, else start a job; False: no room."""
         for new_group in (False, True):
             for job in (j for j in self.jobs if j.room(self.size)):
-                if joins(job.groups(), proposal.kind, new_group, self.groups, self.group_size):
-                    if new_group and job.kinds:
+                opens = job.opens(self.size)
+                groups = job.groups()
+                if joins(groups, proposal.kind, new_group, self.groups, self.group_size, opens):
+                    if new_group and job.trials:
                         log.info("population job %d: a group of %s", job.number, proposal.fixed)
                     self.assign(job, proposal)
                     return True
@@ -295,30 +303,31 @@ class Batched:
         return True
 
     def assign(self, job: PopulationJob, proposal: Proposal) -> None:
+        kind = proposal.kind
         job.trials[proposal.trial.number] = proposal
-        job.kinds.setdefault(proposal.kind, proposal.fixed)
+        job.kinds.setdefault(kind, proposal.fixed)
         job.inbox.put(proposal.trial.number, proposal.run_dir)
-        job.given += 1
-        if self.retire is not None and job.given >= self.retire:
-            job.close()
-            job.retired = True
-            log.info("population job %d retired after %d trials", job.number, job.given)
+        job.given[kind] += 1
+        if self.retire is not None and job.given[kind] >= self.retire:
+            del job.kinds[kind], job.given[kind]
+            log.info(
+                "population job %d: group of %s retired after %d trials",
+                job.number,
+                proposal.fixed,
+                self.retire,
+            )
 
     def free_slot(self) -> int | None:
-        """A slot that may start a job (slot_free), None: none."""
-        for slot in range(self.slots):
-            if slot_free(
-                [(j.retired, len(j.trials)) for j in self.jobs if j.slot == slot], self.size
-            ):
-                return slot
-        return None
+        """A slot without a job, None: none."""
+        taken = {j.slot for j in self.jobs}
+        return next((slot for slot in range(self.slots) if slot not in taken), None)
 
     def target(self) -> dict[str, Any] | None | bool:
         """Where the next trial goes: the structure of a job's group with room (placement), None
         for a new group or job, NOWHERE."""
         if self.fix:
             for job in (j for j in self.jobs if j.room(self.size)):
-                kind = placement(job.groups(), self.groups, self.group_size)
+                kind = placement(job.groups(), self.groups, self.group_size, job.opens(self.size))
                 if kind is None:
                     return None
                 if kind is not NOWHERE:

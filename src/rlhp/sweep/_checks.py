@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rlhp.errors import ConfigError
+from rlhp.inbox import group_size
 
 TRIALS_PER_DIMENSION = 3  # SLM-Lab's rule of thumb
 
@@ -96,8 +97,10 @@ def settings(cfg: DictConfig) -> None:
         (
             "population_trials",
             cfg.population_trials,
-            "null or >= hydra.sweeper.population",
-            cfg.population_trials is not None and cfg.population_trials < cfg.population,
+            "null or >= a structure group's population (population / structure_groups)",
+            cfg.population_trials is not None
+            and min(cfg.population, cfg.structure_groups) >= 1  # else refused above
+            and cfg.population_trials < group_size(cfg.population, cfg.structure_groups),
         ),
         ("validate.top_k", cfg.validate.top_k, ">= 0", cfg.validate.top_k < 0),
         ("validate.max_session", cfg.validate.max_session, ">= 1", cfg.validate.max_session < 1),
