@@ -11,7 +11,15 @@ import pytest
 from optuna.trial import TrialState
 
 from rlhp import record
-from rlhp.sweep._batched import NOWHERE, PopulationJob, Proposal, joins, placement, retire_after
+from rlhp.sweep._batched import (
+    NOWHERE,
+    PopulationJob,
+    Proposal,
+    joins,
+    placement,
+    retire_after,
+    slot_free,
+)
 
 from ._cli import (
     kill_group,
@@ -76,6 +84,36 @@ def test_a_job_opens_a_group_once_its_retired_groups_have_half_its_population_le
     assert placement({}, limit=1, size=4) is None
     assert not joins({"b": 1}, "c", new_group=True, limit=2, size=4, opens=False)
     assert joins({"b": 1}, "a", new_group=True, limit=2, size=4)  # a retired structure again
+
+
+def test_slot_free_only_beside_a_retired_job_with_half_its_population_left():
+    assert slot_free([], size=4)
+    assert slot_free([(True, 2)], size=4) and slot_free([(True, 0)], size=4)
+    assert not slot_free([(True, 3)], size=4)  # more than half still training
+    assert not slot_free([(False, 0)], size=4)  # not retired
+    assert not slot_free([(True, 0), (False, 1)], size=4)  # one extra job per slot at most
+    assert slot_free([(True, 1)], size=3) and not slot_free([(True, 2)], size=3)
+
+
+def test_a_job_is_retired_at_half_its_time_limit_and_its_slot_starts_another(tmp_path):
+    """hydra.launcher.timeout_min=1: a job takes trials for 30 s, then its slot's next job
+    does; the search starts trials for 45 s (budget_hours)."""
+    sweep = tmp_path / "sweep"
+    args = [*BASE, "hydra.sweeper.n_trials=500", "hydra.sweeper.budget_hours=0.0125"]
+    args += ["hydra.launcher.timeout_min=1"]
+    proc = run_sweep(sweep, *args)
+    assert proc.returncode == 0, output(proc)
+    study = load_study(sweep)
+    launched = [t for t in study.trials if "rejected" not in t.user_attrs]
+    assert launched and all(t.state == TrialState.COMPLETE for t in launched)
+    jobs = assigned(sweep)
+    assert len(jobs) >= 2, jobs
+    assert sorted(n for trials in jobs.values() for n in trials) == sorted(
+        t.number for t in launched
+    )  # each trial assigned once
+    retired = [ln for ln in proc.stdout.splitlines() if "retired at half its time limit" in ln]
+    assert len(retired) >= len(jobs) - 1, output(proc)
+    assert all((sweep / "populations" / str(j) / "closed").exists() for j in jobs)
 
 
 @pytest.mark.parametrize("population_trials", [None, 6])

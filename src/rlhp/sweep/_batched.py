@@ -4,7 +4,8 @@ rlhp.batch) training up to P trials at once, refilled from the study as its tria
 The controller asks the study for trials as the one-process-per-trial loop does (constraints,
 budgets, priors, resume), writes each trial's folder (.hydra/config.yaml, overrides.yaml,
 hydra.yaml) and assigns the trial through a job's inbox (rlhp.inbox). Trials whose structural
-signature differs (rlhp.config.signature: hid_layers, time_horizon, ...) never share a job.
+signature differs (rlhp.config.signature: hid_layers, time_horizon, ...) never share a
+population.
 When the space has structural dimensions, a job holds up to G open structure groups
 (`structure_groups`, rlhp.batch: each its own population of P / G trials, stepped in turn): the
 trial asked to fill a job draws them freely while it has fewer than G open groups, else has them
@@ -14,7 +15,10 @@ trial. A group is retired once it was given `population_trials` trials (by defau
 population, P / G): it takes no new trial and trains on until its trials end, and the job opens
 a new group, whose structure is drawn again, as soon as its retired groups have at most half
 the job's population training (ASHA stops members one by one). The job's process stays: a
-search starts one process per slot, not one per group.
+search starts one process per slot, not one per group, until the job has run half its time
+limit (hydra.launcher.timeout_min): it is then retired (its inbox closed, it ends when its
+trials end) and its slot starts a new job as soon as the retired one has at most half its
+population training, the two sharing the slot until it ends.
 With a grid (grid, dgd) nothing is fixed: a proposal no job of its kind has room for starts
 its own job in a free slot or waits for one, and a job with nothing left to do gives its slot
 up. A job holds its P trials plus one queued, so a freed member slot refills at the next
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import Trial
 
 from rlhp import record
@@ -68,7 +72,9 @@ class PopulationJob:
     trials: dict[int, Proposal] = field(default_factory=dict)  # assigned, not recorded yet
     kinds: dict[str, dict[str, Any]] = field(default_factory=dict)  # its open groups, as asked
     given: Counter[str] = field(default_factory=Counter)  # trials given to each open group
+    started: float = field(default_factory=time.monotonic)
     closed: bool = False
+    retired: bool = False  # closed at half its time limit
 
     def groups(self) -> dict[str, int]:
         """Its open structure groups: trials in flight of each."""
@@ -124,6 +130,12 @@ def joins(
     if new_group:
         return opens and kind not in groups and len(groups) < limit
     return kind in groups and groups[kind] <= size
+
+
+def slot_free(jobs: list[tuple[bool, int]], size: int) -> bool:
+    """Whether a slot may start a job, given its jobs as (retired, trials in flight): when it has
+    none, or one that is retired with at most half its population still training."""
+    return not jobs or (len(jobs) == 1 and jobs[0][0] and 2 * jobs[0][1] <= size)
 
 
 def job_error(job: PopulationJob, sweep_dir: Path) -> Exception | str:
@@ -189,7 +201,9 @@ class Batched:
         self.sweep_dir = search.sweep_dir
         self.jobs: list[PopulationJob] = []
         self.waiting: list[Proposal] = []  # no job of their kind has room yet
-        self.pool = ThreadPoolExecutor(slots)
+        self.pool = ThreadPoolExecutor(2 * slots)  # a retired job drains beside one
+        timeout_min = OmegaConf.select(launch.config, "hydra.launcher.timeout_min")
+        self.lifetime = 30.0 * timeout_min if timeout_min else None  # s: half the time limit
         algo = search.leaves["algo.name"]
         self.structural = [k for k in search.space if not is_member_key(algo, k)]
         self.fix = search.grid is None  # a grid's points stay whole
@@ -225,6 +239,7 @@ class Batched:
         the trials that wait where there is room. Returns how many were recorded."""
         for job in self.jobs:
             job.inbox.beat()
+        self.retire_old()
         recorded = 0
         for job in list(self.jobs):
             ended = job.future.done()
@@ -317,10 +332,26 @@ class Batched:
                 self.retire,
             )
 
+    def retire_old(self) -> None:
+        """Retire the jobs that ran half their time limit: their slots start new jobs."""
+        for job in self.jobs:
+            if (
+                not job.closed
+                and self.lifetime is not None
+                and time.monotonic() - job.started > self.lifetime
+            ):
+                job.close()
+                job.retired = True
+                log.info("population job %d retired at half its time limit", job.number)
+
     def free_slot(self) -> int | None:
-        """A slot without a job, None: none."""
-        taken = {j.slot for j in self.jobs}
-        return next((slot for slot in range(self.slots) if slot not in taken), None)
+        """A slot that may start a job (slot_free), None: none."""
+        for slot in range(self.slots):
+            if slot_free(
+                [(j.retired, len(j.trials)) for j in self.jobs if j.slot == slot], self.size
+            ):
+                return slot
+        return None
 
     def target(self) -> dict[str, Any] | None | bool:
         """Where the next trial goes: the structure of a job's group with room (placement), None
