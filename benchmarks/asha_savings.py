@@ -191,7 +191,7 @@ def report(runs: list[dict], schedule: str, where: str, args: argparse.Namespace
         f"`python benchmarks/asha_savings.py --seeds {seeds} --trials {args.trials} "
         f"--orders {args.orders}`",
         "",
-        f"Machine: {where}; other engineers' tests ran at the same time (loaded).",
+        f"Machine: {where}.",
         "",
         f"## The same search with and without ASHA ({args.trials} trials, max_frame "
         f"{MAX_FRAME:,}, schedule `{schedule}`)",
