@@ -334,12 +334,10 @@ class Batched:
 
     def retire_old(self) -> None:
         """Retire the jobs that ran half their time limit: their slots start new jobs."""
+        if self.lifetime is None:
+            return
         for job in self.jobs:
-            if (
-                not job.closed
-                and self.lifetime is not None
-                and time.monotonic() - job.started > self.lifetime
-            ):
+            if not job.closed and time.monotonic() - job.started > self.lifetime:
                 job.close()
                 job.retired = True
                 log.info("population job %d retired at half its time limit", job.number)
