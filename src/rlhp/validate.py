@@ -169,18 +169,21 @@ class Command:
 
     def __call__(self) -> int | str:
         signalled: list[int] = []
-        signal.signal(signal.SIGTERM, self._pass_on(signalled))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._pass_on(signalled))
         self.proc = _start(self.overrides, self.run_dir, self.cwd)
         rc = self.proc.wait()
         return STOPPED if signalled else rc
 
     def _pass_on(self, signalled: list[int]):
-        """SIGTERM to the run too (a local job's controller signals this process only)."""
+        """On SIGTERM or SIGINT (Ctrl+C, which the run may have had too): SIGTERM to the run (a
+        local job's controller signals this process only), which checkpoints; the job ends
+        after it, so nothing trains on once the job has ended."""
 
         def handler(signum: int, _frame) -> None:
             signalled.append(signum)
             if self.proc is not None and self.proc.poll() is None:
-                self.proc.send_signal(signum)
+                self.proc.send_signal(signal.SIGTERM)
 
         return handler
 
