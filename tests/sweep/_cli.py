@@ -1,6 +1,7 @@
 """Run the real CLIs (`python -m rlhp.train -m`, `rlhp.analyze`, ...) in subprocesses and read
 back what a sweep left."""
 
+import json
 import os
 import signal
 import subprocess
@@ -138,6 +139,16 @@ def trial_dirs(sweep_dir: Path) -> list[int]:
     if not sweep_dir.exists():
         return []
     return sorted(int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def assigned(sweep_dir: Path) -> dict[int, list[int]]:
+    """Population job -> the trials its inbox was given, in order."""
+    inboxes = (sweep_dir / "populations").glob("*/inbox.jsonl")
+    out = {}
+    for inbox in sorted(inboxes, key=lambda p: int(p.parent.name)):
+        lines = [json.loads(line) for line in inbox.read_text().splitlines()]
+        out[int(inbox.parent.name)] = [line["trial"] for line in lines]
+    return out
 
 
 def state(sweep_dir: Path):

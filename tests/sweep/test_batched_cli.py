@@ -2,7 +2,6 @@
 structure, refilled as ASHA stops members; sessions in lockstep; SIGKILL of the controller and
 of a population job."""
 
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from _members import assert_asha_judged_the_mean_of_two_sessions, decisions
 from optuna.trial import TrialState
 
 from ._cli import (
+    assigned,
     kill_group,
     load_study,
     output,
@@ -34,15 +34,6 @@ BASE = [
     "algo.gamma=interval(0.9, 0.999)",
 ]
 ASHA = ["+meta.search_scheduler={grace_period: 512, reduction_factor: 2}"]
-
-
-def assigned(sweep_dir: Path) -> dict[int, list[int]]:
-    """Population job -> the trials its inbox was given, in order."""
-    out = {}
-    for inbox in sorted((sweep_dir / "populations").glob("*/inbox.jsonl")):
-        lines = [json.loads(line) for line in inbox.read_text().splitlines()]
-        out[int(inbox.parent.name)] = [line["trial"] for line in lines]
-    return out
 
 
 def test_one_population_job_trains_every_trial_and_refills_stopped_members(tmp_path):

@@ -2,12 +2,12 @@
 holds trials of up to G structures, each structure group a population of its own, stepped in
 turn; the placement rule that decides which structure the next trial of a job is asked with."""
 
+from _members import decisions
 from optuna.trial import TrialState
 
 from rlhp.sweep._batched import NOWHERE, joins, placement
 
-from ._cli import load_study, output, run_sweep, trial_config
-from .test_batched_cli import assigned, decisions
+from ._cli import assigned, load_study, output, run_sweep, trial_config
 
 
 def test_a_job_draws_structure_freely_until_it_has_its_groups_then_fills_the_smallest():

@@ -4,7 +4,6 @@ opens a new group whose first trial draws the structure again; every trial is re
 also after a SIGKILL of the controller."""
 
 import itertools
-import json
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from rlhp.sweep._batched import (
 )
 
 from ._cli import (
+    assigned,
     kill_group,
     load_study,
     output,
@@ -44,17 +44,6 @@ BASE = [
     "hydra.sweeper.population=2",
     "hydra.sweeper.max_concurrent=1",
 ]
-
-
-def assigned(sweep_dir: Path) -> dict[int, list[int]]:
-    """Population job -> the trials its inbox was given, in order."""
-    out = {}
-    for inbox in sorted(
-        (sweep_dir / "populations").glob("*/inbox.jsonl"), key=lambda p: int(p.parent.name)
-    ):
-        lines = [json.loads(line) for line in inbox.read_text().splitlines()]
-        out[int(inbox.parent.name)] = [line["trial"] for line in lines]
-    return out
 
 
 def structure(sweep_dir: Path, number: int) -> tuple:
