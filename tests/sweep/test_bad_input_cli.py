@@ -55,7 +55,7 @@ CASES = {
     "population_memory": (
         "s",
         [LR, f"hydra.sweeper.population={HUGE}", f"hydra.sweeper.n_trials={HUGE}"],
-        [f"of {HUGE} members", "GiB", "hydra.sweeper.population"],
+        [f"of up to {HUGE + HUGE // 2} members", "GiB", "hydra.sweeper.population"],
     ),
     "structure_groups_zero": (
         "s",

@@ -12,9 +12,11 @@ from optuna.trial import TrialState
 from rlhp import record
 from rlhp.sweep._batched import (
     NOWHERE,
+    Batched,
     PopulationJob,
     Proposal,
     joins,
+    opens,
     placement,
     retire_after,
     slot_free,
@@ -58,15 +60,30 @@ def test_retire_after_applies_only_to_structure_fixed_per_group():
     assert retire_after(6, size=2, fix=True, structural=False) is None  # nothing to draw again
 
 
-def test_a_job_opens_a_group_once_its_retired_groups_have_half_its_population_left():
+def test_a_slot_opens_a_group_once_its_retired_groups_have_half_its_population_left():
     job = PopulationJob(0, 0, None, None)
     for number, kind in enumerate("aaab"):
         job.trials[number] = Proposal(None, Path(), [], kind, {})
     job.kinds = {"b": {}}  # a retired: 3 of its trials training
-    assert not job.opens(size=4) and job.opens(size=6)
+    assert job.retiring() == 3 and not opens(3, size=4) and opens(3, size=6)
     assert job.groups() == {"b": 1} and job.room(size=1) and not job.room(size=0)
     del job.trials[0]
-    assert job.opens(size=4)
+    assert job.retiring() == 2 and opens(2, size=4)
+    job.closed = True  # a closed (retired) job's trials all retire
+    assert job.retiring() == 3
+    # a slot counts the retiring trials of its jobs: a retired job's and its successor's
+    batched = Batched.__new__(Batched)
+    batched.size, successor = 4, PopulationJob(1, 0, None, None)
+    successor.trials[7] = Proposal(None, Path(), [], "c", {})
+    other_slot = PopulationJob(2, 1, None, None, kinds={"a": {}})
+    other_slot.trials = dict(job.trials)  # in its open group "a", or retiring ("b")
+    batched.jobs = [job, successor, other_slot]
+    assert not batched.opens(0) and batched.opens(1)  # 3 retiring on slot 0, 1 on slot 1
+    del job.trials[1]
+    successor.kinds = {}  # its group retired too: 2 + 1 retiring
+    assert not batched.opens(0)
+    del job.trials[2]
+    assert batched.opens(0)
     # a job that may not open a group fills its open ones, or has no room
     assert placement({"b": 1}, limit=2, size=4, opens=False) == "b"
     assert placement({}, limit=1, size=4, opens=False) is NOWHERE

@@ -13,12 +13,13 @@ fixed to the values of its open group with the fewest trials (Optuna's PartialFi
 every job stays full: the sampler explores structure once per group, and everything else per
 trial. A group is retired once it was given `population_trials` trials (by default its
 population, P / G): it takes no new trial and trains on until its trials end, and the job opens
-a new group, whose structure is drawn again, as soon as its retired groups have at most half
-the job's population training (ASHA stops members one by one). The job's process stays: a
-search starts one process per slot, not one per group, until the job has run half its time
+a new group, whose structure is drawn again, as soon as the slot's retired groups have at most
+half the job's population training (ASHA stops members one by one). The job's process stays:
+a search starts one process per slot, not one per group, until the job has run half its time
 limit (hydra.launcher.timeout_min): it is then retired (its inbox closed, it ends when its
 trials end) and its slot starts a new job as soon as the retired one has at most half its
-population training, the two sharing the slot until it ends.
+population training, the two sharing the slot until it ends. A slot so holds at most one and
+a half populations (the memory check counts that).
 With a grid (grid, dgd) nothing is fixed: a proposal no job of its kind has room for starts
 its own job in a free slot or waits for one, and a job with nothing left to do gives its slot
 up. A job holds its P trials plus one queued, so a freed member slot refills at the next
@@ -85,10 +86,12 @@ class PopulationJob:
         """Open, with at most `size` trials (its population) in its open groups."""
         return not self.closed and sum(self.groups().values()) <= size
 
-    def opens(self, size: int) -> bool:
-        """Whether it may open a group: its retired groups have at most half its population
-        (`size`) training."""
-        return 2 * sum(p.kind not in self.kinds for p in self.trials.values()) <= size
+    def retiring(self) -> int:
+        """Its trials in flight that no open group holds: those of its retired groups, or all
+        of them once it is closed."""
+        if self.closed:
+            return len(self.trials)
+        return sum(p.kind not in self.kinds for p in self.trials.values())
 
     def close(self) -> None:
         """No more trials: the job ends once those it has end."""
@@ -132,10 +135,17 @@ def joins(
     return kind in groups and groups[kind] <= size
 
 
+def opens(retiring: int, size: int) -> bool:
+    """Whether a slot may open a structure group, given its trials in flight outside open groups
+    (retired groups and a retired job's): at most half a population (`size`). A slot so holds at
+    most one and a half populations: its open groups' P and the retiring P / 2."""
+    return 2 * retiring <= size
+
+
 def slot_free(jobs: list[tuple[bool, int]], size: int) -> bool:
     """Whether a slot may start a job, given its jobs as (retired, trials in flight): when it has
-    none, or one that is retired with at most half its population still training."""
-    return not jobs or (len(jobs) == 1 and jobs[0][0] and 2 * jobs[0][1] <= size)
+    none, or one that is retired and `opens` a group."""
+    return not jobs or (len(jobs) == 1 and jobs[0][0] and opens(jobs[0][1], size))
 
 
 def job_error(job: PopulationJob, sweep_dir: Path) -> Exception | str:
@@ -294,9 +304,8 @@ class Batched:
         room for a new group, else start a job; False: no room."""
         for new_group in (False, True):
             for job in (j for j in self.jobs if j.room(self.size)):
-                opens = job.opens(self.size)
-                groups = job.groups()
-                if joins(groups, proposal.kind, new_group, self.groups, self.group_size, opens):
+                groups, may_open = job.groups(), self.opens(job.slot)
+                if joins(groups, proposal.kind, new_group, self.groups, self.group_size, may_open):
                     if new_group and job.trials:
                         log.info("population job %d: a group of %s", job.number, proposal.fixed)
                     self.assign(job, proposal)
@@ -342,6 +351,10 @@ class Batched:
                 job.retired = True
                 log.info("population job %d retired at half its time limit", job.number)
 
+    def opens(self, slot: int) -> bool:
+        """Whether a job of this slot may open a group: the slot's retiring trials (opens)."""
+        return opens(sum(j.retiring() for j in self.jobs if j.slot == slot), self.size)
+
     def free_slot(self) -> int | None:
         """A slot that may start a job (slot_free), None: none."""
         for slot in range(self.slots):
@@ -356,7 +369,7 @@ class Batched:
         for a new group or job, NOWHERE."""
         if self.fix:
             for job in (j for j in self.jobs if j.room(self.size)):
-                kind = placement(job.groups(), self.groups, self.group_size, job.opens(self.size))
+                kind = placement(job.groups(), self.groups, self.group_size, self.opens(job.slot))
                 if kind is None:
                     return None
                 if kind is not NOWHERE:

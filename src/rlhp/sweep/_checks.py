@@ -122,18 +122,19 @@ def settings(cfg: DictConfig) -> None:
             raise ConfigError(f"hydra.sweeper.{name} must be {allowed}, got {value!r}")
 
 
-def population_memory(member: int, members: int, jobs: int, memory: int) -> str | None:
-    """Why `jobs` population jobs of `members` members each (of `member` bytes) cannot fit in
+def population_memory(member: int, members: int, slots: int, memory: int) -> str | None:
+    """Why `slots` slots of at most `members` members each (of `member` bytes) cannot fit in
     `memory` bytes, saying what fits; None when they fit."""
-    if member * members * jobs <= memory:
+    if member * members * slots <= memory:
         return None
-    most = memory // (member * jobs)
-    fits = f"at most {most} members per job fit" if most else "not one member per job fits"
+    most = memory // (member * slots)
+    fits = f"at most {most} members per slot fit" if most else "not one member per slot fits"
     return (
-        f"{jobs} population job(s) of {members} members need about "
-        f"{member * members * jobs / 2**30:.1f} GiB ({member / 2**20:.2f} MiB a member), more "
+        f"{slots} slot(s) of up to {members} members need about "
+        f"{member * members * slots / 2**30:.1f} GiB ({member / 2**20:.2f} MiB a member), more "
         f"than the {memory / 2**30:.1f} GiB of memory they have; {fits}: lower "
-        "hydra.sweeper.population (members = population x max_session) or max_concurrent"
+        "hydra.sweeper.population (a slot holds up to 1.5 x population x max_session members, "
+        "its retired groups ending beside the open ones) or max_concurrent"
     )
 
 

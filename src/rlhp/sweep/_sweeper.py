@@ -163,14 +163,14 @@ class SweeperImpl:
         member = member_bytes(self.probe)
         groups = min(self.cfg.structure_groups, self.cfg.population)  # each ceil(P / G) trials
         trials = groups * group_size(self.cfg.population, groups)
-        members = trials * self.leaves["max_session"]
+        members = (trials + trials // 2) * self.leaves["max_session"]  # a slot's most (_batched)
         if self.launch.here:
-            memory, jobs = available_memory(), self.slots
+            memory, slots = available_memory(), self.slots
         elif mem_gb := OmegaConf.select(self.config, "meta.search_resources.mem_gb"):
-            memory, jobs = int(mem_gb * 2**30), 1
+            memory, slots = int(mem_gb * 2**30), 1  # per job
         else:
             return
-        if problem := _checks.population_memory(member, members, jobs, memory):
+        if problem := _checks.population_memory(member, members, slots, memory):
             raise ConfigError(problem)
 
     def _check_feasible(self) -> None:
