@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlhp.net import ActorCritic, init_layer
+from rlhp.net import ActorCritic, Tanh, init_layer
 from rlhp.stack import StackedActorCritic, StackedConv2d, StackedLinear
 
 K = 3
@@ -28,6 +28,21 @@ def test_stacked_linear_equals_k_linear_layers_forward_and_backward():
     for k, layer in enumerate(layers):
         torch.testing.assert_close(stacked.weight.grad[k], layer.weight.grad.T)
         torch.testing.assert_close(stacked.bias.grad[k, 0], layer.bias.grad)
+
+
+def test_tanh_equals_torchs_forward_and_backward():
+    x = torch.linspace(-12, 12, 4001, dtype=torch.float64).reshape(1, -1, 1)
+    x = torch.cat([x, torch.randn(1, 4001, 1, dtype=torch.float64)]).requires_grad_()
+    ref = x.detach().clone().requires_grad_()
+    grad = torch.randn_like(x)
+    ours = Tanh()(x)
+    ours.backward(grad)
+    torch.tanh(ref).backward(grad)
+    torch.testing.assert_close(ours, torch.tanh(ref), atol=1e-12, rtol=0)
+    torch.testing.assert_close(x.grad, ref.grad, atol=1e-12, rtol=0)
+    assert torch.autograd.gradcheck(Tanh(), (x[:, :50].detach().requires_grad_(),))
+    x32 = torch.randn(K, 64, 6) * 4  # float32, as the nets run: to 2e-7 (rlhp.net.Tanh)
+    torch.testing.assert_close(Tanh()(x32), torch.tanh(x32), atol=2.5e-7, rtol=0)
 
 
 def test_stacked_conv_equals_k_conv_layers():
