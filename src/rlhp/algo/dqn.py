@@ -226,7 +226,8 @@ class DQN:
         self.q_net.grad.zero_()
         # where and masked_fill, not a mask product: NaN * 0 would still be NaN
         torch.where(mask[rows], loss, 0.0).sum().backward()
-        self.q_net.grad.masked_fill_(~mask.unsqueeze(1), 0.0)
+        if bool(now.any()):  # one failed now: NaN gradient (the others' rows are 0)
+            self.q_net.grad.masked_fill_(~mask.unsqueeze(1), 0.0)
         clip_grad_norm(self.q_net.grad, self.hp.clip_grad_val)
         # every member due: one step of all (lr 0 for one that failed now), no gather and scatter
         self.optimizer.step(lr * mask, mask if ks is not None else None)

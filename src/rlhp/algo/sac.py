@@ -175,7 +175,8 @@ class SAC:
         torch.where(ok, loss, 0.0).sum().backward()
         mask = torch.zeros_like(active)
         mask[idx] = ok
-        net.grad.masked_fill_(~mask.unsqueeze(1), 0.0)
+        if not bool(ok.all()):  # a loss not finite: NaN gradient (the others' rows are 0)
+            net.grad.masked_fill_(~mask.unsqueeze(1), 0.0)
         optim.clip_grad_norm(net.grad, self.hp.clip_grad_val)
         optimizer.step(self.hp.lr * mask, self.gather(mask, len(idx)))
 
