@@ -20,6 +20,7 @@ from rlhp.sweep._batched import (
     placement,
     retire_after,
     slot_free,
+    slot_trials,
 )
 
 from ._cli import (
@@ -84,6 +85,7 @@ def test_a_slot_opens_a_group_once_its_retired_groups_have_half_its_population_l
     assert not batched.opens(0)
     del job.trials[2]
     assert batched.opens(0)
+    assert slot_trials(4) == 6 and slot_trials(3) == 4  # open P and at most P / 2 retiring
     # a job that may not open a group fills its open ones, or has no room
     assert placement({"b": 1}, limit=2, size=4, opens=False) == "b"
     assert placement({}, limit=1, size=4, opens=False) is NOWHERE

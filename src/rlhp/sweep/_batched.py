@@ -137,9 +137,14 @@ def joins(
 
 def opens(retiring: int, size: int) -> bool:
     """Whether a slot may open a structure group, given its trials in flight outside open groups
-    (retired groups and a retired job's): at most half a population (`size`). A slot so holds at
-    most one and a half populations: its open groups' P and the retiring P / 2."""
+    (retired groups and a retired job's): at most half a population (`size`)."""
     return 2 * retiring <= size
+
+
+def slot_trials(size: int) -> int:
+    """The most trials a slot holds at once under `opens`: its open groups' population (`size`)
+    and the retiring half of one (the memory check counts these)."""
+    return size + size // 2
 
 
 def slot_free(jobs: list[tuple[bool, int]], size: int) -> bool:

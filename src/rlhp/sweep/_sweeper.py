@@ -159,11 +159,12 @@ class SweeperImpl:
         """ConfigError when the population jobs cannot fit in memory: what this machine has
         free, which the local slots share, or a SLURM job's meta.search_resources.mem_gb."""
         from rlhp.population import available_memory, member_bytes
+        from rlhp.sweep._batched import slot_trials
 
         member = member_bytes(self.probe)
         groups = min(self.cfg.structure_groups, self.cfg.population)  # each ceil(P / G) trials
         trials = groups * group_size(self.cfg.population, groups)
-        members = (trials + trials // 2) * self.leaves["max_session"]  # a slot's most (_batched)
+        members = slot_trials(trials) * self.leaves["max_session"]
         if self.launch.here:
             memory, slots = available_memory(), self.slots
         elif mem_gb := OmegaConf.select(self.config, "meta.search_resources.mem_gb"):
